@@ -1,0 +1,337 @@
+package attest
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Defaults of VerifyOptions.
+const (
+	DefaultClockSkew   = 60 * time.Second
+	DefaultMaxLifetime = 24 * time.Hour
+)
+
+// Expectation is a verifier's reference value for one region: the roots it
+// accepts.
+type Expectation struct {
+	RegionID string
+	Roots    []Digest
+}
+
+// EvidenceVerifier checks hardware evidence offline: its signature chain to
+// a pinned root and that it carries reportData. Package evidence implements
+// it for SEV-SNP and TDX; without one, reports with hardware evidence fail.
+type EvidenceVerifier interface {
+	VerifyEvidence(hw *HardwareEvidence, reportData [64]byte, now time.Time) error
+}
+
+// VerifyOptions configure Verify. The zero value verifies nothing: at least
+// one trusted key is required.
+type VerifyOptions struct {
+	// TrustedKeys are the pinned signer keys. A key that arrives inside a
+	// report is never trusted by itself.
+	TrustedKeys []*PublicKey
+	// Now is the verification time; zero means time.Now().
+	Now time.Time
+	// ClockSkew is the tolerance on issued-at and expires-at; zero means
+	// DefaultClockSkew.
+	ClockSkew time.Duration
+	// MaxLifetime caps expires-at minus issued-at, whatever the signer
+	// chose; zero means DefaultMaxLifetime.
+	MaxLifetime time.Duration
+	// Nonce, when set, must equal the report's nonce.
+	Nonce []byte
+	// Expected are the verifier's reference values. Every expected region
+	// must be present; a root outside the accepted set is drift.
+	Expected []Expectation
+	// Strict makes drift fatal. Without it, drift is reported in the
+	// result and the report still verifies.
+	Strict bool
+	// Evidence verifies hardware evidence in guest evidence. Nil fails
+	// every report whose guest evidence carries hardware evidence.
+	Evidence EvidenceVerifier
+}
+
+// CheckStatus is the outcome of one check.
+type CheckStatus string
+
+// Check outcomes.
+const (
+	StatusPass CheckStatus = "pass"
+	StatusFail CheckStatus = "fail"
+	StatusWarn CheckStatus = "warn" // drift outside strict mode
+	StatusSkip CheckStatus = "skip" // not applicable or not requested
+)
+
+// Check names, in the order Verify runs them.
+const (
+	CheckFormat       = "format"
+	CheckSignature    = "signature"
+	CheckTrust        = "trust"
+	CheckGuest        = "guest"
+	CheckFreshness    = "freshness"
+	CheckNonce        = "nonce"
+	CheckCompleteness = "completeness"
+	CheckDrift        = "drift"
+)
+
+// Check is one line of a verification breakdown.
+type Check struct {
+	Name   string      `json:"name"`
+	Region string      `json:"region,omitempty"` // for per-region drift checks
+	Status CheckStatus `json:"status"`
+	Detail string      `json:"detail,omitempty"`
+}
+
+// Result is the outcome of Verify. Report, Guest and the claims are set only
+// once the signature has verified against a pinned key; nothing unverified
+// is ever returned as data.
+type Result struct {
+	Valid      bool           `json:"valid"`
+	ReportHash Digest         `json:"report_hash"`
+	KeyID      Digest         `json:"key_id"`
+	Report     *Report        `json:"report,omitempty"`
+	Guest      *GuestEvidence `json:"guest,omitempty"`
+	GuestHash  *Digest        `json:"guest_hash,omitempty"`
+	Checks     []Check        `json:"checks"`
+	Drift      []RegionDrift  `json:"drift,omitempty"`
+}
+
+// AllClaims returns the verified claims of the report and of its guest
+// evidence.
+func (r *Result) AllClaims() []Claim {
+	var out []Claim
+	if r.Report != nil {
+		out = append(out, r.Report.Claims...)
+	}
+	if r.Guest != nil {
+		out = append(out, r.Guest.Claims...)
+	}
+	return out
+}
+
+func (r *Result) add(name string, st CheckStatus, format string, args ...any) {
+	r.Checks = append(r.Checks, Check{Name: name, Status: st, Detail: fmt.Sprintf(format, args...)})
+}
+
+// fail records a failed check and returns err, the error Verify returns.
+func (r *Result) fail(name string, err error) (*Result, error) {
+	r.Checks = append(r.Checks, Check{Name: name, Status: StatusFail, Detail: err.Error()})
+	r.Valid = false
+	return r, err
+}
+
+// Verify checks a signed report offline, in this order: format (strict
+// decoding of the COSE_Sign1), trust (the key id is pinned), signature
+// (algorithm, type, ML-DSA-65), format of the payload, guest evidence (its
+// own signature, binding and hardware evidence), freshness, nonce,
+// completeness and drift. It stops at the first failure and returns the
+// breakdown so far with an error matching ErrMalformed, ErrTrust,
+// ErrFreshness or ErrAppraisal. Drift outside strict mode is a warning, not
+// an error.
+func Verify(signed []byte, opts VerifyOptions) (*Result, error) {
+	res := &Result{ReportHash: ReportHash(signed)}
+	env, err := openEnvelope("report", signed)
+	if err != nil {
+		return res.fail(CheckFormat, err)
+	}
+	res.KeyID = env.kid
+	i := slices.IndexFunc(opts.TrustedKeys, func(k *PublicKey) bool { return k != nil && k.KeyID() == env.kid })
+	if i < 0 {
+		return res.fail(CheckTrust, fmt.Errorf("%w: key id %s is not among the %d pinned key(s)", ErrUntrustedKey, env.kid, len(opts.TrustedKeys)))
+	}
+	res.add(CheckTrust, StatusPass, "key %s is pinned", env.kid)
+	if err := env.verify(TypeReport, opts.TrustedKeys[i]); err != nil {
+		return res.fail(CheckSignature, err)
+	}
+	res.add(CheckSignature, StatusPass, "ML-DSA-65 (COSE alg -49) over the protected header and payload")
+
+	rep, err := decodeReport(env.msg.Payload)
+	if err != nil {
+		return res.fail(CheckFormat, err)
+	}
+	if rep.Attester.KeyID != env.kid {
+		return res.fail(CheckFormat, malformed("report payload", "attester kid differs from the protected header kid", nil))
+	}
+	res.add(CheckFormat, StatusPass, "%s, %d claim(s)", ProfileReport, len(rep.Claims))
+
+	if len(rep.Guest) > 0 {
+		g, gh, err := verifyGuest(rep, opts)
+		if err != nil {
+			return res.fail(CheckGuest, err)
+		}
+		res.Guest, res.GuestHash = g, &gh
+		if err := uniqueRegions("report", append(slices.Clone(rep.Claims), g.Claims...)); err != nil {
+			return res.fail(CheckFormat, err)
+		}
+		res.add(CheckGuest, StatusPass, "guest key %s, seq %d, %s evidence bound", KeyIDOf(g.GuestKey), g.Seq, hardwareName(g))
+	} else {
+		res.add(CheckGuest, StatusSkip, "no guest evidence")
+	}
+	res.Report = rep
+
+	if err := checkFreshness(rep, res.Guest, opts); err != nil {
+		return res.fail(CheckFreshness, err)
+	}
+	res.add(CheckFreshness, StatusPass, "issued %s, expires %s", rep.IssuedAt.Format(time.RFC3339), rep.ExpiresAt.Format(time.RFC3339))
+
+	if opts.Nonce != nil {
+		if subtle.ConstantTimeCompare(opts.Nonce, rep.Nonce) != 1 {
+			return res.fail(CheckNonce, fmt.Errorf("%w: report answers nonce %x", ErrNonce, []byte(rep.Nonce)))
+		}
+		res.add(CheckNonce, StatusPass, "matches the verifier's nonce")
+	} else {
+		res.add(CheckNonce, StatusSkip, "no nonce supplied by the verifier")
+	}
+
+	claims := res.AllClaims()
+	if err := checkCompleteness(claims, opts.Expected); err != nil {
+		return res.fail(CheckCompleteness, err)
+	}
+	res.add(CheckCompleteness, StatusPass, "%d region(s), %d expected", len(claims), len(opts.Expected))
+
+	res.Drift = drift(claims, opts.Expected, opts.Strict, res)
+	if len(res.Drift) > 0 && opts.Strict {
+		res.Valid = false
+		return res, &RegionDriftError{Regions: res.Drift}
+	}
+	res.Valid = true
+	return res, nil
+}
+
+func hardwareName(g *GuestEvidence) string {
+	if g.Hardware == nil {
+		return "no hardware"
+	}
+	return string(g.Hardware.Type)
+}
+
+// verifyGuest checks the guest evidence embedded in rep: its envelope and
+// signature under the guest key it carries (trusted only through the
+// hardware binding), agreement with the report (nonce, event, vm), and the
+// hardware evidence over GuestReportData.
+func verifyGuest(rep *Report, opts VerifyOptions) (*GuestEvidence, Digest, error) {
+	gh := ReportHash(rep.Guest)
+	env, err := openEnvelope("guest evidence", rep.Guest)
+	if err != nil {
+		return nil, gh, err
+	}
+	g, err := decodeGuestEvidence(env.msg.Payload)
+	if err != nil {
+		return nil, gh, err
+	}
+	gk, err := NewPublicKey(g.GuestKey)
+	if err != nil {
+		return nil, gh, err
+	}
+	if env.kid != gk.KeyID() {
+		return nil, gh, malformed("guest evidence", "kid differs from the guest key it carries", nil)
+	}
+	if err := env.verify(TypeGuestEvidence, gk); err != nil {
+		return nil, gh, fmt.Errorf("guest evidence: %w", err)
+	}
+	switch {
+	case subtle.ConstantTimeCompare(g.Nonce, rep.Nonce) != 1:
+		return nil, gh, fmt.Errorf("%w: guest evidence answers another nonce", ErrBinding)
+	case g.Event != rep.Event:
+		return nil, gh, fmt.Errorf("%w: guest evidence is for event %q, report for %q", ErrBinding, g.Event, rep.Event)
+	case g.VM != rep.Workload:
+		return nil, gh, fmt.Errorf("%w: guest evidence is for VM %q, report for %q", ErrBinding, g.VM, rep.Workload)
+	}
+	if g.Hardware == nil {
+		return g, gh, nil
+	}
+	if opts.Evidence == nil {
+		return nil, gh, fmt.Errorf("%w: %s hardware evidence present and no evidence verifier configured", ErrBinding, g.Hardware.Type)
+	}
+	rd, err := GuestReportData(g)
+	if err != nil {
+		return nil, gh, err
+	}
+	if err := opts.Evidence.VerifyEvidence(g.Hardware, rd, opts.now()); err != nil {
+		return nil, gh, fmt.Errorf("%w: %w", ErrBinding, err)
+	}
+	return g, gh, nil
+}
+
+func (o VerifyOptions) now() time.Time {
+	if o.Now.IsZero() {
+		return time.Now()
+	}
+	return o.Now
+}
+
+func checkFreshness(r *Report, g *GuestEvidence, opts VerifyOptions) error {
+	skew := cmpOr(opts.ClockSkew, DefaultClockSkew)
+	maxLife := cmpOr(opts.MaxLifetime, DefaultMaxLifetime)
+	now := opts.now()
+	switch {
+	case r.ExpiresAt.Sub(r.IssuedAt) > maxLife:
+		return fmt.Errorf("%w: %s > %s", ErrLifetime, r.ExpiresAt.Sub(r.IssuedAt), maxLife)
+	case now.Add(skew).Before(r.IssuedAt):
+		return fmt.Errorf("%w: issued at %s, now %s (skew %s)", ErrNotYetValid, r.IssuedAt.Format(time.RFC3339), now.UTC().Format(time.RFC3339), skew)
+	case now.Add(-skew).After(r.ExpiresAt):
+		return fmt.Errorf("%w: expired at %s, now %s (skew %s)", ErrExpired, r.ExpiresAt.Format(time.RFC3339), now.UTC().Format(time.RFC3339), skew)
+	}
+	if g != nil && (g.IssuedAt.After(r.IssuedAt.Add(skew)) || g.IssuedAt.Before(r.IssuedAt.Add(-maxLife))) {
+		return fmt.Errorf("%w: guest evidence issued at %s, outside the report's window", ErrNotYetValid, g.IssuedAt.Format(time.RFC3339))
+	}
+	claims := r.Claims
+	if g != nil {
+		claims = append(slices.Clone(claims), g.Claims...)
+	}
+	for _, c := range claims {
+		if c.Snapshot.TakenAt.After(r.IssuedAt.Add(skew)) {
+			return fmt.Errorf("%w: region %q snapshot taken at %s, after the report was issued", ErrNotYetValid, c.Region.ID, c.Snapshot.TakenAt.Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+func checkCompleteness(claims []Claim, exp []Expectation) error {
+	if len(claims) == 0 {
+		return fmt.Errorf("%w: the report covers no region", ErrIncomplete)
+	}
+	var missing []string
+	for _, e := range exp {
+		if !slices.ContainsFunc(claims, func(c Claim) bool { return c.Region.ID == e.RegionID }) {
+			missing = append(missing, e.RegionID)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: expected region(s) %q missing", ErrIncomplete, missing)
+	}
+	return nil
+}
+
+// drift compares every expected region and records one check per region.
+func drift(claims []Claim, exp []Expectation, strict bool, res *Result) []RegionDrift {
+	var out []RegionDrift
+	bad := StatusWarn
+	if strict {
+		bad = StatusFail
+	}
+	for _, e := range exp {
+		i := slices.IndexFunc(claims, func(c Claim) bool { return c.Region.ID == e.RegionID })
+		got := claims[i].Snapshot.Root
+		if slices.Contains(e.Roots, got) {
+			res.Checks = append(res.Checks, Check{Name: CheckDrift, Region: e.RegionID, Status: StatusPass, Detail: "root " + got.String()})
+			continue
+		}
+		out = append(out, RegionDrift{RegionID: e.RegionID, Got: got, Want: e.Roots})
+		res.Checks = append(res.Checks, Check{Name: CheckDrift, Region: e.RegionID, Status: bad, Detail: fmt.Sprintf("root %s not among %d expected", got, len(e.Roots))})
+	}
+	if len(exp) == 0 {
+		res.add(CheckDrift, StatusSkip, "no expected values supplied by the verifier")
+	}
+	return out
+}
