@@ -155,11 +155,11 @@ type Report struct {
 
 // Observations is what the host saw of an event.
 type Observations struct {
-	Host    string            `json:"host"`              // host name
-	EventAt time.Time         `json:"event_at"`          // when the host saw the lifecycle event (millisecond precision)
-	Agent   string            `json:"agent"`             // "ok", "unavailable", "timeout", "bad-evidence", "none"
-	Detail  string            `json:"detail,omitempty"`  // why the agent status is not ok
-	Facts   map[string]string `json:"facts,omitempty"`   // qemu version, vm uuid, migration peer, snapshot tag, ...
+	Host    string            `json:"host"`             // host name
+	EventAt time.Time         `json:"event_at"`         // when the host saw the lifecycle event (millisecond precision)
+	Agent   string            `json:"agent"`            // "ok", "unavailable", "timeout", "bad-evidence", "none"
+	Detail  string            `json:"detail,omitempty"` // why the agent status is not ok
+	Facts   map[string]string `json:"facts,omitempty"`  // qemu version, vm uuid, migration peer, snapshot tag, ...
 }
 
 // GuestEvidence is the payload of the guest agent's COSE_Sign1. Its
