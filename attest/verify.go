@@ -335,3 +335,46 @@ func drift(claims []Claim, exp []Expectation, strict bool, res *Result) []Region
 	}
 	return out
 }
+
+// Inspection is a report decoded without any verification, for display
+// (hvmon show). Nothing in it is authenticated.
+type Inspection struct {
+	ReportHash Digest         `json:"report_hash"`
+	Alg        int64          `json:"alg"`
+	KeyID      Digest         `json:"key_id"`
+	Type       string         `json:"content_type"`
+	Report     *Report        `json:"report"`
+	Guest      *GuestEvidence `json:"guest,omitempty"`
+	GuestHash  *Digest        `json:"guest_hash,omitempty"`
+}
+
+// Inspect decodes a signed report with the same strict rules as Verify but
+// checks no signature, key or time. Use it to look at a report, never to
+// decide anything about it.
+func Inspect(signed []byte) (*Inspection, error) {
+	env, err := openEnvelope("report", signed)
+	if err != nil {
+		return nil, err
+	}
+	if env.typ != TypeReport {
+		return nil, malformed("report", fmt.Sprintf("content type %q, want %q", env.typ, TypeReport), nil)
+	}
+	rep, err := decodeReport(env.msg.Payload)
+	if err != nil {
+		return nil, err
+	}
+	in := &Inspection{ReportHash: ReportHash(signed), Alg: env.alg, KeyID: env.kid, Type: env.typ, Report: rep}
+	if len(rep.Guest) > 0 {
+		genv, err := openEnvelope("guest evidence", rep.Guest)
+		if err != nil {
+			return nil, err
+		}
+		g, err := decodeGuestEvidence(genv.msg.Payload)
+		if err != nil {
+			return nil, err
+		}
+		gh := ReportHash(rep.Guest)
+		in.Guest, in.GuestHash = g, &gh
+	}
+	return in, nil
+}
