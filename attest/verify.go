@@ -148,7 +148,7 @@ func Verify(signed []byte, opts VerifyOptions) (*Result, error) {
 	}
 	res.add(CheckSignature, StatusPass, "ML-DSA-65 (COSE alg -49) over the protected header and payload")
 
-	rep, err := decodeReport(env.msg.Payload)
+	rep, err := decodeReport(env.payload())
 	if err != nil {
 		return res.fail(CheckFormat, err)
 	}
@@ -218,7 +218,7 @@ func verifyGuest(rep *Report, opts VerifyOptions) (*GuestEvidence, Digest, error
 	if err != nil {
 		return nil, gh, err
 	}
-	g, err := decodeGuestEvidence(env.msg.Payload)
+	g, err := decodeGuestEvidence(env.payload())
 	if err != nil {
 		return nil, gh, err
 	}
@@ -359,7 +359,7 @@ func Inspect(signed []byte) (*Inspection, error) {
 	if env.typ != TypeReport {
 		return nil, malformed("report", fmt.Sprintf("content type %q, want %q", env.typ, TypeReport), nil)
 	}
-	rep, err := decodeReport(env.msg.Payload)
+	rep, err := decodeReport(env.payload())
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +369,7 @@ func Inspect(signed []byte) (*Inspection, error) {
 		if err != nil {
 			return nil, err
 		}
-		g, err := decodeGuestEvidence(genv.msg.Payload)
+		g, err := decodeGuestEvidence(genv.payload())
 		if err != nil {
 			return nil, err
 		}
