@@ -158,7 +158,7 @@ func openEnvelope(what string, data []byte) (*envelope, error) {
 var sigStructurePrefix = []byte("\x84\x6aSignature1")
 
 // toBeSigned encodes the Sig_structure of RFC 9052 §4.4 in deterministic
-// CBOR: ["Signature1", protected, external_aad = h'', payload].
+// CBOR: ["Signature1", protected, external_aad = h”, payload].
 func (e *envelope) toBeSigned() []byte {
 	p, pl := e.raw.Protected, e.raw.Payload
 	b := make([]byte, 0, len(sigStructurePrefix)+bstrLen(p)+1+bstrLen(pl))
