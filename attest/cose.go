@@ -158,13 +158,14 @@ func openEnvelope(what string, data []byte) (*envelope, error) {
 var sigStructurePrefix = []byte("\x84\x6aSignature1")
 
 // toBeSigned encodes the Sig_structure of RFC 9052 §4.4 in deterministic
-// CBOR: ["Signature1", protected, external_aad = h”, payload].
+// CBOR: ["Signature1", protected, external_aad, payload] with an empty
+// external_aad.
 func (e *envelope) toBeSigned() []byte {
 	p, pl := e.raw.Protected, e.raw.Payload
 	b := make([]byte, 0, len(sigStructurePrefix)+bstrLen(p)+1+bstrLen(pl))
 	b = append(b, sigStructurePrefix...)
 	b = appendBstr(b, p)
-	b = append(b, 0x40) // h''
+	b = append(b, 0x40) // empty external_aad
 	return appendBstr(b, pl)
 }
 
