@@ -1,0 +1,123 @@
+package main
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"hvmon": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+	})
+}
+
+// TestScript runs the scripts in testdata/script. Besides the standard
+// testscript commands they can use:
+//
+//	exits CODE PROGRAM [ARGS...]  run PROGRAM, which must exit with CODE
+//	flipbyte FILE OFFSET          xor the byte at OFFSET (negative: from the end; "middle") with 0x01
+//	truncate FILE SIZE            cut FILE to SIZE bytes (negative: drop that many from the end)
+//	appendhex FILE HEX            append bytes to FILE
+//	filemode FILE PERM            FILE's permission bits must be PERM (octal)
+func TestScript(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"exits":     cmdExits,
+			"flipbyte":  cmdFlipByte,
+			"truncate":  cmdTruncate,
+			"appendhex": cmdAppendHex,
+			"filemode":  cmdFileMode,
+		},
+	})
+}
+
+func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits CODE PROGRAM [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		got = ee.ExitCode()
+	case err != nil:
+		ts.Fatalf("running %s: %v", args[1], err)
+	}
+	if got != want {
+		ts.Fatalf("%s exited with %d, want %d", strings.Join(args[1:], " "), got, want)
+	}
+}
+
+func cmdFlipByte(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: flipbyte FILE OFFSET")
+	}
+	data := []byte(ts.ReadFile(args[0]))
+	off := len(data) / 2
+	if args[1] != "middle" {
+		n, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		off = n
+		if n < 0 {
+			off = len(data) + n
+		}
+	}
+	if off < 0 || off >= len(data) {
+		ts.Fatalf("flipbyte: offset %s outside %s (%d bytes)", args[1], args[0], len(data))
+	}
+	data[off] ^= 0x01
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), data, 0o644))
+}
+
+func cmdTruncate(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: truncate FILE SIZE")
+	}
+	data := []byte(ts.ReadFile(args[0]))
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	if n < 0 {
+		n += len(data)
+	}
+	if n < 0 || n > len(data) {
+		ts.Fatalf("truncate: size %s outside %s (%d bytes)", args[1], args[0], len(data))
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), data[:n], 0o644))
+}
+
+func cmdAppendHex(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: appendhex FILE HEX")
+	}
+	b, err := parseHex("appendhex", args[1])
+	ts.Check(err)
+	f, err := os.OpenFile(ts.MkAbs(args[0]), os.O_APPEND|os.O_WRONLY, 0)
+	ts.Check(err)
+	_, err = f.Write(b)
+	ts.Check(errors.Join(err, f.Close()))
+}
+
+func cmdFileMode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: filemode FILE PERM")
+	}
+	want, err := strconv.ParseUint(args[1], 8, 32)
+	ts.Check(err)
+	st, err := os.Lstat(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if got := st.Mode().Perm(); got != fs.FileMode(want) {
+		ts.Fatalf("%s has mode %04o, want %04o", args[0], got, want)
+	}
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/spf13/cobra"
+
+	"hvmon.dev/hvmon/attest"
+)
+
+// unverifiedBanner is the first line of every human "show" output.
+const unverifiedBanner = "UNVERIFIED: use hvmon verify to check signatures"
+
+func (a *app) showCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show [--json] REPORT",
+		Short: "Print a report's content without verifying it",
+		Long: `Print every field of a report, read from REPORT or, with "-", from stdin.
+
+The report is decoded as strictly as verify decodes it, but no signature,
+key, time or nonce is checked: nothing shown is authenticated. Use it to
+look at a report, and hvmon verify to decide anything about it.
+
+--json prints the decoded report as JSON with "verified": false.
+
+Exit codes: 0 decoded, 1 usage or I/O error, 2 malformed report.`,
+		Args: exactArgs(1, `one REPORT file (or "-" for stdin)`),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := a.readReport(args[0])
+			if err != nil {
+				return err
+			}
+			in, err := attest.Inspect(data)
+			if err != nil {
+				return fmt.Errorf("%s: %w", displayName(args[0]), err)
+			}
+			if asJSON {
+				err = writeJSON(a.stdout, showJSON{Verified: false, Inspection: in})
+			} else {
+				err = writeShowText(a.stdout, in)
+			}
+			return configErr(err)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print the decoded report as JSON, with "verified": false`)
+	return cmd
+}
+
+// showJSON is the --json view of an inspection. Verified is always false:
+// it is there so that no consumer mistakes the view for a verdict.
+type showJSON struct {
+	Verified bool `json:"verified"`
+	*attest.Inspection
+}
+
+func writeShowText(w io.Writer, in *attest.Inspection) error {
+	p := &printer{w: w}
+	r := in.Report
+	p.line(unverifiedBanner)
+	p.field("", "report hash", in.ReportHash.String())
+	p.field("", "content type", printable(in.Type))
+	p.field("", "algorithm", algName(in.Alg))
+	p.field("", "event", printable(string(r.Event)))
+	p.field("", "workload", printable(r.Workload))
+	p.field("", "platform", printable(string(r.Platform)))
+	p.field("", "attester key id", r.Attester.KeyID.String())
+	p.field("", "attester name", orNone(printable(r.Attester.Name)))
+	p.field("", "seq", strconv.FormatUint(r.Seq, 10))
+	p.field("", "prev", digestOrNone(r.Prev))
+	p.field("", "issued", timeString(r.IssuedAt))
+	p.field("", "expires", timeString(r.ExpiresAt))
+	p.field("", "nonce", fmt.Sprintf("%x", []byte(r.Nonce)))
+	p.claims("", r.Claims)
+	if h := r.Host; h != nil {
+		p.line("host observations:")
+		p.field("  ", "host", printable(h.Host))
+		p.field("  ", "event at", h.EventAt.UTC().Format(time.RFC3339Nano))
+		p.field("  ", "agent", printable(h.Agent))
+		if h.Detail != "" {
+			p.field("  ", "detail", printable(h.Detail))
+		}
+		keys := make([]string, 0, len(h.Facts))
+		for k := range h.Facts {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			p.field("  ", "fact "+printable(k), printable(h.Facts[k]))
+		}
+	}
+	if g := in.Guest; g != nil {
+		p.line("guest evidence:")
+		p.field("  ", "hash", digestOrNone(in.GuestHash))
+		p.field("  ", "guest key id", attest.KeyIDOf(g.GuestKey).String())
+		p.field("  ", "vm", printable(g.VM))
+		p.field("  ", "event", printable(string(g.Event)))
+		p.field("  ", "platform", printable(string(g.Platform)))
+		p.field("  ", "issued", timeString(g.IssuedAt))
+		p.field("  ", "seq", strconv.FormatUint(g.Seq, 10))
+		p.field("  ", "prev", digestOrNone(g.Prev))
+		p.field("  ", "nonce", fmt.Sprintf("%x", []byte(g.Nonce)))
+		if hw := g.Hardware; hw != nil {
+			p.field("  ", "hardware", fmt.Sprintf("%s, %d-byte report, %d certificate(s)", printable(string(hw.Type)), len(hw.Report), len(hw.Certs)))
+		} else {
+			p.field("  ", "hardware", "(none)")
+		}
+		p.claims("  ", g.Claims)
+	}
+	return p.err
+}
+
+// printer writes aligned "name: value" lines and keeps the first error.
+type printer struct {
+	w   io.Writer
+	err error
+}
+
+func (p *printer) line(s string) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintln(p.w, s)
+	}
+}
+
+func (p *printer) field(indent, name, value string) {
+	p.line(fmt.Sprintf("%s%-*s %s", indent, 17-len(indent), name+":", value))
+}
+
+func (p *printer) claims(indent string, cs []attest.Claim) {
+	p.field(indent, "claims", strconv.Itoa(len(cs)))
+	in := indent + "    "
+	for _, c := range cs {
+		p.line(fmt.Sprintf("%s  region %s", indent, printable(c.Region.ID)))
+		p.field(in, "size", strconv.FormatUint(c.Region.Size, 10))
+		p.field(in, "root", c.Snapshot.Root.String())
+		p.field(in, "source", orNone(printable(c.Region.Source)))
+		if c.Region.Address != nil {
+			p.field(in, "address", fmt.Sprintf("%#x", *c.Region.Address))
+		}
+		if c.Region.Protection != "" {
+			p.field(in, "protection", printable(c.Region.Protection))
+		}
+		if c.Region.Description != "" {
+			p.field(in, "description", printable(c.Region.Description))
+		}
+		p.field(in, "taken at", timeString(c.Snapshot.TakenAt))
+	}
+}
+
+func algName(alg int64) string {
+	if alg == int64(attest.AlgMLDSA65) {
+		return fmt.Sprintf("%d (ML-DSA-65)", alg)
+	}
+	return fmt.Sprintf("%d (not ML-DSA-65: verify will refuse it)", alg)
+}
+
+func timeString(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func digestOrNone(d *attest.Digest) string {
+	if d == nil {
+		return "(none)"
+	}
+	return d.String()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// printable returns s unchanged when every rune of it is printable, and
+// quoted with escapes otherwise, so that text from an unverified report
+// cannot drive the terminal.
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
+}

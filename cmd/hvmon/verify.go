@@ -1,0 +1,167 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/keyfile"
+)
+
+func (a *app) verifyCmd() *cobra.Command {
+	var (
+		trust, expect     []string
+		nonceHex, at      string
+		strict, asJSON    bool
+		skew, maxLifetime time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "verify --trust PUB [--expect ID=HEX ...] [flags] REPORT",
+		Short: "Verify a signed report offline",
+		Long: `Verify a signed report offline, reading it from REPORT or, with "-", from
+stdin.
+
+Checks run in this order and stop at the first failure: format, trust (the
+signing key is one of the --trust keys), signature, guest evidence, freshness
+(issued-at and expires-at against --at, with --skew tolerance, and a
+lifetime of at most --max-lifetime), nonce (when --nonce is given),
+completeness (every --expect region is in the report) and drift (each
+--expect region has one of the expected roots).
+
+--expect ID=HEX gives a reference root for a region; repeat it with the same
+ID to accept several roots. A root outside the accepted set is drift: a
+warning that leaves the report valid, or with --strict a failure.
+
+The output is one line per check (name, region, status, detail) and a last
+line VALID, "VALID (drift: N region(s))" or "INVALID: <reason>". --json
+prints the verification result as JSON instead, with an "error" field when
+the report is not valid; the exit code is the same either way.
+
+` + exitCodeHelp,
+		Example: `  hvmon verify --trust attester.key.pub report.cose
+  hvmon verify --trust attester.key.pub --nonce "$NONCE" --strict \
+      --expect weights=3f1c...9a --expect weights=77de...01 report.cose`,
+		Args: exactArgs(1, `one REPORT file (or "-" for stdin)`),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts := attest.VerifyOptions{Strict: strict, ClockSkew: skew, MaxLifetime: maxLifetime}
+			// The library reads a zero duration as "use the default", so
+			// zero cannot be passed through as "no tolerance".
+			if skew <= 0 {
+				return configErr(fmt.Errorf("--skew %s: must be positive", skew))
+			}
+			if maxLifetime <= 0 {
+				return configErr(fmt.Errorf("--max-lifetime %s: must be positive", maxLifetime))
+			}
+			if cmd.Flags().Changed("nonce") {
+				n, err := parseHex("nonce", nonceHex)
+				if err != nil {
+					return err
+				}
+				opts.Nonce = n
+			}
+			if cmd.Flags().Changed("at") {
+				t, err := time.Parse(time.RFC3339, at)
+				if err != nil {
+					return configErr(fmt.Errorf("--at %q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", at))
+				}
+				opts.Now = t
+			}
+			exp, err := parseExpectations(expect)
+			if err != nil {
+				return err
+			}
+			opts.Expected = exp
+			for _, p := range trust {
+				k, err := keyfile.LoadPublic(p)
+				if err != nil {
+					return configErr(fmt.Errorf("--trust: %w", err))
+				}
+				opts.TrustedKeys = append(opts.TrustedKeys, k)
+			}
+			data, err := a.readReport(args[0])
+			if err != nil {
+				return err
+			}
+
+			res, verr := attest.Verify(data, opts)
+			if asJSON {
+				err = writeVerifyJSON(a.stdout, res, verr)
+			} else {
+				err = writeVerifyText(a.stdout, res, verr)
+			}
+			if err != nil {
+				return configErr(err)
+			}
+			if verr != nil {
+				return fmt.Errorf("%s: %w", displayName(args[0]), verr)
+			}
+			a.log.Info("report valid", "report", displayName(args[0]), "hash", res.ReportHash.String(),
+				"key_id", res.KeyID.String(), "drift", len(res.Drift))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&trust, "trust", nil, "trusted public key file (PEM SPKI); repeat to trust several (required)")
+	f.StringArrayVar(&expect, "expect", nil, "expected root of a region, ID=HEX (64 hex digits); repeat an ID to accept several roots")
+	f.StringVar(&nonceHex, "nonce", "", "nonce the report must answer, hex")
+	f.BoolVar(&strict, "strict", false, "fail (exit 5) when a region drifted from --expect, instead of warning")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.StringVar(&at, "at", "", "verify as of this RFC 3339 time instead of now")
+	f.DurationVar(&skew, "skew", attest.DefaultClockSkew, "clock skew tolerated on issued-at and expires-at")
+	f.DurationVar(&maxLifetime, "max-lifetime", attest.DefaultMaxLifetime, "longest report lifetime (expires-at minus issued-at) accepted")
+	cmd.MarkFlagRequired("trust")
+	return cmd
+}
+
+// verdict is the last line of the human output.
+func verdict(res *attest.Result, err error) string {
+	switch {
+	case err != nil:
+		return "INVALID: " + printable(err.Error())
+	case len(res.Drift) > 0:
+		return fmt.Sprintf("VALID (drift: %d region(s))", len(res.Drift))
+	default:
+		return "VALID"
+	}
+}
+
+func writeVerifyText(w io.Writer, res *attest.Result, verr error) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range res.Checks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Region, c.Status, printable(c.Detail))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, verdict(res, verr))
+	return err
+}
+
+// verifyJSON is the --json view of a verification: the attest.Result and,
+// when the report is not valid, the reason.
+type verifyJSON struct {
+	*attest.Result
+	Error string `json:"error,omitempty"`
+}
+
+func writeVerifyJSON(w io.Writer, res *attest.Result, verr error) error {
+	v := verifyJSON{Result: res}
+	if verr != nil {
+		v.Error = verr.Error()
+	}
+	return writeJSON(w, v)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
