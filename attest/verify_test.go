@@ -247,6 +247,8 @@ func TestSeedFlaw6Claims(t *testing.T) {
 		"unknown event":       func(w *wireReport) { w.Event = "reboot" },
 		"short nonce":         func(w *wireReport) { w.Nonce = w.Nonce[:7] },
 		"profile":             func(w *wireReport) { w.Profile = ProfileGuestEvidence },
+		"negative iat":        func(w *wireReport) { w.Iat = -5 },
+		"negative taken_at":   func(w *wireReport) { w.Claims[0].Snapshot.TakenAt = -1 },
 	} {
 		w := testReport(2).toWire()
 		mutate(w)

@@ -293,6 +293,8 @@ func claimsFromWire(what string, ws []wireClaim, workload string, platform Platf
 			return nil, err
 		}
 		switch {
+		case w.Snapshot.TakenAt < 0:
+			return nil, malformed(what, fmt.Sprintf("claim %q: negative taken_at", r.ID), nil)
 		case w.Snapshot.Region != r.ID:
 			return nil, malformed(what, fmt.Sprintf("claim %q: snapshot is of region %q", r.ID, w.Snapshot.Region), nil)
 		case w.Snapshot.Size != r.Size:
@@ -330,6 +332,9 @@ func decodeReport(payload []byte) (*Report, error) {
 	}
 	if err := checkNonce(what, w.Nonce); err != nil {
 		return nil, err
+	}
+	if w.Iat < 0 {
+		return nil, malformed(what, "negative issued-at", nil)
 	}
 	if w.Exp <= w.Iat {
 		return nil, malformed(what, fmt.Sprintf("expires-at %d is not after issued-at %d", w.Exp, w.Iat), nil)
@@ -402,6 +407,9 @@ func decodeGuestEvidence(payload []byte) (*GuestEvidence, error) {
 	}
 	if err := checkNonce(what, w.Nonce); err != nil {
 		return nil, err
+	}
+	if w.Iat < 0 {
+		return nil, malformed(what, "negative issued-at", nil)
 	}
 	ev, err := checkEvent(what, w.Event)
 	if err != nil {
