@@ -115,17 +115,17 @@ chmod 600 rather than --unsafe-key-permissions.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&keyPath, "key", "", "private key file (PEM PKCS#8, mode 0600) (required)")
-	f.StringArrayVar(&regions, "region", nil, "region to measure, ID=FILE or ID=FILE:OFFSET:SIZE; repeat for more (required)")
-	f.StringVar(&workload, "workload", "default", "workload (VM) identifier recorded in the report")
-	f.StringVar(&event, "event", string(attest.EventOnDemand), "lifecycle event the report answers: "+strings.Join(events, ", "))
+	f.StringVar(&keyPath, "key", "", "private `KEY` file (PEM PKCS#8, mode 0600) (required)")
+	f.StringArrayVar(&regions, "region", nil, "region to measure, `ID=FILE[:OFFSET:SIZE]`; repeat for more (required)")
+	f.StringVar(&workload, "workload", "default", "`WORKLOAD` (VM) identifier recorded in the report")
+	f.StringVar(&event, "event", string(attest.EventOnDemand), "lifecycle `EVENT` the report answers: "+strings.Join(events, ", "))
 	f.DurationVar(&ttl, "ttl", attest.DefaultTTL, fmt.Sprintf("report lifetime, %s to %s", minTTL, maxTTL))
-	f.StringVar(&nonceHex, "nonce", "", fmt.Sprintf("nonce to answer, hex (default %d random bytes)", attest.NonceSize))
-	f.Uint64Var(&seq, "seq", 0, "sequence number of this report in the signer's chain")
-	f.StringVar(&prevHex, "prev", "", "hash of the signer's previous report for this workload, 64 hex digits")
-	f.StringVar(&name, "name", "", "attester name recorded next to the key id (not authenticated beyond the signature)")
+	f.StringVar(&nonceHex, "nonce", "", fmt.Sprintf("`HEX` nonce to answer, 8 to 64 bytes (default %d random bytes)", attest.NonceSize))
+	f.Uint64Var(&seq, "seq", 0, "sequence number `N` of this report in the signer's chain")
+	f.StringVar(&prevHex, "prev", "", "`HEX` hash (64 digits) of the signer's previous report for this workload")
+	f.StringVar(&name, "name", "", "attester `NAME` recorded next to the key id (not authenticated beyond the signature)")
 	f.BoolVar(&unsafeKeyPerms, "unsafe-key-permissions", false, "accept a private key file that group or others can access")
-	f.StringVarP(&out, "out", "o", "", `output file, or "-" for stdout (required)`)
+	f.StringVarP(&out, "out", "o", "", "output file `OUT`, or \"-\" for stdout (required)")
 	for _, req := range []string{"key", "region", "out"} {
 		cmd.MarkFlagRequired(req)
 	}

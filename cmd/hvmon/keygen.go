@@ -38,7 +38,7 @@ printed to stdout; reports name their signer by it.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVarP(&out, "out", "o", "", "path of the private key; the public key goes to PATH.pub (required)")
+	cmd.Flags().StringVarP(&out, "out", "o", "", "`PATH` of the private key; the public key goes to PATH.pub (required)")
 	cmd.Flags().BoolVar(&force, "force", false, "replace existing key files")
 	cmd.MarkFlagRequired("out")
 	return cmd

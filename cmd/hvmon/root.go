@@ -76,7 +76,7 @@ Logs go to stderr, results to stdout.
 			return a.setupLogger()
 		},
 	}
-	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "warn", "log level: trace, debug, info, warn, error or off")
+	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "warn", "log `LEVEL`: trace, debug, info, warn, error or off")
 	root.PersistentFlags().BoolVar(&a.logJSON, "log-json", false, "write logs as JSON lines")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return configErr(fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath()))

@@ -106,12 +106,12 @@ the report is not valid; the exit code is the same either way.
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&trust, "trust", nil, "trusted public key file (PEM SPKI); repeat to trust several (required)")
-	f.StringArrayVar(&expect, "expect", nil, "expected root of a region, ID=HEX (64 hex digits); repeat an ID to accept several roots")
-	f.StringVar(&nonceHex, "nonce", "", "nonce the report must answer, hex")
+	f.StringArrayVar(&trust, "trust", nil, "trusted public key `PUB` file (PEM SPKI); repeat to trust several (required)")
+	f.StringArrayVar(&expect, "expect", nil, "expected root of a region, `ID=HEX` (64 hex digits); repeat an ID to accept several roots")
+	f.StringVar(&nonceHex, "nonce", "", "`HEX` nonce the report must answer")
 	f.BoolVar(&strict, "strict", false, "fail (exit 5) when a region drifted from --expect, instead of warning")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
-	f.StringVar(&at, "at", "", "verify as of this RFC 3339 time instead of now")
+	f.StringVar(&at, "at", "", "verify as of this RFC 3339 `TIME` instead of now")
 	f.DurationVar(&skew, "skew", attest.DefaultClockSkew, "clock skew tolerated on issued-at and expires-at")
 	f.DurationVar(&maxLifetime, "max-lifetime", attest.DefaultMaxLifetime, "longest report lifetime (expires-at minus issued-at) accepted")
 	cmd.MarkFlagRequired("trust")
