@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The README's test command (`make test`): installs what the tests need on a
+# fresh Debian 12 machine with Go (run as root; only the Go module proxy and
+# Debian's archive are reached), then runs every tier and fails on the first
+# red one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STATICCHECK_VERSION=v0.8.2 # honnef.co/go/tools 2026.2.2, the release served here
+FUZZTIME=${FUZZTIME:-8s}   # per fuzz target, a smoke run on top of the seed corpus
+GOBIN=$(go env GOPATH)/bin
+export PATH="$GOBIN:$PATH"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "dependencies"
+go mod download
+if ! staticcheck -version 2>/dev/null | grep -q "(${STATICCHECK_VERSION#v})"; then
+	go install "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}"
+fi
+
+step "formatting, module tidiness"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+go mod tidy -diff
+
+step "go vet"
+go vet ./...
+
+step "staticcheck"
+staticcheck ./...
+
+step "unit, example, vector and script tests (-race)"
+# TestVectors regenerates testdata/vectors and fails when the files are stale.
+go test -race -count=1 ./...
+
+step "fuzz smoke ($FUZZTIME per target)"
+for pkg in $(go list ./...); do
+	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+		echo "-- $pkg $target"
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/hvmon-fuzz.log 2>&1 || {
+			cat /tmp/hvmon-fuzz.log; exit 1
+		}
+	done
+done
+
+step "end-to-end: the file-based demo"
+scripts/demo-files.sh >/tmp/hvmon-demo.log 2>&1 || { cat /tmp/hvmon-demo.log; exit 1; }
+tail -n 3 /tmp/hvmon-demo.log
+
+step "all tiers passed"
