@@ -71,7 +71,6 @@ Logs go to stderr, results to stdout.
 ` + exitCodeHelp,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
-		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return a.setupLogger()
 		},
