@@ -69,8 +69,8 @@ A typical round trip:
 Logs go to stderr, results to stdout.
 
 ` + exitCodeHelp,
-		SilenceUsage:      true,
-		SilenceErrors:     true,
+		SilenceUsage:  true,
+		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return a.setupLogger()
 		},
