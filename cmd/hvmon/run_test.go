@@ -67,6 +67,18 @@ func FuzzVerify(f *testing.F) {
 		b[off] ^= 0x80
 		f.Add(b)
 	}
+	// The shared vectors: every failure class, hostile encodings.
+	seeds, err := filepath.Glob(filepath.Join(vectorDir, "vectors", "*.cose"))
+	if err != nil || len(seeds) == 0 {
+		f.Fatalf("no seed vectors in %s/vectors (%v)", vectorDir, err)
+	}
+	for _, p := range seeds {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		code, _, stderr := runIn(t, data, "verify", "--trust", pub, "-")
 		checkFailure(t, "verify", code, stderr, exitOK, exitMalformed, exitTrust, exitFreshness, exitAppraisal)
