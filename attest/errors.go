@@ -101,9 +101,9 @@ func malformed(what, reason string, err error) error {
 // RegionDrift is one region whose root differs from what the verifier
 // expected.
 type RegionDrift struct {
-	RegionID string
-	Got      Digest
-	Want     []Digest // the accepted roots
+	RegionID string   `json:"region_id"`
+	Got      Digest   `json:"got"`
+	Want     []Digest `json:"want"` // the accepted roots
 }
 
 // RegionDriftError lists drifted regions. It matches ErrRegionDrift.

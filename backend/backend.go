@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -141,6 +142,8 @@ func NewFile(regions []FileRegion) (*File, error) {
 			return nil, &attest.InvalidRegionError{ID: fr.ID, Reason: "no file"}
 		case fr.Offset < 0 || fr.Length < 0:
 			return nil, &attest.InvalidRegionError{ID: fr.ID, Reason: "negative offset or length"}
+		case fr.Offset > math.MaxInt64-fr.Length:
+			return nil, &attest.InvalidRegionError{ID: fr.ID, Reason: "offset + length overflows"}
 		}
 		seen[fr.ID] = true
 	}
@@ -187,7 +190,7 @@ func (f *File) Snapshot(_ context.Context, _ string, r attest.Region) (attest.Sn
 	if length == 0 {
 		length = st.Size() - fr.Offset
 	}
-	if fr.Offset+length > st.Size() || length < 0 {
+	if length < 0 || fr.Offset > st.Size()-length {
 		return attest.Snapshot{}, fmt.Errorf("range [%d, %d) exceeds %s (%d bytes)", fr.Offset, fr.Offset+length, fr.Path, st.Size())
 	}
 	taken := f.now()

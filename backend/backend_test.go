@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -54,6 +55,7 @@ func TestFile(t *testing.T) {
 		"bad id":    {{ID: "a=b", Path: path}},
 		"no path":   {{ID: "a"}},
 		"negative":  {{ID: "a", Path: path, Offset: -1}},
+		"overflow":  {{ID: "a", Path: path, Offset: math.MaxInt64 - 10, Length: 11}},
 	} {
 		if _, err := NewFile(regions); !errors.Is(err, attest.ErrInvalidRegion) {
 			t.Errorf("NewFile(%s) = %v, want ErrInvalidRegion", name, err)
