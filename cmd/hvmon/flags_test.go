@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -94,4 +95,45 @@ func TestParseExpectations(t *testing.T) {
 			t.Errorf("parseExpectations(%q) = %v, want a configError", in, err)
 		}
 	}
+}
+
+// FuzzParseRegion holds parseRegion to its contract on any input: an error,
+// or a region whose pieces re-assemble into the input.
+func FuzzParseRegion(f *testing.F) {
+	for _, s := range []string{"w=model.bin", "w=model.bin:0:4096", "w=a:b:0x10:0x20", "w=f:1", "=x", "w=", "w=f:0:0", "w=f:9223372036854775807:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fr, err := parseRegion(s)
+		if err != nil {
+			return
+		}
+		if fr.Path == "" || fr.ID == "" || fr.Offset < 0 || fr.Length < 0 || fr.Offset > math.MaxInt64-fr.Length {
+			t.Fatalf("parseRegion(%q) = %+v", s, fr)
+		}
+		if fr.Length == 0 && s != fr.ID+"="+fr.Path {
+			t.Fatalf("parseRegion(%q) = %+v: whole-file region does not re-assemble", s, fr)
+		}
+		if fr.Length > 0 && !strings.HasPrefix(s, fr.ID+"="+fr.Path+":") {
+			t.Fatalf("parseRegion(%q) = %+v: range region does not re-assemble", s, fr)
+		}
+	})
+}
+
+// FuzzParseExpectations: any accepted --expect value names a region and a
+// 32-byte root that prints back as the hex given.
+func FuzzParseExpectations(f *testing.F) {
+	root := strings.Repeat("ab", 32)
+	for _, s := range []string{"w0=" + root, "w0=" + strings.ToUpper(root), "w0=zz", "=" + root, "w0", "w0=" + root + "00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		exp, err := parseExpectations([]string{s})
+		if err != nil {
+			return
+		}
+		if len(exp) != 1 || len(exp[0].Roots) != 1 || !strings.EqualFold(exp[0].RegionID+"="+exp[0].Roots[0].String(), s) {
+			t.Fatalf("parseExpectations(%q) = %+v", s, exp)
+		}
+	})
 }
