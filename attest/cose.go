@@ -1,10 +1,10 @@
 package attest
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/sha3"
+	"encoding/binary"
 	"fmt"
 	"io"
 
@@ -96,7 +96,8 @@ type wireSign1 struct {
 // Verification does not go through go-cose: its decoder parses headers into
 // generic maps, which measured at 30% of a whole report verification here,
 // and it accepts encodings hvmon must refuse (any header layout, any
-// integer width). The strict decoder below and toBeSigned are all of the
+// integer width). The strict, zero-copy decoder below (the form is fixed,
+// so it reads four byte strings in shortest form) and toBeSigned are all of the
 // COSE that verification needs; TestGoCOSEInterop checks that go-cose and
 // this code agree on every signed object.
 type envelope struct {
@@ -122,22 +123,30 @@ func openEnvelope(what string, data []byte) (*envelope, error) {
 		return nil, malformed(what, "not a tagged COSE_Sign1 (tag 18)", nil)
 	}
 	var e envelope
-	if err := decMode.Unmarshal(data[1:], &e.raw); err != nil {
-		return nil, malformed(what, "not a COSE_Sign1", err)
+	var ok bool
+	rest := data[1:]
+	if len(rest) == 0 || rest[0] != 0x84 {
+		return nil, malformed(what, "COSE_Sign1 is not a definite array of four items", nil)
 	}
-	// The decoder refused trailing bytes and indefinite lengths; if the
-	// input is as long as the deterministic encoding of what was decoded,
-	// every length was written in its shortest form, so the input is that
-	// encoding. (Cheaper than re-encoding a report to compare.)
-	if len(data) != 2+len(e.raw.Unprotected)+bstrLen(e.raw.Protected)+bstrLen(e.raw.Payload)+bstrLen(e.raw.Signature) {
-		return nil, malformed(what, "COSE_Sign1 not in deterministic encoding", nil)
+	if e.raw.Protected, rest, ok = readBstr(rest[1:]); !ok {
+		return nil, malformed(what, "protected header is not a byte string in shortest form", nil)
+	}
+	if len(rest) == 0 || rest[0] != 0xa0 {
+		return nil, malformed(what, "unprotected header must be an empty map", nil)
+	}
+	e.raw.Unprotected = rest[:1]
+	if e.raw.Payload, rest, ok = readBstr(rest[1:]); !ok {
+		return nil, malformed(what, "payload is not an attached byte string in shortest form", nil)
+	}
+	if e.raw.Signature, rest, ok = readBstr(rest); !ok {
+		return nil, malformed(what, "signature is not a byte string in shortest form", nil)
+	}
+	if len(rest) != 0 {
+		return nil, malformed(what, fmt.Sprintf("%d bytes after the COSE_Sign1", len(rest)), nil)
 	}
 	var hdr protectedHeader
 	if err := decodeCanonical(what+" protected header", e.raw.Protected, &hdr); err != nil {
 		return nil, err
-	}
-	if !bytes.Equal(e.raw.Unprotected, []byte{0xa0}) {
-		return nil, malformed(what, "unprotected header must be an empty map", nil)
 	}
 	if len(e.raw.Payload) == 0 {
 		return nil, malformed(what, "payload is empty or detached", nil)
@@ -170,19 +179,49 @@ func (e *envelope) toBeSigned() []byte {
 }
 
 // bstrLen is the length of the deterministic encoding of a byte string.
-func bstrLen(b []byte) int {
-	switch n := len(b); {
-	case n < 24:
-		return 1 + n
-	case n <= 0xff:
-		return 2 + n
-	case n <= 0xffff:
-		return 3 + n
-	case uint64(n) <= 0xffffffff:
-		return 5 + n
-	default:
-		return 9 + n
+func bstrLen(b []byte) int { return bstrHeadLen(uint64(len(b))) + len(b) }
+
+// readBstr reads one byte string with a definite length in shortest form
+// from the front of b. The value aliases b.
+func readBstr(b []byte) (val, rest []byte, ok bool) {
+	if len(b) == 0 || b[0]>>5 != 2 {
+		return nil, nil, false
 	}
+	var n uint64
+	var head int
+	switch ai := b[0] & 0x1f; {
+	case ai < 24:
+		n, head = uint64(ai), 1
+	case ai == 24 && len(b) >= 2:
+		n, head = uint64(b[1]), 2
+	case ai == 25 && len(b) >= 3:
+		n, head = uint64(binary.BigEndian.Uint16(b[1:])), 3
+	case ai == 26 && len(b) >= 5:
+		n, head = uint64(binary.BigEndian.Uint32(b[1:])), 5
+	case ai == 27 && len(b) >= 9:
+		n, head = binary.BigEndian.Uint64(b[1:]), 9
+	default: // indefinite length (31), reserved values, or truncated
+		return nil, nil, false
+	}
+	if n > uint64(len(b)-head) || head != bstrHeadLen(n) {
+		return nil, nil, false
+	}
+	return b[head : head+int(n)], b[head+int(n):], true
+}
+
+// bstrHeadLen is the length of the shortest head of a byte string of n bytes.
+func bstrHeadLen(n uint64) int {
+	switch {
+	case n < 24:
+		return 1
+	case n <= 0xff:
+		return 2
+	case n <= 0xffff:
+		return 3
+	case n <= 0xffffffff:
+		return 5
+	}
+	return 9
 }
 
 // appendBstr appends the deterministic encoding of a byte string.
