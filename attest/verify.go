@@ -214,11 +214,7 @@ func hardwareName(g *GuestEvidence) string {
 // hardware evidence over GuestReportData.
 func verifyGuest(rep *Report, opts VerifyOptions) (*GuestEvidence, Digest, error) {
 	gh := ReportHash(rep.Guest)
-	env, err := openEnvelope("guest evidence", rep.Guest)
-	if err != nil {
-		return nil, gh, err
-	}
-	g, err := decodeGuestEvidence(env.payload())
+	env, g, err := openGuest(rep.Guest)
 	if err != nil {
 		return nil, gh, err
 	}
@@ -254,6 +250,16 @@ func verifyGuest(rep *Report, opts VerifyOptions) (*GuestEvidence, Digest, error
 		return nil, gh, fmt.Errorf("%w: %w", ErrBinding, err)
 	}
 	return g, gh, nil
+}
+
+// openGuest parses embedded guest evidence and its payload, verifying nothing.
+func openGuest(b []byte) (*envelope, *GuestEvidence, error) {
+	env, err := openEnvelope("guest evidence", b)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := decodeGuestEvidence(env.payload())
+	return env, g, err
 }
 
 func (o VerifyOptions) now() time.Time {
@@ -365,11 +371,7 @@ func Inspect(signed []byte) (*Inspection, error) {
 	}
 	in := &Inspection{ReportHash: ReportHash(signed), Alg: env.alg, KeyID: env.kid, Type: env.typ, Report: rep}
 	if len(rep.Guest) > 0 {
-		genv, err := openEnvelope("guest evidence", rep.Guest)
-		if err != nil {
-			return nil, err
-		}
-		g, err := decodeGuestEvidence(genv.payload())
+		_, g, err := openGuest(rep.Guest)
 		if err != nil {
 			return nil, err
 		}
