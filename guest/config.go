@@ -1,0 +1,154 @@
+package guest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"hvmon.dev/hvmon/attest"
+)
+
+// MaxConfigSize bounds the agent's configuration file.
+const MaxConfigSize = 1 << 20
+
+// MaxMemoryRegion bounds an in-memory test region.
+const MaxMemoryRegion = 1 << 30
+
+// Config is the agent's configuration file (JSON; see
+// docs/AGENT-PROTOCOL.md, "Agent configuration"). Unknown fields are
+// errors.
+type Config struct {
+	// Port is the virtio-serial port name; empty means DefaultPort.
+	Port string `json:"port,omitempty"`
+	// Evidence selects the hardware evidence: "sev-snp", "tdx",
+	// "simulated-sev-snp", "simulated-tdx", "none", or "auto" (probe).
+	// Empty means "auto".
+	Evidence string `json:"evidence,omitempty"`
+	// Regions are measured in this order.
+	Regions []RegionConfig `json:"regions"`
+}
+
+// RegionConfig is one region. Exactly one of File, Memory and Process is
+// set.
+type RegionConfig struct {
+	ID          string `json:"id"`
+	Description string `json:"description,omitempty"`
+	Protection  string `json:"protection,omitempty"`
+
+	// File regions: Size bytes of File from Offset; Size 0 means to the
+	// end of the file, measured at each attestation.
+	File   string `json:"file,omitempty"`
+	Offset int64  `json:"offset,omitempty"`
+	Size   int64  `json:"size,omitempty"`
+
+	// Memory regions live in the agent's own memory: Size bytes, every
+	// byte Fill. For tests and demonstrations.
+	Memory *MemoryConfig `json:"memory,omitempty"`
+
+	// Process regions: the mappings of a process (by PID, or by the name
+	// in /proc/PID/comm) whose path matches Mapping.
+	Process *ProcessConfig `json:"process,omitempty"`
+}
+
+// MemoryConfig describes an in-memory test region.
+type MemoryConfig struct {
+	Size int64 `json:"size"`
+	Fill byte  `json:"fill"`
+}
+
+// ProcessConfig selects process mappings.
+type ProcessConfig struct {
+	PID     int    `json:"pid,omitempty"`
+	Name    string `json:"name,omitempty"`
+	Mapping string `json:"mapping"`
+}
+
+// ParseConfig parses and validates a configuration.
+func ParseConfig(data []byte) (*Config, error) {
+	if len(data) > MaxConfigSize {
+		return nil, fmt.Errorf("agent config: larger than %d bytes", MaxConfigSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("agent config: data after the JSON object")
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// LoadConfig reads and parses a configuration file.
+func LoadConfig(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(data)
+}
+
+// Validate checks the configuration's rules.
+func (c *Config) Validate() error {
+	switch c.Evidence {
+	case "", "auto", "none", "sev-snp", "tdx", "simulated-sev-snp", "simulated-tdx":
+	default:
+		return fmt.Errorf("agent config: unknown evidence %q", c.Evidence)
+	}
+	if len(c.Regions) == 0 {
+		return fmt.Errorf("agent config: no regions")
+	}
+	if len(c.Regions) > attest.MaxRegions {
+		return fmt.Errorf("agent config: more than %d regions", attest.MaxRegions)
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Regions {
+		reg := attest.Region{ID: r.ID, Description: r.Description, Protection: r.Protection}
+		if err := reg.Validate(); err != nil {
+			return fmt.Errorf("agent config: region %d: %w", i, err)
+		}
+		if seen[r.ID] {
+			return fmt.Errorf("agent config: duplicate region id %q", r.ID)
+		}
+		seen[r.ID] = true
+		kinds := 0
+		if r.File != "" {
+			kinds++
+			if r.Offset < 0 || r.Size < 0 {
+				return fmt.Errorf("agent config: region %q: negative offset or size", r.ID)
+			}
+		} else if r.Offset != 0 || r.Size != 0 {
+			return fmt.Errorf("agent config: region %q: offset and size belong to file regions", r.ID)
+		}
+		if m := r.Memory; m != nil {
+			kinds++
+			if m.Size <= 0 || m.Size > MaxMemoryRegion {
+				return fmt.Errorf("agent config: region %q: memory size must be 1 to %d bytes", r.ID, int64(MaxMemoryRegion))
+			}
+		}
+		if p := r.Process; p != nil {
+			kinds++
+			if (p.PID > 0) == (p.Name != "") || p.PID < 0 {
+				return fmt.Errorf("agent config: region %q: give a process pid or a name, not both", r.ID)
+			}
+			if p.Mapping == "" {
+				return fmt.Errorf("agent config: region %q: process regions need a mapping pattern", r.ID)
+			}
+		}
+		if kinds != 1 {
+			return fmt.Errorf("agent config: region %q: give exactly one of file, memory and process", r.ID)
+		}
+	}
+	return nil
+}
