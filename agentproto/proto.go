@@ -49,13 +49,13 @@ const (
 
 // Error codes of a failed response.
 const (
-	CodeMalformed  = "malformed"    // not a JSON request object, unknown field, bad types
-	CodeTooLarge   = "too-large"    // the line exceeded MaxLine
-	CodeUnknownOp  = "unknown-op"   // op is not one of the operations
-	CodeBadArgs    = "bad-args"     // arguments missing or out of bounds
-	CodeMeasure    = "measure"      // a region could not be measured
-	CodeEvidence   = "evidence"     // the hardware evidence could not be obtained
-	CodeInternal   = "internal"     // anything else on the agent's side
+	CodeMalformed = "malformed"  // not a JSON request object, unknown field, bad types
+	CodeTooLarge  = "too-large"  // the line exceeded MaxLine
+	CodeUnknownOp = "unknown-op" // op is not one of the operations
+	CodeBadArgs   = "bad-args"   // arguments missing or out of bounds
+	CodeMeasure   = "measure"    // a region could not be measured
+	CodeEvidence  = "evidence"   // the hardware evidence could not be obtained
+	CodeInternal  = "internal"   // anything else on the agent's side
 )
 
 // Request is one message from host to agent.
