@@ -13,7 +13,20 @@ export PATH="$GOBIN:$PATH"
 
 step() { printf '\n== %s\n' "$*"; }
 
+# Debian packages the QEMU integration tier needs.
+APT_PACKAGES="qemu-system-x86 linux-image-amd64 busybox-static xz-utils cpio"
+
 step "dependencies"
+missing=""
+for p in $APT_PACKAGES; do
+	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	echo "installing:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends $missing >/tmp/hvmon-apt.log 2>&1 || { cat /tmp/hvmon-apt.log; exit 1; }
+fi
 go mod download
 if ! staticcheck -version 2>/dev/null | grep -q "(${STATICCHECK_VERSION#v})"; then
 	go install "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}"
@@ -28,13 +41,18 @@ go mod tidy -diff
 
 step "go vet"
 go vet ./...
+go vet -tags integration ./integration/
 
 step "staticcheck"
-staticcheck ./...
+staticcheck -tags integration ./...
 
 step "unit, example, vector and script tests (-race)"
 # TestVectors regenerates testdata/vectors and fails when the files are stale.
 go test -race -count=1 ./...
+
+step "integration: the agent in a QEMU guest (TCG when KVM does not run guests)"
+go test -tags integration -count=1 -timeout 30m -v ./integration/ 2>&1 | tee /tmp/hvmon-integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok )|agent_test.go' || true
+grep -q '^ok ' /tmp/hvmon-integration.log || { echo "integration tier failed:"; tail -n 100 /tmp/hvmon-integration.log; exit 1; }
 
 step "fuzz smoke ($FUZZTIME per target)"
 for pkg in $(go list ./...); do
