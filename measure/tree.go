@@ -12,14 +12,31 @@
 //	MTH(D[0:n])  = node(MTH(D[0:k]), MTH(D[k:n]))  with k the largest power of two < n
 //
 // The root of that tree is a region's fingerprint. docs/FORMAT.md is the
-// normative definition; this package is the single-stream reference
-// implementation.
+// normative definition.
+//
+// LeafHash, NodeHash and RootFromLeaves are the single-stream reference,
+// on the standard library's SHA3-256. Measure, Root, Bytes and ReaderAt
+// use the engine: four leaves at once on the four-way Keccak permutation
+// where the CPU has it (AVX2), spread over GOMAXPROCS goroutines, with the
+// same output bit for bit. Where the four-way permutation has no SIMD
+// implementation the engine falls back, at run time, to the reference leaf
+// hash on each core.
+//
+// A Tree keeps the leaf hashes of a measurement (32 bytes per page, plus 1
+// for cached subtree roots), so that Tree.Update re-hashes only the pages
+// that changed, Diff locates drift between two measurements, and Tracker
+// re-measures a source that can tell which pages were written
+// (DirtySource) incrementally.
+//
+// The package does no I/O of its own: it reads through Source. Functions
+// that take a context start their goroutines and wait for them before they
+// return.
 package measure
 
 import (
+	"context"
 	"crypto/sha3"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 )
@@ -90,37 +107,22 @@ func Pages(size int64) int64 {
 
 // Bytes returns the fingerprint of an in-memory region.
 func Bytes(b []byte) Digest {
-	leaves := make([]Digest, 0, Pages(int64(len(b))))
-	for off := 0; off < len(b); off += PageSize {
-		leaves = append(leaves, LeafHash(b[off:min(off+PageSize, len(b))]))
+	d, err := Root(context.Background(), Memory(b), nil)
+	if err != nil {
+		panic("measure: hashing memory failed: " + err.Error()) // an in-memory source cannot fail
 	}
-	return RootFromLeaves(leaves)
+	return d
 }
 
-// ErrShortRead reports that a source ended before the size it announced.
-var ErrShortRead = errors.New("measure: source shorter than region size")
-
 // ReaderAt returns the fingerprint of size bytes of r starting at offset 0.
-// It reads one page at a time and keeps only the leaf hashes (32 bytes per
-// page) in memory.
+// It reads batches of pages (1 MiB) with concurrent ReadAt calls, as
+// io.ReaderAt allows, and never holds the region in memory.
 func ReaderAt(r io.ReaderAt, size int64) (Digest, error) {
-	if size < 0 {
-		return Digest{}, fmt.Errorf("measure: negative region size %d", size)
+	src, err := Section(r, 0, size)
+	if err != nil {
+		return Digest{}, err
 	}
-	leaves := make([]Digest, 0, Pages(size))
-	page := make([]byte, PageSize)
-	for off := int64(0); off < size; off += PageSize {
-		n := int(min(PageSize, size-off))
-		got, err := r.ReadAt(page[:n], off)
-		if got < n {
-			if err == nil || err == io.EOF {
-				err = ErrShortRead
-			}
-			return Digest{}, fmt.Errorf("measure: reading page at offset %d: %w", off, err)
-		}
-		leaves = append(leaves, LeafHash(page[:n]))
-	}
-	return RootFromLeaves(leaves), nil
+	return Root(context.Background(), src, nil)
 }
 
 // String returns the digest in lower-case hex.

@@ -1,0 +1,475 @@
+package measure
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// The engine. A pass hashes a set of pages of a source into leaves and
+// folds each aligned run of gran leaves into a subtree root. Every aligned
+// run of 2^k leaves that lies inside the region is a subtree of the RFC 9162
+// tree, and the tree over those subtree roots (the last one possibly over
+// fewer leaves) has the same root as the tree over all leaves, so the
+// region's root is reduce(subtree roots).
+//
+// Work is handed out in units of at most batchPages pages (whole subtrees)
+// to at most Options.Workers goroutines, each with its own read buffer and
+// four-way hasher, allocated once per pass. The hashing loop allocates
+// nothing. Goroutines never outlive the call that starts them.
+
+const (
+	// minBlockPages is the number of leaves under one cached subtree
+	// root of a Tree, the granularity of incremental re-hashing (2 bytes
+	// per page), for regions up to 32 GiB. Larger regions use larger
+	// subtrees so that the cache stays within maxBlockCache.
+	minBlockPages = 16
+	// batchPages is the most pages one worker reads and hashes at a time
+	// (1 MiB): big enough for sequential reads, small enough to spread
+	// a region over the cores.
+	batchPages = 256
+	// inlinePages: passes over fewer pages run on the calling goroutine.
+	inlinePages = 64
+	// foldChunk is the number of subtree roots one goroutine folds when
+	// the roots of a large region are folded in parallel.
+	foldChunk = 1024
+)
+
+// maxBlockCache bounds the cached subtree roots of a Tree, in bytes.
+// Tests lower it to exercise larger subtrees.
+var maxBlockCache int64 = 16 << 20
+
+// blockPagesFor returns the subtree size of the cache of a tree of n
+// leaves: a power of two, at least minBlockPages.
+func blockPagesFor(n int64) int64 {
+	g := int64(minBlockPages)
+	for ceilDiv(n, g)*HashSize > maxBlockCache {
+		g *= 2
+	}
+	return g
+}
+
+// Options tunes a measurement. The zero value suits most callers.
+type Options struct {
+	// Workers bounds the goroutines that hash pages. 0 means GOMAXPROCS.
+	Workers int
+	// Progress, when set, is called after each batch of pages with the
+	// number of bytes just hashed. It is called from several goroutines at
+	// once and must be quick.
+	Progress func(bytes int64)
+}
+
+// Tree is a measured region: its root and the leaf hash of every page,
+// kept so that Update can re-hash only some pages and Diff can say which
+// pages differ. It holds 33 bytes per page (32 for the leaf, 1 for cached
+// subtree roots).
+type Tree struct {
+	size   int64
+	leaves []Digest
+	gran   int64    // leaves under one cached subtree root
+	blocks []Digest // blocks[i] is the root of leaves[i*gran:][:gran]
+	root   Digest
+	stale  bool
+}
+
+// Root returns the region's fingerprint.
+func (t *Tree) Root() Digest { return t.root }
+
+// Size returns the region's size in bytes.
+func (t *Tree) Size() int64 { return t.size }
+
+// Leaves returns the leaf hashes, one per page. The slice is the tree's
+// own: do not modify it, and copy it (or Clone the tree) before an Update
+// if you need the old leaves.
+func (t *Tree) Leaves() []Digest { return t.leaves }
+
+// Clone returns an independent copy of the tree.
+func (t *Tree) Clone() *Tree {
+	c := *t
+	c.leaves = slices.Clone(t.leaves)
+	c.blocks = slices.Clone(t.blocks)
+	return &c
+}
+
+// Measure reads every page of src and returns its tree.
+func Measure(ctx context.Context, src Source, opts *Options) (*Tree, error) {
+	size := src.Size()
+	if size < 0 {
+		return nil, fmt.Errorf("measure: negative region size %d", size)
+	}
+	n := Pages(size)
+	g := blockPagesFor(n)
+	t := &Tree{size: size, leaves: make([]Digest, n), gran: g, blocks: make([]Digest, ceilDiv(n, g))}
+	p := newPass(ctx, src, opts, t.leaves, t.blocks, g)
+	if err := p.run(); err != nil {
+		return nil, err
+	}
+	t.root = rootOf(slices.Clone(t.blocks), p.workers)
+	return t, nil
+}
+
+// Root returns the fingerprint of src without keeping its leaves: besides
+// the read buffers it holds 32 bytes per 256 pages.
+func Root(ctx context.Context, src Source, opts *Options) (Digest, error) {
+	size := src.Size()
+	if size < 0 {
+		return Digest{}, fmt.Errorf("measure: negative region size %d", size)
+	}
+	roots := make([]Digest, ceilDiv(Pages(size), batchPages))
+	p := newPass(ctx, src, opts, nil, roots, batchPages)
+	if err := p.run(); err != nil {
+		return Digest{}, err
+	}
+	return rootOf(roots, p.workers), nil
+}
+
+// Update re-reads the given pages of src, replaces their leaves and
+// recomputes the root. It returns the pages whose leaf hash changed. src
+// must be the same size as the tree. Ranges may overlap and come in any
+// order; every page must be inside the region. After an error the tree is
+// stale and every later Update fails: measure again.
+func (t *Tree) Update(ctx context.Context, src Source, pages []PageRange, opts *Options) ([]PageRange, error) {
+	if t.stale {
+		return nil, fmt.Errorf("measure: update of a stale tree (an earlier update failed)")
+	}
+	if s := src.Size(); s != t.size {
+		return nil, fmt.Errorf("measure: update of a %d-byte tree from a %d-byte source", t.size, s)
+	}
+	n := int64(len(t.leaves))
+	pages = slices.Clone(pages)
+	for _, r := range pages {
+		if r.First < 0 || r.First > r.Last || r.Last >= n {
+			return nil, fmt.Errorf("measure: %s outside the region's %d pages", r, n)
+		}
+	}
+	pages = normalize(pages)
+	if len(pages) == 0 {
+		return nil, nil
+	}
+	p := newPass(ctx, src, opts, t.leaves, t.blocks, t.gran)
+	p.units = unitsOf(pages, t.gran)
+	p.changed = make([]atomic.Uint64, ceilDiv(n, 64))
+	if err := p.run(); err != nil {
+		t.stale = true
+		return nil, err
+	}
+	t.root = rootOf(slices.Clone(t.blocks), p.workers)
+	return rangesOf(p.changed, n), nil
+}
+
+func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
+
+// rootOf reduces subtree roots (overwriting them) to the region's root.
+// Many roots are folded in aligned chunks of foldChunk on up to workers
+// goroutines: each chunk is a subtree of the tree over the roots.
+func rootOf(roots []Digest, workers int) Digest {
+	n := int64(len(roots))
+	if n < 2*foldChunk || workers < 2 {
+		return reduce(newHasher(), roots)
+	}
+	chunks := ceilDiv(n, foldChunk)
+	out := make([]Digest, chunks)
+	var next atomic.Int64
+	fold := func() {
+		h := newHasher()
+		for {
+			c := next.Add(1) - 1
+			if c >= chunks {
+				return
+			}
+			out[c] = reduce(h, roots[c*foldChunk:min((c+1)*foldChunk, n)])
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(int64(workers), chunks) - 1 {
+		wg.Go(fold)
+	}
+	fold()
+	wg.Wait()
+	return reduce(newHasher(), out)
+}
+
+// newHasher returns a four-way hasher, or nil on the portable path.
+func newHasher() *x4 {
+	if simd {
+		return newX4()
+	}
+	return nil
+}
+
+// unit is a piece of work. In a full pass it is every page of [first,
+// last] (whole subtrees). In an update it is dirty: sorted ranges, none
+// crossing a subtree boundary, and every dirty page of each subtree it
+// touches, so that no two units fold the same subtree.
+type unit struct {
+	first, last int64
+	dirty       []PageRange
+}
+
+// unitsOf splits sorted, disjoint page ranges at subtree boundaries (gran
+// pages) and groups them into units of about batchPages dirty pages; a
+// unit may hold non-adjacent subtrees, so that four-way hashing stays
+// full when the dirty pages are scattered.
+func unitsOf(pages []PageRange, gran int64) []unit {
+	var split []PageRange
+	for _, r := range pages {
+		for f := r.First; f <= r.Last; {
+			l := min(r.Last, (f/gran+1)*gran-1)
+			split = append(split, PageRange{f, l})
+			f = l + 1
+		}
+	}
+	var us []unit
+	start, n := 0, int64(0)
+	for i, r := range split {
+		if n >= batchPages && r.First/gran != split[i-1].First/gran {
+			us = append(us, unit{dirty: split[start:i:i]})
+			start, n = i, 0
+		}
+		n += r.Pages()
+	}
+	if start < len(split) {
+		us = append(us, unit{dirty: split[start:]})
+	}
+	return us
+}
+
+// pass is one run of the engine over a source.
+type pass struct {
+	ctx      context.Context
+	src      Source
+	mem      []byte // the bytes themselves, for in-memory sources
+	size     int64
+	pages    int64
+	gran     int64
+	leaves   []Digest // nil: leaves are not kept
+	roots    []Digest // one per gran pages
+	units    []unit   // nil: every page, in units of batchPages
+	workers  int
+	progress func(int64)
+	changed  []atomic.Uint64 // when set, a bit per page whose leaf changed
+
+	next   atomic.Int64
+	failed atomic.Bool
+	mu     sync.Mutex
+	err    error
+}
+
+func newPass(ctx context.Context, src Source, opts *Options, leaves, roots []Digest, gran int64) *pass {
+	p := &pass{ctx: ctx, src: src, size: src.Size(), leaves: leaves, roots: roots, gran: gran}
+	p.pages = Pages(p.size)
+	if m, ok := src.(memory); ok {
+		p.mem = m
+	}
+	if opts != nil {
+		p.workers, p.progress = opts.Workers, opts.Progress
+	}
+	if p.workers <= 0 {
+		p.workers = runtime.GOMAXPROCS(0)
+	}
+	return p
+}
+
+func (p *pass) nunits() int64 {
+	if p.units != nil {
+		return int64(len(p.units))
+	}
+	return ceilDiv(p.pages, batchPages)
+}
+
+func (p *pass) unit(i int64) unit {
+	if p.units != nil {
+		return p.units[i]
+	}
+	return unit{first: i * batchPages, last: min((i+1)*batchPages, p.pages) - 1}
+}
+
+func (p *pass) fail(err error) {
+	p.mu.Lock()
+	if p.err == nil {
+		p.err = err
+	}
+	p.mu.Unlock()
+	p.failed.Store(true)
+}
+
+func (p *pass) run() error {
+	if err := p.ctx.Err(); err != nil {
+		return err
+	}
+	nu := p.nunits()
+	workers := int(min(int64(p.workers), nu))
+	todo := p.pages
+	if p.units != nil {
+		todo = 0
+		for _, u := range p.units {
+			for _, r := range u.dirty {
+				todo += r.Last - r.First + 1
+			}
+		}
+	}
+	if todo < inlinePages {
+		workers = 1
+	}
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Go(func() { p.work() })
+	}
+	p.work()
+	wg.Wait()
+	return p.err
+}
+
+// worker holds what one goroutine needs, allocated once per pass.
+type worker struct {
+	h       *x4      // nil on the portable path
+	buf     []byte   // read buffer; nil for in-memory sources
+	own     []Digest // leaves of the current unit, when the pass keeps none
+	scratch []Digest // for folding subtrees
+	all     [1]PageRange
+	full    [4]*[PageSize]byte
+	at      [4]int64
+	nfull   int
+	out     [4]Digest
+}
+
+func (p *pass) work() {
+	w := &worker{scratch: make([]Digest, p.gran)}
+	if simd {
+		w.h = newX4()
+	}
+	if p.mem == nil {
+		n := int64(batchPages)
+		if p.units != nil {
+			n += p.gran // an update's unit may end a subtree past batchPages
+		}
+		w.buf = make([]byte, min(n*PageSize, p.size))
+	}
+	if p.leaves == nil {
+		w.own = make([]Digest, batchPages)
+	}
+	nu := p.nunits()
+	for !p.failed.Load() {
+		i := p.next.Add(1) - 1
+		if i >= nu {
+			return
+		}
+		if err := p.ctx.Err(); err != nil {
+			p.fail(err)
+			return
+		}
+		n, err := p.do(w, p.unit(i))
+		if err != nil {
+			p.fail(err)
+			return
+		}
+		if p.progress != nil {
+			p.progress(n)
+		}
+	}
+}
+
+// do hashes one unit and returns the number of bytes it hashed.
+func (p *pass) do(w *worker, u unit) (int64, error) {
+	leaves := w.own
+	base := u.first // page index of leaves[0]
+	if p.leaves != nil {
+		leaves, base = p.leaves, 0
+	}
+	runs := u.dirty
+	if runs == nil {
+		w.all[0] = PageRange{u.first, u.last}
+		runs = w.all[:]
+	}
+	var hashed int64
+	for _, r := range runs {
+		from, to := r.First*PageSize, min((r.Last+1)*PageSize, p.size)
+		var data []byte
+		if p.mem != nil {
+			data = p.mem[from:to]
+		} else {
+			// Runs go one after another into the buffer: pages waiting
+			// for a four-way group stay valid until the unit is done.
+			data = w.buf[hashed : hashed+to-from]
+			if err := p.src.ReadPages(p.ctx, data, from); err != nil {
+				return hashed, err
+			}
+		}
+		hashed += to - from
+		for i := r.First; i <= r.Last; i++ {
+			pg := data[(i-r.First)*PageSize:]
+			if len(pg) < PageSize {
+				p.setLeaf(leaves, i-base, LeafHash(pg))
+				continue
+			}
+			pa := (*[PageSize]byte)(pg)
+			if w.h == nil {
+				p.setLeaf(leaves, i-base, LeafHash(pa[:]))
+				continue
+			}
+			w.full[w.nfull], w.at[w.nfull] = pa, i-base
+			if w.nfull++; w.nfull == 4 {
+				p.flush(w, leaves)
+			}
+		}
+	}
+	if w.nfull > 0 {
+		p.flush(w, leaves)
+	}
+	last := int64(-1)
+	for _, r := range runs {
+		for b := r.First / p.gran; b <= r.Last/p.gran; b++ {
+			if b == last {
+				continue
+			}
+			last = b
+			f, l := b*p.gran, min((b+1)*p.gran, p.pages)
+			s := w.scratch[:l-f]
+			copy(s, leaves[f-base:l-base])
+			p.roots[b] = reduce(w.h, s)
+		}
+	}
+	return hashed, nil
+}
+
+// flush hashes the pending full pages, four at a time (padding the group
+// with copies of the first page).
+func (p *pass) flush(w *worker, leaves []Digest) {
+	for k := w.nfull; k < 4; k++ {
+		w.full[k] = w.full[0]
+	}
+	w.h.leaves(w.full[0], w.full[1], w.full[2], w.full[3], &w.out)
+	for k := range w.nfull {
+		p.setLeaf(leaves, w.at[k], w.out[k])
+	}
+	w.nfull = 0
+}
+
+func (p *pass) setLeaf(leaves []Digest, i int64, d Digest) {
+	if p.changed != nil && leaves[i] != d {
+		p.changed[i/64].Or(1 << (i % 64))
+	}
+	leaves[i] = d
+}
+
+// rangesOf turns a bitset over n pages into ranges of set bits.
+func rangesOf(bits []atomic.Uint64, n int64) []PageRange {
+	var out []PageRange
+	for i := int64(0); i < n; i++ {
+		if bits[i/64].Load()>>(i%64)&1 == 0 {
+			if i%64 == 0 && bits[i/64].Load() == 0 {
+				i += 63
+			}
+			continue
+		}
+		if k := len(out) - 1; k >= 0 && out[k].Last == i-1 {
+			out[k].Last = i
+		} else {
+			out = append(out, PageRange{i, i})
+		}
+	}
+	return out
+}
