@@ -33,6 +33,7 @@ func exampleKey() *attest.PrivateKey {
 func Example_basicAttestation() {
 	key := exampleKey()
 	mem := backend.NewMemory()
+	mem.Now = fixedClock()
 	weights := bytes.Repeat([]byte{0xaa}, 128)
 	kv := bytes.Repeat([]byte{0x00}, 4096)
 	mem.Register("model-serving-1", attest.Region{ID: "model-weights-0", Description: "weight shard 0", Protection: "RO"}, weights)
@@ -68,6 +69,7 @@ func Example_basicAttestation() {
 func Example_detectMemoryTampering() {
 	key := exampleKey()
 	mem := backend.NewMemory()
+	mem.Now = fixedClock()
 	weights := bytes.Repeat([]byte{0xaa}, 3*measure.PageSize)
 	mem.Register("vm-1", attest.Region{ID: "w0"}, weights)
 	a := &attest.Attester{Signer: key, Now: fixedClock()}
@@ -97,6 +99,7 @@ func Example_detectMemoryTampering() {
 func Example_continuousLoop() {
 	key := exampleKey()
 	mem := backend.NewMemory()
+	mem.Now = fixedClock()
 	mem.Register("vm-1", attest.Region{ID: "w0"}, []byte("weights"))
 	ctx, cancel := context.WithCancel(context.Background())
 	var prev *attest.Digest
@@ -162,6 +165,7 @@ func ExampleSign() {
 func ExampleVerify() {
 	key, stranger := exampleKey(), func() *attest.PrivateKey { k, _ := attest.NewKeyFromSeed(make([]byte, 32)); return k }()
 	mem := backend.NewMemory()
+	mem.Now = fixedClock()
 	mem.Register("vm-1", attest.Region{ID: "w0"}, []byte("weights"))
 	a := &attest.Attester{Signer: stranger, Now: fixedClock()}
 	s, _ := a.Attest(context.Background(), mem, attest.Request{Workload: "vm-1", Event: attest.EventOnDemand})
@@ -172,6 +176,7 @@ func ExampleVerify() {
 
 func ExampleInspect() {
 	mem := backend.NewMemory()
+	mem.Now = fixedClock()
 	mem.Register("vm-1", attest.Region{ID: "w0"}, []byte("weights"))
 	a := &attest.Attester{Signer: exampleKey(), Now: fixedClock()}
 	s, _ := a.Attest(context.Background(), mem, attest.Request{Workload: "vm-1", Event: attest.EventSnapshot, Seq: 3})

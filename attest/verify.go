@@ -208,48 +208,56 @@ func hardwareName(g *GuestEvidence) string {
 	return string(g.Hardware.Type)
 }
 
-// verifyGuest checks the guest evidence embedded in rep: its envelope and
-// signature under the guest key it carries (trusted only through the
-// hardware binding), agreement with the report (nonce, event, vm), and the
-// hardware evidence over GuestReportData.
+// verifyGuest checks the guest evidence embedded in rep (see
+// CheckGuestEvidence) against the report's nonce, event and workload.
 func verifyGuest(rep *Report, opts VerifyOptions) (*GuestEvidence, Digest, error) {
-	gh := ReportHash(rep.Guest)
-	env, g, err := openGuest(rep.Guest)
+	g, err := CheckGuestEvidence(rep.Guest, rep.Nonce, rep.Event, rep.Workload, opts)
+	return g, ReportHash(rep.Guest), err
+}
+
+// CheckGuestEvidence verifies a guest evidence object on its own, as a host
+// does before it signs a report around it: the strict envelope and
+// payload, the signature under the guest key it carries (trusted only
+// through the hardware binding), agreement with the nonce, event and VM the
+// host asked for, and the hardware evidence over GuestReportData through
+// opts.Evidence. It uses opts.Evidence and opts.Now only.
+func CheckGuestEvidence(guest, nonce []byte, event Event, vm string, opts VerifyOptions) (*GuestEvidence, error) {
+	env, g, err := openGuest(guest)
 	if err != nil {
-		return nil, gh, err
+		return nil, err
 	}
 	gk, err := NewPublicKey(g.GuestKey)
 	if err != nil {
-		return nil, gh, err
+		return nil, err
 	}
 	if env.kid != gk.KeyID() {
-		return nil, gh, malformed("guest evidence", "kid differs from the guest key it carries", nil)
+		return nil, malformed("guest evidence", "kid differs from the guest key it carries", nil)
 	}
 	if err := env.verify(TypeGuestEvidence, gk); err != nil {
-		return nil, gh, fmt.Errorf("guest evidence: %w", err)
+		return nil, fmt.Errorf("guest evidence: %w", err)
 	}
 	switch {
-	case subtle.ConstantTimeCompare(g.Nonce, rep.Nonce) != 1:
-		return nil, gh, fmt.Errorf("%w: guest evidence answers another nonce", ErrBinding)
-	case g.Event != rep.Event:
-		return nil, gh, fmt.Errorf("%w: guest evidence is for event %q, report for %q", ErrBinding, g.Event, rep.Event)
-	case g.VM != rep.Workload:
-		return nil, gh, fmt.Errorf("%w: guest evidence is for VM %q, report for %q", ErrBinding, g.VM, rep.Workload)
+	case subtle.ConstantTimeCompare(g.Nonce, nonce) != 1:
+		return nil, fmt.Errorf("%w: guest evidence answers another nonce", ErrBinding)
+	case g.Event != event:
+		return nil, fmt.Errorf("%w: guest evidence is for event %q, not %q", ErrBinding, g.Event, event)
+	case g.VM != vm:
+		return nil, fmt.Errorf("%w: guest evidence is for VM %q, not %q", ErrBinding, g.VM, vm)
 	}
 	if g.Hardware == nil {
-		return g, gh, nil
+		return g, nil
 	}
 	if opts.Evidence == nil {
-		return nil, gh, fmt.Errorf("%w: %s hardware evidence present and no evidence verifier configured", ErrBinding, g.Hardware.Type)
+		return nil, fmt.Errorf("%w: %s hardware evidence present and no evidence verifier configured", ErrBinding, g.Hardware.Type)
 	}
 	rd, err := GuestReportData(g)
 	if err != nil {
-		return nil, gh, err
+		return nil, err
 	}
 	if err := opts.Evidence.VerifyEvidence(g.Hardware, rd, opts.now()); err != nil {
-		return nil, gh, fmt.Errorf("%w: %w", ErrBinding, err)
+		return nil, fmt.Errorf("%w: %w", ErrBinding, err)
 	}
-	return g, gh, nil
+	return g, nil
 }
 
 // openGuest parses embedded guest evidence and its payload, verifying nothing.

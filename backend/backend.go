@@ -25,7 +25,8 @@ var ErrNoRegion = errors.New("no such region")
 type Memory struct {
 	mu        sync.Mutex
 	workloads map[string][]memRegion
-	now       func() time.Time
+	// Now is the clock snapshots are stamped with; nil means time.Now.
+	Now func() time.Time
 }
 
 type memRegion struct {
@@ -34,7 +35,14 @@ type memRegion struct {
 }
 
 // NewMemory returns an empty in-memory backend.
-func NewMemory() *Memory { return &Memory{workloads: map[string][]memRegion{}, now: time.Now} }
+func NewMemory() *Memory { return &Memory{workloads: map[string][]memRegion{}} }
+
+func clock(now func() time.Time) time.Time {
+	if now == nil {
+		return time.Now()
+	}
+	return now()
+}
 
 // Name implements attest.Backend.
 func (*Memory) Name() attest.Platform { return "memory" }
@@ -103,7 +111,7 @@ func (m *Memory) Snapshot(_ context.Context, workload string, r attest.Region) (
 		if mr.r.ID == r.ID {
 			return attest.Snapshot{
 				RegionID: r.ID, Root: measure.Bytes(mr.data), Size: uint64(len(mr.data)),
-				TakenAt: m.now(), PageSize: measure.PageSize,
+				TakenAt: clock(m.Now), PageSize: measure.PageSize,
 			}, nil
 		}
 	}
@@ -124,7 +132,8 @@ type FileRegion struct {
 // workload: every workload name lists the same regions.
 type File struct {
 	regions []FileRegion
-	now     func() time.Time
+	// Now is the clock snapshots are stamped with; nil means time.Now.
+	Now func() time.Time
 }
 
 // NewFile returns a backend over the given regions. Ids must be unique and
@@ -147,7 +156,7 @@ func NewFile(regions []FileRegion) (*File, error) {
 		}
 		seen[fr.ID] = true
 	}
-	return &File{regions: slices.Clone(regions), now: time.Now}, nil
+	return &File{regions: slices.Clone(regions)}, nil
 }
 
 // Name implements attest.Backend.
@@ -193,7 +202,7 @@ func (f *File) Snapshot(_ context.Context, _ string, r attest.Region) (attest.Sn
 	if length < 0 || fr.Offset > st.Size()-length {
 		return attest.Snapshot{}, fmt.Errorf("range [%d, %d) exceeds %s (%d bytes)", fr.Offset, fr.Offset+length, fr.Path, st.Size())
 	}
-	taken := f.now()
+	taken := clock(f.Now)
 	root, err := measure.ReaderAt(io.NewSectionReader(fh, fr.Offset, length), length)
 	if err != nil {
 		return attest.Snapshot{}, fmt.Errorf("%s: %w", fr.Path, err)

@@ -1,0 +1,91 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"hvmon.dev/hvmon/attest"
+)
+
+var testNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func testSigned(t testing.TB, k *attest.PrivateKey, vm string, seq uint64, ev attest.Event, at time.Time) ([]byte, *attest.Report) {
+	t.Helper()
+	r := &attest.Report{IssuedAt: at, ExpiresAt: at.Add(time.Minute), Nonce: bytes.Repeat([]byte{1}, 32), Event: ev,
+		Workload: vm, Platform: "host", Seq: seq, Host: &attest.Observations{Host: "h", EventAt: at, Agent: "ok"}}
+	b, err := attest.Sign(k, r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, r
+}
+
+func TestFileStore(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewFileStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := attest.NewKeyFromSeed(make([]byte, 32))
+	ctx := context.Background()
+	var hashes []attest.Digest
+	for i, vm := range []string{"vm-1", "vm/2", "vm-1", "..", "vm-1"} {
+		ev := attest.Events[i%len(attest.Events)]
+		b, r := testSigned(t, k, vm, uint64(i), ev, testNow.Add(time.Duration(i)*time.Second))
+		e, err := s.Put(ctx, vm, b, r)
+		if err != nil {
+			t.Fatalf("Put(%s) = %v", vm, err)
+		}
+		if e.Hash != attest.ReportHash(b) || !filepathWithin(dir, e.Path) {
+			t.Fatalf("Put(%s) = %+v", vm, e)
+		}
+		// Storing the same report again is a no-op, not an error.
+		if _, err := s.Put(ctx, vm, b, r); err != nil {
+			t.Fatalf("second Put = %v", err)
+		}
+		hashes = append(hashes, e.Hash)
+	}
+	all, _ := s.List(ctx, Query{})
+	if len(all) != 5 {
+		t.Fatalf("List = %d entries, want 5", len(all))
+	}
+	vm1, _ := s.List(ctx, Query{VM: "vm-1"})
+	if len(vm1) != 3 || vm1[0].Seq != 0 || vm1[2].Seq != 4 || vm1[1].Event != attest.Events[2] {
+		t.Fatalf("List(vm-1) = %+v", vm1)
+	}
+	last, _ := s.List(ctx, Query{VM: "vm-1", Limit: 1})
+	if len(last) != 1 || last[0].Seq != 4 {
+		t.Fatalf("List(vm-1, limit 1) = %+v", last)
+	}
+	odd, _ := s.List(ctx, Query{VM: ".."})
+	if len(odd) != 1 {
+		t.Fatalf("a VM named .. was not stored inside the store: %+v", odd)
+	}
+	b, e, err := s.Get(ctx, hashes[1])
+	if err != nil || e.VM != "vm/2" || attest.ReportHash(b) != hashes[1] {
+		t.Fatalf("Get = %+v, %v", e, err)
+	}
+	if _, _, err := s.Get(ctx, attest.Digest{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(unknown) = %v", err)
+	}
+	// A temporary file left by a crash mid-write is never listed.
+	os.WriteFile(filepath.Join(filepath.Dir(e.Path), ".tmp-crashed"), []byte("half"), 0o600)
+	if again, _ := s.List(ctx, Query{}); len(again) != 5 {
+		t.Errorf("List after a crashed write = %d entries", len(again))
+	}
+	// A file whose content no longer matches its name is refused.
+	os.WriteFile(e.Path, []byte("rewritten"), 0o640)
+	if _, _, err := s.Get(ctx, hashes[1]); err == nil {
+		t.Error("Get returned a rewritten report")
+	}
+}
+
+func filepathWithin(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !filepath.IsAbs(rel) && rel[:2] != ".."
+}
