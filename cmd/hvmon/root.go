@@ -80,7 +80,7 @@ Logs go to stderr, results to stdout.
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return configErr(fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath()))
 	})
-	root.AddCommand(a.keygenCmd(), a.attestCmd(), a.verifyCmd(), a.showCmd())
+	root.AddCommand(a.keygenCmd(), a.attestCmd(), a.verifyCmd(), a.showCmd(), a.measureCmd())
 	root.AddCommand(a.agentCmd())
 	return root
 }
