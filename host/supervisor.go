@@ -1,0 +1,456 @@
+// Package host is hvmon's host supervisor: it follows VMs over QMP, turns
+// their lifecycle events into attestation requests to the guest agent,
+// checks the guest evidence, adds what the host saw, signs one combined
+// report per event, and stores it durably.
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"hvmon.dev/hvmon/agentproto"
+	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/qmp"
+)
+
+// Options configure a Supervisor.
+type Options struct {
+	Logger hclog.Logger
+	// Signer is the host key every report is signed with.
+	Signer attest.Signer
+	// HostName is recorded in every report's observations.
+	HostName string
+	Store    Store
+	// Evidence verifies hardware evidence in guest evidence before the
+	// host signs around it; nil refuses any guest evidence that carries
+	// hardware evidence (the report then says "bad-evidence").
+	Evidence attest.EvidenceVerifier
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// TTL is the lifetime of reports; zero means attest.DefaultTTL.
+	TTL time.Duration
+	// AgentTimeout bounds one attest request; zero means 60 s.
+	AgentTimeout time.Duration
+	// Metrics, when set, receives counters and latencies.
+	Metrics *Metrics
+}
+
+// VMConfig names a VM and where to reach it.
+type VMConfig struct {
+	// Name identifies the VM in reports (the report's workload).
+	Name string
+	// UUID is recorded in observations when known.
+	UUID string
+	// QMP is the path of a QMP unix socket reserved for hvmon.
+	QMP string
+	// Agent is the path of the unix socket of the agent's virtio-serial
+	// chardev; empty for VMs without an agent (reports then carry host
+	// observations only).
+	Agent string
+	// AgentPortID is the QEMU device id of the agent's virtserialport
+	// (VSERPORT_CHANGE names it); empty means "agentport0".
+	AgentPortID string
+	// Periodic is the interval of periodic attestations; zero disables them.
+	Periodic time.Duration
+	// Regions selects agent regions; empty means all.
+	Regions []string
+}
+
+// Supervisor follows VMs and produces their reports.
+type Supervisor struct {
+	opts Options
+	log  hclog.Logger
+
+	mu  sync.Mutex
+	vms map[string]*vm
+	wg  sync.WaitGroup
+}
+
+// New returns a supervisor with no VMs.
+func New(opts Options) (*Supervisor, error) {
+	if opts.Signer == nil || opts.Store == nil {
+		return nil, errors.New("host: a supervisor needs a signer and a store")
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.TTL == 0 {
+		opts.TTL = attest.DefaultTTL
+	}
+	if opts.AgentTimeout == 0 {
+		opts.AgentTimeout = 60 * time.Second
+	}
+	return &Supervisor{opts: opts, log: opts.Logger, vms: map[string]*vm{}}, nil
+}
+
+// ErrUnknownVM is returned for a VM the supervisor does not follow.
+var ErrUnknownVM = errors.New("unknown vm")
+
+// Add starts following a VM. Its chain (host seq and prev) continues from
+// the last report the store holds for it.
+func (s *Supervisor) Add(ctx context.Context, cfg VMConfig) error {
+	if cfg.Name == "" || cfg.QMP == "" {
+		return errors.New("host: a VM needs a name and a QMP socket")
+	}
+	if cfg.AgentPortID == "" {
+		cfg.AgentPortID = "agentport0"
+	}
+	last, err := s.opts.Store.List(ctx, Query{VM: cfg.Name, Limit: 1})
+	if err != nil {
+		return fmt.Errorf("host: reading %s's last report: %w", cfg.Name, err)
+	}
+	v := &vm{s: s, cfg: cfg, log: s.log.Named(cfg.Name), requests: make(chan request, 64), stop: make(chan struct{})}
+	if len(last) == 1 {
+		v.seq = last[0].Seq + 1
+		h := last[0].Hash
+		v.prev = &h
+	}
+	s.mu.Lock()
+	if _, dup := s.vms[cfg.Name]; dup {
+		s.mu.Unlock()
+		return fmt.Errorf("host: VM %q is already followed", cfg.Name)
+	}
+	s.vms[cfg.Name] = v
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		v.run()
+	}()
+	return nil
+}
+
+// Remove stops following a VM.
+func (s *Supervisor) Remove(name string) error {
+	s.mu.Lock()
+	v := s.vms[name]
+	delete(s.vms, name)
+	s.mu.Unlock()
+	if v == nil {
+		return fmt.Errorf("%w: %q", ErrUnknownVM, name)
+	}
+	v.close()
+	return nil
+}
+
+// Close stops following every VM and waits for their workers.
+func (s *Supervisor) Close() {
+	s.mu.Lock()
+	vms := slices.Collect(maps.Values(s.vms))
+	s.vms = map[string]*vm{}
+	s.mu.Unlock()
+	for _, v := range vms {
+		v.close()
+	}
+	s.wg.Wait()
+}
+
+// VMStatus describes a followed VM.
+type VMStatus struct {
+	Name      string    `json:"name"`
+	QMP       string    `json:"qmp"`
+	Connected bool      `json:"connected"`
+	State     string    `json:"state"`
+	Seq       uint64    `json:"next_seq"`
+	LastEvent string    `json:"last_event,omitempty"`
+	LastAt    time.Time `json:"last_at,omitzero"`
+}
+
+// VMs lists the followed VMs.
+func (s *Supervisor) VMs() []VMStatus {
+	s.mu.Lock()
+	vms := slices.Collect(maps.Values(s.vms))
+	s.mu.Unlock()
+	out := make([]VMStatus, 0, len(vms))
+	for _, v := range vms {
+		out = append(out, v.status())
+	}
+	slices.SortFunc(out, func(a, b VMStatus) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Attest makes an on-demand report for a VM now and returns its entry.
+func (s *Supervisor) Attest(ctx context.Context, name string, event attest.Event, facts map[string]string) (Entry, error) {
+	s.mu.Lock()
+	v := s.vms[name]
+	s.mu.Unlock()
+	if v == nil {
+		return Entry{}, fmt.Errorf("%w: %q", ErrUnknownVM, name)
+	}
+	if !event.Valid() {
+		return Entry{}, fmt.Errorf("host: unknown event %q", event)
+	}
+	r := request{event: event, at: s.opts.Now(), facts: facts, done: make(chan result, 1)}
+	select {
+	case v.requests <- r:
+	case <-ctx.Done():
+		return Entry{}, ctx.Err()
+	case <-v.stop:
+		return Entry{}, fmt.Errorf("%w: %q stopped", ErrUnknownVM, name)
+	}
+	select {
+	case res := <-r.done:
+		return res.entry, res.err
+	case <-ctx.Done():
+		return Entry{}, ctx.Err()
+	}
+}
+
+// request is one report to make.
+type request struct {
+	event attest.Event
+	at    time.Time // when the host saw the lifecycle event
+	facts map[string]string
+	done  chan result // nil for event-driven requests
+}
+
+type result struct {
+	entry Entry
+	err   error
+}
+
+// vm is the worker of one VM: one goroutine owns its QMP client, its agent
+// connection and its chain.
+type vm struct {
+	s        *Supervisor
+	cfg      VMConfig
+	log      hclog.Logger
+	requests chan request
+	stop     chan struct{}
+	once     sync.Once
+
+	mu        sync.Mutex
+	connected bool
+	state     string // QMP run state
+	lastEvent attest.Event
+	lastAt    time.Time
+
+	// owned by run
+	qmp   *qmp.Client
+	agent *agentproto.Client
+	aconn net.Conn
+	seq   uint64
+	prev  *attest.Digest
+	qemu  string
+	lc    lifecycle
+}
+
+func (v *vm) close() { v.once.Do(func() { close(v.stop) }) }
+
+func (v *vm) status() VMStatus {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return VMStatus{Name: v.cfg.Name, QMP: v.cfg.QMP, Connected: v.connected, State: v.state, Seq: v.seq,
+		LastEvent: string(v.lastEvent), LastAt: v.lastAt}
+}
+
+// run is the VM's worker loop: QMP events and requests in, reports out.
+func (v *vm) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-v.stop
+		cancel()
+	}()
+	v.qmp = qmp.New(v.cfg.QMP, qmp.Options{Logger: v.log.Named("qmp"), Reconnect: true})
+	defer v.qmp.Disconnect()
+	defer v.closeAgent()
+	events, _ := v.qmp.Events(ctx)
+	go v.connectLoop(ctx)
+	var tick <-chan time.Time
+	if v.cfg.Periodic > 0 {
+		t := time.NewTicker(v.cfg.Periodic)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-events:
+			if !ok {
+				return
+			}
+			for _, r := range v.onEvent(ctx, e) {
+				v.handle(ctx, r)
+			}
+		case <-tick:
+			if v.lc.running {
+				v.handle(ctx, request{event: attest.EventPeriodic, at: v.s.opts.Now()})
+			}
+		case r := <-v.requests:
+			v.handle(ctx, r)
+		}
+	}
+}
+
+// connectLoop makes the first QMP connection (later ones are the client's
+// own reconnects).
+func (v *vm) connectLoop(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, qmp.DefaultTimeout)
+		err := v.qmp.ConnectContext(cctx)
+		cancel()
+		if err == nil || errors.Is(err, qmp.ErrClosed) {
+			return
+		}
+		v.log.Trace("qmp connect failed", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// handle makes one report and answers the request.
+func (v *vm) handle(ctx context.Context, r request) {
+	start := time.Now()
+	e, err := v.report(ctx, r)
+	if m := v.s.opts.Metrics; m != nil {
+		m.observe(v.cfg.Name, r.event, err, time.Since(start))
+	}
+	if err != nil {
+		v.log.Error("report failed", "event", r.event, "error", err)
+	} else {
+		v.mu.Lock()
+		v.lastEvent, v.lastAt = r.event, e.Time
+		v.mu.Unlock()
+	}
+	if r.done != nil {
+		r.done <- result{e, err}
+	}
+}
+
+func (v *vm) closeAgent() {
+	if v.aconn != nil {
+		v.aconn.Close()
+		v.aconn, v.agent = nil, nil
+	}
+}
+
+// attestAgent asks the agent for guest evidence, reconnecting first when
+// needed. It returns the evidence and the agent status for observations.
+func (v *vm) attestAgent(ctx context.Context, nonce []byte, event attest.Event) ([]byte, string, string) {
+	if v.cfg.Agent == "" {
+		return nil, "none", "no agent configured for this VM"
+	}
+	ctx, cancel := context.WithTimeout(ctx, v.s.opts.AgentTimeout)
+	defer cancel()
+	for attempt := 0; attempt < 2; attempt++ {
+		if v.agent == nil {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "unix", v.cfg.Agent)
+			if err != nil {
+				return nil, "unavailable", fmt.Sprintf("connecting to the agent socket: %v", err)
+			}
+			v.aconn, v.agent = c, agentproto.NewClient(c)
+		}
+		res, err := v.agent.Attest(ctx, agentproto.AttestArgs{Nonce: nonce, Event: event, VM: v.cfg.Name, Regions: v.cfg.Regions})
+		if err == nil {
+			return res.Evidence, "ok", ""
+		}
+		var perr *agentproto.Error
+		switch {
+		case errors.As(err, &perr):
+			return nil, "error", perr.Error()
+		case ctx.Err() != nil:
+			v.closeAgent()
+			return nil, "timeout", err.Error()
+		}
+		// A broken connection (QEMU restarted the chardev): redial once.
+		v.closeAgent()
+		if attempt == 1 {
+			return nil, "unavailable", err.Error()
+		}
+	}
+	return nil, "unavailable", "unreachable"
+}
+
+// report makes, signs and stores one report.
+func (v *vm) report(ctx context.Context, r request) (Entry, error) {
+	o := v.s.opts
+	nonce := make([]byte, attest.NonceSize)
+	if _, err := rand.Read(nonce); err != nil {
+		return Entry{}, err
+	}
+	facts := map[string]string{}
+	maps.Copy(facts, v.lc.facts)
+	maps.Copy(facts, r.facts)
+	if v.cfg.UUID != "" {
+		facts["vm_uuid"] = v.cfg.UUID
+	}
+	if v.qemu != "" {
+		facts["qemu"] = v.qemu
+	}
+	if st, err := v.qmp.QueryStatus(ctx); err == nil {
+		facts["qmp_status"] = st.Status
+	} else {
+		facts["qmp_status"] = "unknown: " + err.Error()
+	}
+	obs := &attest.Observations{Host: o.HostName, EventAt: r.at.Truncate(time.Millisecond).UTC(), Facts: facts}
+	var guest []byte
+	if r.event == attest.EventShutdown {
+		obs.Agent, obs.Detail = "none", "the guest has shut down; no agent to ask"
+	} else {
+		ev, status, detail := v.attestAgent(ctx, nonce, r.event)
+		obs.Agent, obs.Detail = status, detail
+		if ev != nil {
+			if _, err := attest.CheckGuestEvidence(ev, nonce, r.event, v.cfg.Name, attest.VerifyOptions{Evidence: o.Evidence, Now: o.Now()}); err != nil {
+				obs.Agent, obs.Detail = "bad-evidence", err.Error()
+				facts["rejected_evidence_hash"] = attest.ReportHash(ev).String()
+			} else {
+				guest = ev
+			}
+		}
+	}
+	if obs.Agent != "ok" {
+		if m := o.Metrics; m != nil {
+			m.agentFailure(v.cfg.Name, obs.Agent)
+		}
+		v.log.Warn("no guest evidence", "event", r.event, "agent", obs.Agent, "detail", obs.Detail)
+	}
+	now := o.Now().Truncate(time.Second).UTC()
+	rep := &attest.Report{
+		IssuedAt: now, ExpiresAt: now.Add(o.TTL), Nonce: nonce, Event: r.event, Workload: v.cfg.Name,
+		Platform: "host", Attester: attest.Identity{Name: o.HostName}, Seq: v.seq, Prev: v.prev,
+		Guest: guest, Host: obs,
+	}
+	signed, err := attest.Sign(o.Signer, rep, nil)
+	if err != nil {
+		return Entry{}, err
+	}
+	e, err := o.Store.Put(ctx, v.cfg.Name, signed, rep)
+	if err != nil {
+		return Entry{}, err
+	}
+	v.mu.Lock()
+	v.seq++
+	h := e.Hash
+	v.prev = &h
+	v.mu.Unlock()
+	v.log.Info("report", "event", r.event, "seq", rep.Seq, "agent", obs.Agent, "hash", e.Hash.String())
+	return e, nil
+}

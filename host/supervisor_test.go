@@ -1,0 +1,291 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/guest"
+	"hvmon.dev/hvmon/qmp/qmptest"
+)
+
+// fakeAgent serves a real guest.Agent on a unix socket, as QEMU's chardev
+// would expose it (one connection at a time).
+type fakeAgent struct {
+	Path  string
+	agent *guest.Agent
+	ln    net.Listener
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conn  net.Conn
+}
+
+func newFakeAgent(t *testing.T, dir string) *fakeAgent {
+	t.Helper()
+	weights := filepath.Join(dir, "weights")
+	os.WriteFile(weights, bytes.Repeat([]byte("w"), 10000), 0o644)
+	a, err := guest.New(&guest.Config{Regions: []guest.RegionConfig{{ID: "weights", File: weights}}}, guest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeAgent{Path: filepath.Join(dir, "agent.sock"), agent: a}
+	f.start(t)
+	t.Cleanup(f.stop)
+	return f
+}
+
+func (f *fakeAgent) start(t *testing.T) {
+	ln, err := net.Listen("unix", f.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ln = ln
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			f.conn = c
+			f.mu.Unlock()
+			f.agent.Serve(context.Background(), c)
+			c.Close()
+		}
+	}()
+}
+
+// stop kills the agent: no more connections, the current one closed.
+func (f *fakeAgent) stop() {
+	if f.ln != nil {
+		f.ln.Close()
+		f.ln = nil
+	}
+	f.mu.Lock()
+	if f.conn != nil {
+		f.conn.Close()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+type rig struct {
+	t     *testing.T
+	dir   string
+	qemu  *qmptest.Server
+	agent *fakeAgent
+	store *FileStore
+	key   *attest.PrivateKey
+	sup   *Supervisor
+	jobs  map[string]string
+	mu    sync.Mutex
+}
+
+func newRig(t *testing.T) *rig {
+	dir, err := os.MkdirTemp("", "hvmon-host")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	r := &rig{t: t, dir: dir, jobs: map[string]string{}}
+	r.qemu, err = qmptest.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.qemu.Close)
+	for _, name := range []string{"migrate-set-capabilities", "job-dismiss"} {
+		r.qemu.Handle(name, func(json.RawMessage) (any, string, string) { return nil, "", "" })
+	}
+	r.qemu.Handle("query-migrate", func(json.RawMessage) (any, string, string) {
+		return map[string]any{"status": "completed", "total-time": 550, "downtime": 12}, "", ""
+	})
+	r.qemu.Handle("query-jobs", func(json.RawMessage) (any, string, string) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var out []map[string]any
+		for id, typ := range r.jobs {
+			out = append(out, map[string]any{"id": id, "type": typ, "status": "concluded"})
+		}
+		return out, "", ""
+	})
+	r.agent = newFakeAgent(t, dir)
+	r.store, _ = NewFileStore(filepath.Join(dir, "store"))
+	r.key, _ = attest.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
+	r.start()
+	return r
+}
+
+func (r *rig) start() {
+	sup, err := New(Options{Signer: r.key, HostName: "hv-test", Store: r.store})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.sup = sup
+	r.t.Cleanup(sup.Close)
+	if err := sup.Add(context.Background(), VMConfig{Name: "vm-1", UUID: "uuid-1", QMP: r.qemu.Path, Agent: r.agent.Path}); err != nil {
+		r.t.Fatal(err)
+	}
+	r.waitConnected()
+}
+
+func (r *rig) waitConnected() {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if vms := r.sup.VMs(); len(vms) == 1 && vms[0].Connected {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.t.Fatal("the supervisor did not connect to the fake QEMU")
+}
+
+// waitReports waits until the store holds n reports and returns them.
+func (r *rig) waitReports(n int) []Entry {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		es, _ := r.store.List(context.Background(), Query{VM: "vm-1"})
+		if len(es) >= n {
+			return es
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("store holds %d reports, want %d: %+v", len(es), n, es)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (r *rig) verify(e Entry) *attest.Result {
+	r.t.Helper()
+	b, _, err := r.store.Get(context.Background(), e.Hash)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	res, err := attest.Verify(b, attest.VerifyOptions{TrustedKeys: []*attest.PublicKey{r.key.PublicKey()}, Now: e.Time})
+	if err != nil && !(res != nil && res.Report != nil && len(res.AllClaims()) == 0) {
+		r.t.Fatalf("stored %s report does not verify: %v", e.Event, err)
+	}
+	return res
+}
+
+func TestSupervisorLifecycle(t *testing.T) {
+	r := newRig(t)
+	r.qemu.Inject("VSERPORT_CHANGE", map[string]any{"id": "agentport0", "open": true})
+	es := r.waitReports(1)
+	boot := r.verify(es[0])
+	if es[0].Event != attest.EventBoot || boot.Guest == nil || boot.Report.Host.Agent != "ok" || boot.Report.Host.Facts["vm_uuid"] != "uuid-1" || boot.Report.Host.Facts["qemu"] != "7.2.0" {
+		t.Fatalf("boot report: %+v %+v", es[0], boot.Report.Host)
+	}
+	// A second open of the port in the same QEMU is not another boot.
+	r.qemu.Inject("VSERPORT_CHANGE", map[string]any{"id": "agentport0", "open": true})
+	r.qemu.Inject("MIGRATION", map[string]any{"status": "setup"})
+	r.qemu.Inject("MIGRATION", map[string]any{"status": "active"})
+	r.qemu.Inject("MIGRATION", map[string]any{"status": "completed"})
+	r.mu.Lock()
+	r.jobs["snap0"] = "snapshot-save"
+	r.mu.Unlock()
+	r.qemu.Inject("JOB_STATUS_CHANGE", map[string]any{"id": "snap0", "status": "created"})
+	r.qemu.Inject("JOB_STATUS_CHANGE", map[string]any{"id": "snap0", "status": "concluded"})
+	es = r.waitReports(3)
+	if es[1].Event != attest.EventMigrateOut || es[2].Event != attest.EventSnapshot {
+		t.Fatalf("events = %v %v, want migrate-out, snapshot", es[1].Event, es[2].Event)
+	}
+	snap := r.verify(es[2])
+	if snap.Report.Host.Facts["job_id"] != "snap0" || snap.Report.Host.Facts["last_migration_downtime_ms"] != "12" {
+		t.Errorf("snapshot facts = %v", snap.Report.Host.Facts)
+	}
+	// On demand, through the API.
+	e, err := r.sup.Attest(context.Background(), "vm-1", attest.EventOnDemand, map[string]string{"requested_by": "test"})
+	if err != nil || e.Event != attest.EventOnDemand {
+		t.Fatalf("Attest = %+v, %v", e, err)
+	}
+	// The agent goes away: the report still comes, and says so.
+	r.agent.stop()
+	e, err = r.sup.Attest(context.Background(), "vm-1", attest.EventOnDemand, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := r.verify(e)
+	if res.Guest != nil || res.Report.Host.Agent == "ok" {
+		t.Fatalf("report without an agent: agent %q", res.Report.Host.Agent)
+	}
+	r.qemu.Inject("SHUTDOWN", map[string]any{"guest": true, "reason": "guest-shutdown"})
+	es = r.waitReports(6)
+	if es[5].Event != attest.EventShutdown {
+		t.Fatalf("last event = %s, want shutdown", es[5].Event)
+	}
+	// The host chain: seq counts up and prev links every report to the last.
+	for i, e := range es {
+		res := r.verify(e)
+		if res.Report.Seq != uint64(i) || (i > 0 && *res.Report.Prev != es[i-1].Hash) || (i == 0 && res.Report.Prev != nil) {
+			t.Fatalf("report %d: seq %d prev %v", i, res.Report.Seq, res.Report.Prev)
+		}
+	}
+	// A restarted supervisor continues the chain from the store.
+	r.sup.Close()
+	r.start()
+	e, err = r.sup.Attest(context.Background(), "vm-1", attest.EventOnDemand, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = r.verify(e)
+	if res.Report.Seq != 6 || *res.Report.Prev != es[5].Hash {
+		t.Fatalf("after restart: seq %d prev %v, want 6 and %s", res.Report.Seq, res.Report.Prev, es[5].Hash)
+	}
+}
+
+// TestSupervisorMigrateIn: on a destination QEMU, the agent port opening
+// is not a boot, and RESUME after the migration completed is migrate-in.
+func TestSupervisorMigrateIn(t *testing.T) {
+	r := newRig(t)
+	r.sup.Close()
+	r.qemu.Handle("query-status", func(json.RawMessage) (any, string, string) {
+		return map[string]any{"status": "inmigrate", "running": false}, "", ""
+	})
+	r.qemu.DropConnections()
+	r.start()
+	r.qemu.Inject("VSERPORT_CHANGE", map[string]any{"id": "agentport0", "open": true})
+	r.qemu.Inject("MIGRATION", map[string]any{"status": "active"})
+	r.qemu.Inject("MIGRATION", map[string]any{"status": "completed"})
+	r.qemu.Inject("RESUME", nil)
+	es := r.waitReports(1)
+	time.Sleep(200 * time.Millisecond)
+	es, _ = r.store.List(context.Background(), Query{VM: "vm-1"})
+	if len(es) != 1 || es[0].Event != attest.EventMigrateIn {
+		t.Fatalf("destination reports = %+v, want one migrate-in", es)
+	}
+	if res := r.verify(es[0]); res.Guest == nil {
+		t.Error("migrate-in report carries no guest evidence")
+	}
+}
+
+// TestSupervisorSurvivesQEMUDeath: QEMU goes away mid-run; the worker
+// keeps going, reconnects when QEMU is back, and reports again.
+func TestSupervisorSurvivesQEMUDeath(t *testing.T) {
+	r := newRig(t)
+	r.qemu.DropConnections()
+	for deadline := time.Now().Add(5 * time.Second); r.sup.VMs()[0].Connected; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the supervisor did not notice QEMU going away")
+		}
+	}
+	r.waitConnected()
+	time.Sleep(50 * time.Millisecond) // let the worker finish its connect handling
+	r.qemu.Inject("VSERPORT_CHANGE", map[string]any{"id": "agentport0", "open": true})
+	es := r.waitReports(1)
+	if es[0].Event != attest.EventBoot {
+		t.Fatalf("after reconnect: %s, want boot", es[0].Event)
+	}
+	if _, err := r.sup.Attest(context.Background(), "nope", attest.EventOnDemand, nil); err == nil {
+		t.Error("Attest(unknown vm) succeeded")
+	}
+}
