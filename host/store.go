@@ -32,11 +32,11 @@ type Entry struct {
 
 // Query selects entries. Zero fields match everything.
 type Query struct {
-	VM     string
-	Event  attest.Event
-	Since  time.Time
-	Until  time.Time
-	Limit  int // 0: no limit; otherwise the newest Limit entries
+	VM    string
+	Event attest.Event
+	Since time.Time
+	Until time.Time
+	Limit int // 0: no limit; otherwise the newest Limit entries
 }
 
 // Store keeps signed reports as append-only facts. Put returns only once
