@@ -17,9 +17,23 @@ demo:
 test:
 	scripts/test.sh
 
-# Sign and verify next to raw ML-DSA-65 in the same run.
+# Sign and verify next to raw ML-DSA-65 in the same run; then the
+# measurement engine next to the standard library's SHA3-256 and OpenSSL's
+# in the same run, as a benchstat table and the ratios with their targets.
+BENCHSTAT ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+BENCH_COUNT ?= 6
 bench:
 	$(GO) test -run '^$$' -bench 'Sign|Verify' -benchmem -count 5 ./attest
+	mkdir -p bin
+	$(GO) test -run '^$$' -bench '^Benchmark(SHA3Stream|PageTree|PageTreeSection|MeasureFull|Update1Percent)$$' \
+		-benchmem -count $(BENCH_COUNT) -timeout 60m ./measure > bin/bench-measure.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) -timeout 60m ./measure/proc >> bin/bench-measure.txt
+	$(BENCHSTAT) bin/bench-measure.txt
+	@echo
+	$(GO) run ./measure/internal/benchratio bin/bench-measure.txt
+	@echo
+	@echo "OpenSSL, same run (bytes/s in thousands, 16 KiB blocks):"
+	@openssl speed -evp sha3-256 -seconds 3 -bytes 16384 2>/dev/null | tail -n 2
 
 # Regenerate testdata/vectors and testdata/keys after a deliberate format change.
 vectors:

@@ -88,7 +88,7 @@ func openSelf(t *testing.T, mem []byte) *Region {
 // CONFIG_MEM_SOFT_DIRTY.
 type kernel interface {
 	// attach makes r's process use this kernel.
-	attach(t *testing.T, r *Region)
+	attach(t testing.TB, r *Region)
 	// write xors a byte of mem (at addr) with v, as the process would.
 	write(addr uint64, mem []byte, off int, v byte)
 	// drop discards a page of mem (at addr) as MADV_DONTNEED does.
@@ -97,7 +97,7 @@ type kernel interface {
 
 type realKernel struct{}
 
-func (realKernel) attach(*testing.T, *Region)                  {}
+func (realKernel) attach(testing.TB, *Region)                  {}
 func (realKernel) write(_ uint64, mem []byte, off int, v byte) { mem[off] ^= v }
 func (realKernel) drop(t *testing.T, _ uint64, mem []byte, page int) {
 	if err := syscall.Madvise(mem[page*pageSize:(page+1)*pageSize], syscall.MADV_DONTNEED); err != nil {
@@ -146,7 +146,7 @@ func (k *fakeKernel) Write(b []byte) (int, error) {
 	return 1, nil
 }
 
-func (k *fakeKernel) attach(t *testing.T, r *Region) {
+func (k *fakeKernel) attach(t testing.TB, r *Region) {
 	p := r.proc
 	p.mu.Lock()
 	oldPM, oldCR, oldErr := p.pagemap, p.clearRefs, p.trackErr
