@@ -1,0 +1,51 @@
+# hvmon daemon configuration (HCL). Every setting is shown; the optional ones
+# carry their default. Unknown settings are errors.
+
+# Name recorded in every report as the observing host (default: empty).
+host_name = "hv-1"
+
+# The host's ML-DSA-65 signing key (hvmon keygen -o /etc/hvmon/host.key).
+# Must be mode 0600. Verifiers pin /etc/hvmon/host.key.pub.
+key = "/etc/hvmon/host.key"
+
+# Where signed reports are stored, one file each, append-only.
+data_dir = "/var/lib/hvmon"
+
+# The local API (unix socket, HTTP+JSON). Mode 0600, or 0660 with api_group.
+api_socket = "/run/hvmon/api.sock"
+# api_group = "hvmon"
+
+# Prometheus metrics; keep it on loopback.
+metrics_listen = "127.0.0.1:9464"
+
+# Lifetime written into each report (verifiers cap it at 24h by default).
+ttl = "5m"
+
+# How long to wait for the guest agent's evidence for one event.
+agent_timeout = "60s"
+
+# Default interval of periodic attestations; "" or "0s" disables them.
+periodic = "10m"
+
+# A directory of sockets to follow without listing VMs here: NAME.qmp
+# (a QMP socket for hvmon) and, optionally, NAME.agent (the agent channel).
+# watch_dir = "/run/hvmon/vms"
+
+# One block per VM. qmp is a QMP socket reserved for hvmon
+# (QEMU: -qmp unix:/run/hvmon/llm-1.qmp,server=on,wait=off); agent is the
+# unix socket of the agent's virtio-serial chardev.
+vm "llm-1" {
+  uuid          = "6f1c1d2e-0000-4000-8000-000000000001"
+  qmp           = "/run/hvmon/llm-1.qmp"
+  agent         = "/run/hvmon/llm-1.agent"
+  agent_port_id = "agentport0" # the -device virtserialport id=
+  periodic      = "5m"
+  regions       = []           # agent region ids; empty means all
+}
+
+# How hardware evidence is checked before the host signs around it.
+# evidence {
+#   allow_simulated = false      # simulated SEV-SNP/TDX evidence (tests, demos)
+#   simulated_roots = []         # PEM files of the simulated roots to trust
+#   allow_debug     = false      # accept debug guests
+# }

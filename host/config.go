@@ -1,0 +1,156 @@
+package host
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// MaxConfigSize bounds the daemon's configuration file.
+const MaxConfigSize = 1 << 20
+
+// Config is the daemon's configuration file, in HCL. contrib/hvmon.hcl is
+// a commented example. Unknown attributes and blocks are errors.
+type Config struct {
+	HostName      string    `hcl:"host_name,optional"`
+	Key           string    `hcl:"key"`
+	DataDir       string    `hcl:"data_dir,optional"`
+	APISocket     string    `hcl:"api_socket,optional"`
+	APIGroup      string    `hcl:"api_group,optional"`
+	MetricsListen string    `hcl:"metrics_listen,optional"`
+	TTL           string    `hcl:"ttl,optional"`
+	AgentTimeout  string    `hcl:"agent_timeout,optional"`
+	Periodic      string    `hcl:"periodic,optional"`
+	WatchDir      string    `hcl:"watch_dir,optional"`
+	VMs           []VMBlock `hcl:"vm,block"`
+	Evidence      *Evidence `hcl:"evidence,block"`
+}
+
+// VMBlock is one `vm "NAME" { ... }` block.
+type VMBlock struct {
+	Name     string   `hcl:"name,label"`
+	UUID     string   `hcl:"uuid,optional"`
+	QMP      string   `hcl:"qmp"`
+	Agent    string   `hcl:"agent,optional"`
+	AgentID  string   `hcl:"agent_port_id,optional"`
+	Periodic string   `hcl:"periodic,optional"`
+	Regions  []string `hcl:"regions,optional"`
+}
+
+// Evidence configures how the host checks hardware evidence before it signs.
+type Evidence struct {
+	AllowSimulated bool     `hcl:"allow_simulated,optional"`
+	SimulatedRoots []string `hcl:"simulated_roots,optional"`
+	AllowDebug     bool     `hcl:"allow_debug,optional"`
+	AMDRoots       string   `hcl:"amd_roots,optional"`
+	IntelRoots     string   `hcl:"intel_roots,optional"`
+}
+
+// Defaults of the daemon's configuration.
+const (
+	DefaultDataDir       = "/var/lib/hvmon"
+	DefaultAPISocket     = "/run/hvmon/api.sock"
+	DefaultMetricsListen = "127.0.0.1:9464"
+)
+
+// ParseConfig parses and validates HCL configuration text; filename is used
+// in error messages.
+func ParseConfig(src []byte, filename string) (*Config, error) {
+	if len(src) > MaxConfigSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", filename, MaxConfigSize)
+	}
+	f, diags := hclsyntax.ParseConfig(src, filename, hcl.Pos{Line: 1, Column: 1})
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	var c Config
+	if diags := gohcl.DecodeBody(f.Body, nil, &c); diags.HasErrors() {
+		return nil, diags
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.APISocket == "" {
+		c.APISocket = DefaultAPISocket
+	}
+	if c.MetricsListen == "" {
+		c.MetricsListen = DefaultMetricsListen
+	}
+	if err := c.validate(filename); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) validate(filename string) error {
+	for name, d := range map[string]string{"ttl": c.TTL, "agent_timeout": c.AgentTimeout, "periodic": c.Periodic} {
+		if _, err := parseDuration(d); err != nil {
+			return fmt.Errorf("%s: %s: %w", filename, name, err)
+		}
+	}
+	if c.Key == "" {
+		return fmt.Errorf("%s: key is required", filename)
+	}
+	seen := map[string]bool{}
+	for _, v := range c.VMs {
+		if v.Name == "" || len(v.Name) > 256 {
+			return fmt.Errorf("%s: vm name must be 1 to 256 bytes", filename)
+		}
+		if seen[v.Name] {
+			return fmt.Errorf("%s: vm %q defined twice", filename, v.Name)
+		}
+		seen[v.Name] = true
+		if !filepath.IsAbs(v.QMP) || (v.Agent != "" && !filepath.IsAbs(v.Agent)) {
+			return fmt.Errorf("%s: vm %q: qmp and agent must be absolute socket paths", filename, v.Name)
+		}
+		if _, err := parseDuration(v.Periodic); err != nil {
+			return fmt.Errorf("%s: vm %q: periodic: %w", filename, v.Name, err)
+		}
+	}
+	if c.WatchDir != "" && !filepath.IsAbs(c.WatchDir) {
+		return fmt.Errorf("%s: watch_dir must be absolute", filename)
+	}
+	return nil
+}
+
+// parseDuration parses an optional Go duration ("" is zero); negative
+// values are errors.
+func parseDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("negative duration %s", s)
+	}
+	return d, nil
+}
+
+// Durations returns the parsed durations (validated by ParseConfig).
+func (c *Config) Durations() (ttl, agentTimeout, periodic time.Duration) {
+	ttl, _ = parseDuration(c.TTL)
+	agentTimeout, _ = parseDuration(c.AgentTimeout)
+	periodic, _ = parseDuration(c.Periodic)
+	return
+}
+
+// VMConfigs returns the configured VMs as supervisor configurations.
+func (c *Config) VMConfigs() []VMConfig {
+	_, _, defPeriodic := c.Durations()
+	out := make([]VMConfig, 0, len(c.VMs))
+	for _, v := range c.VMs {
+		p, _ := parseDuration(v.Periodic)
+		if v.Periodic == "" {
+			p = defPeriodic
+		}
+		out = append(out, VMConfig{Name: v.Name, UUID: v.UUID, QMP: v.QMP, Agent: v.Agent, AgentPortID: v.AgentID, Periodic: p, Regions: v.Regions})
+	}
+	return out
+}

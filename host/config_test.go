@@ -1,0 +1,80 @@
+package host
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfigExample(t *testing.T) {
+	src, err := os.ReadFile("../contrib/hvmon.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseConfig(src, "hvmon.hcl")
+	if err != nil {
+		t.Fatalf("the shipped example does not parse: %v", err)
+	}
+	if len(c.VMs) == 0 || c.Key == "" || c.APISocket == "" {
+		t.Errorf("example = %+v", c)
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+key = "/etc/hvmon/host.key"
+periodic = "10m"
+vm "a" {
+  qmp = "/run/a.qmp"
+  agent = "/run/a.agent"
+}
+vm "b" {
+  qmp = "/run/b.qmp"
+  periodic = "1m"
+  regions = ["w0"]
+}
+`), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vms := c.VMConfigs()
+	if len(vms) != 2 || vms[0].Periodic != 10*time.Minute || vms[1].Periodic != time.Minute || vms[1].Regions[0] != "w0" || c.DataDir != DefaultDataDir {
+		t.Fatalf("VMConfigs = %+v", vms)
+	}
+	for name, bad := range map[string]string{
+		"unknown attribute": "key = \"/k\"\nbogus = 1\n",
+		"unknown block":     "key = \"/k\"\nthing {}\n",
+		"no key":            "data_dir = \"/d\"\n",
+		"bad duration":      "key = \"/k\"\nttl = \"5 minutes\"\n",
+		"negative":          "key = \"/k\"\nttl = \"-5m\"\n",
+		"duplicate vm":      "key = \"/k\"\nvm \"a\" { qmp = \"/q\" }\nvm \"a\" { qmp = \"/q\" }\n",
+		"relative socket":   "key = \"/k\"\nvm \"a\" { qmp = \"q.sock\" }\n",
+		"vm without qmp":    "key = \"/k\"\nvm \"a\" { }\n",
+		"syntax":            "key = \n",
+		"huge":              strings.Repeat("#", MaxConfigSize+1),
+	} {
+		if _, err := ParseConfig([]byte(bad), "t.hcl"); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	src, _ := os.ReadFile("../contrib/hvmon.hcl")
+	if len(src) == 0 {
+		f.Fatal("no seed: contrib/hvmon.hcl is missing")
+	}
+	f.Add(src)
+	f.Add([]byte("key = \"/k\"\nvm \"a\" { qmp = \"/q\" }\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig(b, "fuzz.hcl")
+		if err != nil {
+			return
+		}
+		if c.Key == "" || c.DataDir == "" {
+			t.Fatalf("accepted a config without key or data dir: %+v", c)
+		}
+		c.VMConfigs()
+	})
+}
