@@ -97,8 +97,12 @@ type kernel interface {
 
 type realKernel struct{}
 
-func (realKernel) attach(testing.TB, *Region)                  {}
-func (realKernel) write(_ uint64, mem []byte, off int, v byte) { mem[off] ^= v }
+func (realKernel) attach(testing.TB, *Region) {}
+func (realKernel) write(_ uint64, mem []byte, off int, v byte) {
+	if mem != nil { // nil: another process wrote
+		mem[off] ^= v
+	}
+}
 func (realKernel) drop(t *testing.T, _ uint64, mem []byte, page int) {
 	if err := syscall.Madvise(mem[page*pageSize:(page+1)*pageSize], syscall.MADV_DONTNEED); err != nil {
 		t.Fatal(err)
