@@ -385,7 +385,13 @@ func (p *pass) do(w *worker, u unit) (int64, error) {
 		runs = w.all[:]
 	}
 	var hashed int64
-	for _, r := range runs {
+	for k := 0; k < len(runs); {
+		// Adjacent runs (split only at subtree boundaries) are read as
+		// one.
+		r := runs[k]
+		for k++; k < len(runs) && runs[k].First == r.Last+1; k++ {
+			r.Last = runs[k].Last
+		}
 		from, to := r.First*PageSize, min((r.Last+1)*PageSize, p.size)
 		var data []byte
 		if p.mem != nil {
