@@ -5,11 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/guest"
@@ -287,5 +291,84 @@ func TestSupervisorSurvivesQEMUDeath(t *testing.T) {
 	}
 	if _, err := r.sup.Attest(context.Background(), "nope", attest.EventOnDemand, nil); err == nil {
 		t.Error("Attest(unknown vm) succeeded")
+	}
+}
+
+func TestAPI(t *testing.T) {
+	r := newRig(t)
+	sock := filepath.Join(r.dir, "api.sock")
+	ln, err := ListenAPI(sock, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(sock); st.Mode().Perm() != 0o600 {
+		t.Errorf("API socket mode %v, want 0600", st.Mode().Perm())
+	}
+	srv := &http.Server{Handler: APIHandler(r.sup, r.store, hclog.NewNullLogger())}
+	go srv.Serve(ln)
+	defer srv.Close()
+	c := NewAPIClient(sock)
+	ctx := context.Background()
+	vms, err := c.VMs(ctx)
+	if err != nil || len(vms) != 1 || vms[0].Name != "vm-1" || !vms[0].Connected {
+		t.Fatalf("VMs = %+v, %v", vms, err)
+	}
+	e, err := c.Attest(ctx, "vm-1", "", map[string]string{"ticket": "42"})
+	if err != nil || e.Event != attest.EventOnDemand || e.Seq != 0 {
+		t.Fatalf("Attest = %+v, %v", e, err)
+	}
+	b, err := c.Report(ctx, e.Hash)
+	if err != nil || attest.ReportHash(b) != e.Hash {
+		t.Fatalf("Report = %d bytes, %v", len(b), err)
+	}
+	in, err := attest.Inspect(b)
+	if err != nil || in.Report.Host.Facts["ticket"] != "42" {
+		t.Fatalf("stored report facts: %v %v", err, in)
+	}
+	list, err := c.Reports(ctx, "vm-1", 10)
+	if err != nil || len(list) != 1 || list[0].Hash != e.Hash {
+		t.Fatalf("Reports = %+v, %v", list, err)
+	}
+	if _, err := c.Attest(ctx, "nope", "", nil); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("Attest(unknown) = %v, want a 404", err)
+	}
+	if _, err := c.Attest(ctx, "vm-1", "reboot", nil); err == nil {
+		t.Error("Attest(unknown event) succeeded")
+	}
+	if _, err := c.Event(ctx, AttestRequest{VM: "vm-1", Event: attest.EventShutdown}); err != nil {
+		t.Errorf("Event = %v", err)
+	}
+	// A second daemon cannot take over a path that is not a socket.
+	os.WriteFile(filepath.Join(r.dir, "file"), nil, 0o600)
+	if _, err := ListenAPI(filepath.Join(r.dir, "file"), ""); err == nil {
+		t.Error("ListenAPI replaced a regular file")
+	}
+}
+
+func TestWatchDir(t *testing.T) {
+	r := newRig(t)
+	dir := filepath.Join(r.dir, "vms")
+	os.Mkdir(dir, 0o755)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.sup.WatchDir(ctx, dir, 20*time.Millisecond, VMConfig{})
+	q2, err := qmptest.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(q2.Path, filepath.Join(dir, "vm-2.qmp"))
+	q2.Path = filepath.Join(dir, "vm-2.qmp")
+	waitFor(t, func() bool { return len(r.sup.VMs()) == 2 })
+	q2.Close()
+	os.Remove(q2.Path)
+	waitFor(t, func() bool { return len(r.sup.VMs()) == 1 })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5 s")
+		}
 	}
 }

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"hvmon.dev/hvmon/host"
+	"hvmon.dev/hvmon/internal/keyfile"
+	"hvmon.dev/hvmon/qmp/qmptest"
+)
+
+// TestDaemon runs the daemon against a fake QEMU, asks for a report over
+// the API, and reads it back with hvmon log and hvmon vm.
+func TestDaemon(t *testing.T) {
+	dir, err := os.MkdirTemp("", "hvmon-d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	q, err := qmptest.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q.Handle("migrate-set-capabilities", func(json.RawMessage) (any, string, string) { return nil, "", "" })
+	keyPath := filepath.Join(dir, "host.key")
+	if _, err := keyfile.Generate(keyPath, keyfile.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfgText := `
+host_name = "hv-test"
+key = "` + keyPath + `"
+data_dir = "` + filepath.Join(dir, "data") + `"
+api_socket = "` + filepath.Join(dir, "api.sock") + `"
+metrics_listen = "127.0.0.1:0"
+vm "vm-1" {
+  qmp = "` + q.Path + `"
+}
+`
+	cfg, err := host.ParseConfig([]byte(cfgText), "test.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	a := &app{stdout: &bytes.Buffer{}, stderr: &stderr, log: hclog.New(&hclog.LoggerOptions{Output: &stderr, Level: hclog.Debug})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.runDaemon(ctx, cfg, false) }()
+
+	var out bytes.Buffer
+	runOK := func(args ...string) string {
+		t.Helper()
+		out.Reset()
+		var errb bytes.Buffer
+		if code := run(args, strings.NewReader(""), &out, &errb); code != 0 {
+			t.Fatalf("hvmon %v: exit %d: %s", args, code, errb.String())
+		}
+		return out.String()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var errb bytes.Buffer
+		out.Reset()
+		if run([]string{"vm", "list", "--api-socket", cfg.APISocket}, nil, &out, &errb) == 0 && strings.Contains(out.String(), "true") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not come up: %s %s", out.String(), stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := runOK("vm", "attest", "vm-1", "--api-socket", cfg.APISocket); !strings.Contains(got, "vm-1 on-demand seq 0") {
+		t.Errorf("vm attest printed %q", got)
+	}
+	q.Inject("SHUTDOWN", map[string]any{"reason": "guest-shutdown"})
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(runOK("log", "list", "--data-dir", cfg.DataDir), "shutdown"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no shutdown report")
+		}
+	}
+	got := runOK("log", "verify", "--data-dir", cfg.DataDir, "--trust", keyPath+".pub")
+	if !strings.Contains(got, "2 report(s) checked") || strings.Count(got, "NO EVIDENCE") != 2 {
+		t.Errorf("log verify:\n%s", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("daemon returned %v", err)
+	}
+	if _, err := os.Stat(cfg.APISocket); !os.IsNotExist(err) {
+		t.Error("the API socket was left behind")
+	}
+	// A tampered store is caught.
+	es, _ := (&host.FileStore{Dir: cfg.DataDir}).List(context.Background(), host.Query{})
+	b, _ := os.ReadFile(es[0].Path)
+	b[len(b)-40] ^= 1
+	os.WriteFile(es[0].Path, b, 0o640)
+	var errb bytes.Buffer
+	out.Reset()
+	if code := run([]string{"log", "verify", "--data-dir", cfg.DataDir, "--trust", keyPath + ".pub"}, nil, &out, &errb); code != exitTrust {
+		t.Errorf("log verify of a tampered store: exit %d, want %d\n%s", code, exitTrust, out.String())
+	}
+}

@@ -1,0 +1,263 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"hvmon.dev/hvmon/attest"
+)
+
+// The local API: HTTP with JSON bodies on a unix socket.
+//
+//	GET  /v1/vms                         followed VMs (VMStatus list)
+//	POST /v1/vms/{name}/attest           {"event": "on-demand", "facts": {...}} -> APIEntry
+//	GET  /v1/reports?vm=&event=&limit=   stored reports (APIEntry list), oldest first
+//	GET  /v1/reports/{hash}              the signed report (application/cose)
+//	POST /v1/events                      {"vm": ..., "event": ..., "facts": {...}} from hvmon hook -> APIEntry
+//
+// Errors are {"error": "..."} with a 4xx or 5xx status.
+
+// APIEntry is a stored report's entry as the API renders it.
+type APIEntry struct {
+	VM    string        `json:"vm"`
+	Time  time.Time     `json:"time"`
+	Seq   uint64        `json:"seq"`
+	Event attest.Event  `json:"event"`
+	Hash  attest.Digest `json:"hash"`
+}
+
+func apiEntry(e Entry) APIEntry {
+	return APIEntry{VM: e.VM, Time: e.Time, Seq: e.Seq, Event: e.Event, Hash: e.Hash}
+}
+
+// AttestRequest is the body of POST /v1/vms/{name}/attest and /v1/events.
+type AttestRequest struct {
+	VM    string            `json:"vm,omitempty"`
+	Event attest.Event      `json:"event,omitempty"`
+	Facts map[string]string `json:"facts,omitempty"`
+}
+
+const maxAPIBody = 64 << 10
+
+// APIHandler serves the local API for a supervisor and its store.
+func APIHandler(s *Supervisor, store Store, log hclog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/vms", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.VMs())
+	})
+	attestHandler := func(w http.ResponseWriter, r *http.Request, vm string) {
+		var req AttestRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+			return
+		}
+		if vm == "" {
+			vm = req.VM
+		}
+		if req.Event == "" {
+			req.Event = attest.EventOnDemand
+		}
+		e, err := s.Attest(r.Context(), vm, req.Event, req.Facts)
+		switch {
+		case errors.Is(err, ErrUnknownVM):
+			writeError(w, http.StatusNotFound, err)
+		case err != nil:
+			log.Warn("api attest failed", "vm", vm, "error", err)
+			writeError(w, http.StatusInternalServerError, err)
+		default:
+			writeJSON(w, http.StatusOK, apiEntry(e))
+		}
+	}
+	mux.HandleFunc("POST /v1/vms/{name}/attest", func(w http.ResponseWriter, r *http.Request) {
+		attestHandler(w, r, r.PathValue("name"))
+	})
+	mux.HandleFunc("POST /v1/events", func(w http.ResponseWriter, r *http.Request) {
+		attestHandler(w, r, "")
+	})
+	mux.HandleFunc("GET /v1/reports", func(w http.ResponseWriter, r *http.Request) {
+		q := Query{VM: r.URL.Query().Get("vm"), Event: attest.Event(r.URL.Query().Get("event"))}
+		if l := r.URL.Query().Get("limit"); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil || n < 0 {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("limit %q", l))
+				return
+			}
+			q.Limit = n
+		}
+		es, err := store.List(r.Context(), q)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		out := make([]APIEntry, len(es))
+		for i, e := range es {
+			out[i] = apiEntry(e)
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /v1/reports/{hash}", func(w http.ResponseWriter, r *http.Request) {
+		h, err := attest.ParseDigest(r.PathValue("hash"))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		b, _, err := store.Get(r.Context(), h)
+		if errors.Is(err, ErrNotFound) {
+			writeError(w, http.StatusNotFound, err)
+			return
+		}
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/cose; cose-type=\"cose-sign1\"")
+		w.Write(b)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+// ListenAPI creates the API socket at path with mode 0600, or 0660 owned
+// by group when group is set. A stale socket file is replaced; anything
+// else at the path is an error.
+func ListenAPI(path, group string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	mode := os.FileMode(0o600)
+	if group != "" {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		gid, _ := strconv.Atoi(g.Gid)
+		if err := os.Chown(path, -1, gid); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		mode = 0o660
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// APIClient talks to a daemon's API socket.
+type APIClient struct {
+	hc *http.Client
+}
+
+// NewAPIClient returns a client for the socket at path.
+func NewAPIClient(path string) *APIClient {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}
+	return &APIClient{hc: &http.Client{Transport: tr}}
+}
+
+func (c *APIClient) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://hvmon"+path, rd)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("daemon: %s (HTTP %d)", e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("daemon: HTTP %d", resp.StatusCode)
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = b
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+// VMs lists the daemon's VMs.
+func (c *APIClient) VMs(ctx context.Context) ([]VMStatus, error) {
+	var out []VMStatus
+	return out, c.do(ctx, http.MethodGet, "/v1/vms", nil, &out)
+}
+
+// Attest asks for a report now.
+func (c *APIClient) Attest(ctx context.Context, vm string, event attest.Event, facts map[string]string) (APIEntry, error) {
+	var out APIEntry
+	return out, c.do(ctx, http.MethodPost, "/v1/vms/"+url.PathEscape(vm)+"/attest", AttestRequest{Event: event, Facts: facts}, &out)
+}
+
+// Event forwards a lifecycle event (hvmon hook).
+func (c *APIClient) Event(ctx context.Context, req AttestRequest) (APIEntry, error) {
+	var out APIEntry
+	return out, c.do(ctx, http.MethodPost, "/v1/events", req, &out)
+}
+
+// Reports lists stored reports.
+func (c *APIClient) Reports(ctx context.Context, vm string, limit int) ([]APIEntry, error) {
+	var out []APIEntry
+	return out, c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/reports?vm=%s&limit=%d", url.QueryEscape(vm), limit), nil, &out)
+}
+
+// Report fetches one signed report.
+func (c *APIClient) Report(ctx context.Context, h attest.Digest) ([]byte, error) {
+	var out []byte
+	return out, c.do(ctx, http.MethodGet, "/v1/reports/"+h.String(), nil, &out)
+}

@@ -1,0 +1,59 @@
+package host
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// WatchDir follows the VMs whose sockets appear in dir: NAME.qmp (a QMP
+// socket for hvmon) and, when present, NAME.agent (the agent's chardev).
+// A VM is added when its QMP socket appears and removed when it goes. It
+// polls every interval until ctx ends. VMs from the configuration file
+// keep precedence: a name already followed is left alone.
+func (s *Supervisor) WatchDir(ctx context.Context, dir string, interval time.Duration, base VMConfig) {
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	mine := map[string]bool{}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		seen := map[string]bool{}
+		paths, _ := filepath.Glob(filepath.Join(dir, "*.qmp"))
+		for _, p := range paths {
+			st, err := os.Stat(p)
+			if err != nil || st.Mode()&os.ModeSocket == 0 {
+				continue
+			}
+			name := strings.TrimSuffix(filepath.Base(p), ".qmp")
+			seen[name] = true
+			if mine[name] {
+				continue
+			}
+			cfg := base
+			cfg.Name, cfg.QMP = name, p
+			if st, err := os.Stat(filepath.Join(dir, name+".agent")); err == nil && st.Mode()&os.ModeSocket != 0 {
+				cfg.Agent = filepath.Join(dir, name+".agent")
+			}
+			if err := s.Add(ctx, cfg); err == nil {
+				mine[name] = true
+				s.log.Info("following VM from the watched directory", "vm", name, "qmp", p, "agent", cfg.Agent)
+			}
+		}
+		for name := range mine {
+			if !seen[name] {
+				s.Remove(name)
+				delete(mine, name)
+				s.log.Info("VM socket gone; no longer following", "vm", name)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
