@@ -3,10 +3,31 @@
 //
 // A Provider runs inside the guest and asks the hardware (or a simulated
 // signer) for a report carrying a 64-byte REPORT_DATA; hvmon's agent passes
-// attest.GuestReportData. A Verifier runs anywhere, offline: it checks the
+// attest.GuestReportData. New picks a provider by name, Probe by the guest
+// interfaces present. A Verifier runs anywhere, offline: it checks the
 // evidence's signature chain up to a pinned root, that the evidence carries
 // the expected REPORT_DATA, and the platform rules it is configured with. It
 // implements attest.EvidenceVerifier.
+//
+// The shape of attest.HardwareEvidence per type:
+//
+//   - sev-snp: Report is the 1184-byte ATTESTATION_REPORT exactly as the
+//     firmware signed it. Certs[0] is the DER certificate of the key that
+//     signed it (VCEK or VLEK, as the report's signer field says); the ASK
+//     and ARK may follow. Only Certs[0] is used: the rest of the chain comes
+//     from the verifier's pinned AMD roots, never from the evidence.
+//   - tdx: Report is the quote (version 4) as the quoting enclave produced
+//     it; it carries its own PCK certificate chain. Certs is empty.
+//   - simulated-sev-snp, simulated-tdx: the same shapes, signed by chains
+//     from package evidence/sim. A Verifier accepts them only when it was
+//     given AllowSimulated and the simulated roots, and verifies them
+//     against those roots alone.
+//
+// Nothing here uses the network: certificates and roots must be in the
+// evidence or the Verifier's options. The AMD and Intel libraries used to
+// parse and verify evidence log through a logger that writes to standard
+// output; the Verifier uses them only in ways that log nothing, and a test
+// holds it to that.
 package evidence
 
 import (
