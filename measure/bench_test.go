@@ -101,8 +101,8 @@ func BenchmarkUpdate1Percent(b *testing.B) {
 // live at its peak), for Root, Measure and Update over a 256 MiB source
 // read through per-worker buffers.
 func TestMemoryBound(t *testing.T) {
-	if testing.Short() {
-		t.Skip("256 MiB: skipped with -short")
+	if testing.Short() || raceEnabled {
+		t.Skip("256 MiB: skipped with -short and -race")
 	}
 	const size = 256 << 20
 	src := genSource{size}
