@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/go-configfs-tsm/configfs/linuxtsm"
 	"github.com/google/go-configfs-tsm/report"
-	"github.com/google/go-sev-guest/abi"
 	sevclient "github.com/google/go-sev-guest/client"
 	tdxclient "github.com/google/go-tdx-guest/client"
 	"github.com/hashicorp/go-hclog"
@@ -147,46 +146,22 @@ func (s *snpProvider) Evidence(ctx context.Context, reportData [64]byte) (*attes
 }
 
 // assemble turns what the driver returned (a report, then a certificate
-// table) into hardware evidence: the report, then the signer's
-// certificate, then the ASK and ARK when the table has them.
+// table) into hardware evidence, falling back on the configured
+// certificate when the platform supplied none.
 func (s *snpProvider) assemble(raw []byte, reportData [64]byte) (*attest.HardwareEvidence, error) {
-	if len(raw) < SNPReportSize {
-		return nil, fmt.Errorf("%w: the driver returned %d bytes, less than a report", ErrMalformed, len(raw))
-	}
-	hw := &attest.HardwareEvidence{Type: TypeSEVSNP, Report: bytes.Clone(raw[:SNPReportSize])}
-	e, err := parseSNP(hw)
+	hw, err := ParseSNPExtendedReport(raw)
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(e.report.GetReportData(), reportData[:]) {
+	if !bytes.Equal(hw.Report[snpReportDataAt:snpReportDataAt+64], reportData[:]) {
 		return nil, fmt.Errorf("%w: the driver returned a report for another REPORT_DATA", ErrReportData)
 	}
-	table, err := parseCertTable(raw[SNPReportSize:])
-	if err != nil {
-		return nil, err
+	if len(hw.Certs) == 0 && s.cert != nil {
+		s.log.Debug("platform supplied no certificate; using the configured one")
+		hw.Certs = []attest.HexBytes{s.cert.Raw}
 	}
-	ek, chainTop := table.vcek, table.ask
-	if e.signer == abi.VlekReportSigner {
-		ek, chainTop = table.vlek, nil // the table has no slot for the ASVK
-	}
-	if ek == nil && s.cert != nil {
-		s.log.Debug("platform supplied no certificate; using the configured one", "signer", e.signer)
-		ek = s.cert.Raw
-	}
-	if ek == nil {
-		return nil, fmt.Errorf("%w: the host supplied no %v certificate and none is configured", ErrNoCertificate, e.signer)
-	}
-	hw.Certs = append(hw.Certs, ek)
-	if chainTop != nil {
-		hw.Certs = append(hw.Certs, chainTop)
-	}
-	if table.ark != nil {
-		hw.Certs = append(hw.Certs, table.ark)
-	}
-	for i, c := range hw.Certs {
-		if _, err := x509.ParseCertificate(c); err != nil {
-			return nil, fmt.Errorf("%w: certificate %d from the platform: %v", ErrMalformed, i, err)
-		}
+	if len(hw.Certs) == 0 {
+		return nil, fmt.Errorf("%w: the host supplied none and none is configured", ErrNoCertificate)
 	}
 	return hw, nil
 }

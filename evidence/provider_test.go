@@ -222,3 +222,50 @@ func TestSimulatedRoots(t *testing.T) {
 		t.Error("SimulatedRoots(nil) succeeded")
 	}
 }
+
+func TestParseSNPExtendedReport(t *testing.T) {
+	snp := simSNP(t, "seed one", false)
+	report, err := snp.s.Report(testReportData(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := snp.s.Chain()
+	for _, tc := range []struct {
+		name  string
+		table []byte
+		want  [][]byte
+	}{
+		{"no table", nil, nil},
+		{"full table", certTable(map[[16]byte][]byte{guidARK: chain[2], guidASK: chain[1], guidVCEK: chain[0]}, guidARK, guidASK, guidVCEK), chain},
+		{"VCEK only", certTable(map[[16]byte][]byte{guidVCEK: chain[0]}, guidVCEK), chain[:1]},
+		// Without the signer's certificate, the rest of the chain is
+		// dropped: Certs[0] must be the signer's.
+		{"ASK and ARK only", certTable(map[[16]byte][]byte{guidARK: chain[2], guidASK: chain[1]}, guidARK, guidASK), nil},
+		{"a VLEK for a VCEK-signed report", certTable(map[[16]byte][]byte{guidVLEK: chain[0]}, guidVLEK), nil},
+	} {
+		hw, err := ParseSNPExtendedReport(append(bytes.Clone(report), tc.table...))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if hw.Type != TypeSEVSNP || !bytes.Equal(hw.Report, report) || len(hw.Certs) != len(tc.want) {
+			t.Errorf("%s: evidence %s with %d certificates, want %d", tc.name, hw.Type, len(hw.Certs), len(tc.want))
+			continue
+		}
+		for i := range tc.want {
+			if !bytes.Equal(hw.Certs[i], tc.want[i]) {
+				t.Errorf("%s: certificate %d differs", tc.name, i)
+			}
+		}
+	}
+	for name, in := range map[string][]byte{
+		"short":             report[:100],
+		"VCEK not DER":      append(bytes.Clone(report), certTable(map[[16]byte][]byte{guidVCEK: []byte("x")}, guidVCEK)...),
+		"table without end": append(bytes.Clone(report), 1, 2, 3),
+		"TDX quote":         sprEvidence(t).Report,
+	} {
+		if _, err := ParseSNPExtendedReport(in); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: ParseSNPExtendedReport error %v, want ErrMalformed", name, err)
+		}
+	}
+}

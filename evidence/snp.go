@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/binary"
@@ -18,6 +19,9 @@ import (
 
 // SNPReportSize is the size of an SEV-SNP ATTESTATION_REPORT.
 const SNPReportSize = abi.ReportSize
+
+// snpReportDataAt is the offset of REPORT_DATA in the report.
+const snpReportDataAt = 0x50
 
 // snpEvidence is SEV-SNP evidence, parsed but not verified.
 type snpEvidence struct {
@@ -87,6 +91,46 @@ func parseSNP(hw *attest.HardwareEvidence) (*snpEvidence, error) {
 		}
 	}
 	return e, nil
+}
+
+// ParseSNPExtendedReport builds SEV-SNP hardware evidence from what the
+// firmware returns for an extended report request: the 1184-byte report,
+// then the platform's certificate table (configfs-tsm's outblob followed by
+// its auxblob, or the report and data pages of the extended guest
+// request). The evidence carries the report, then the signer's certificate
+// (VCEK or VLEK, as the report names it), then the ASK and ARK when the
+// table has them. Without a table, or without the signer's certificate in
+// it, Certs is empty.
+func ParseSNPExtendedReport(b []byte) (*attest.HardwareEvidence, error) {
+	if len(b) < SNPReportSize {
+		return nil, fmt.Errorf("%w: SEV-SNP extended report of %d bytes is shorter than a report", ErrMalformed, len(b))
+	}
+	hw := &attest.HardwareEvidence{Type: TypeSEVSNP, Report: bytes.Clone(b[:SNPReportSize])}
+	e, err := parseSNP(hw)
+	if err != nil {
+		return nil, err
+	}
+	table, err := parseCertTable(b[SNPReportSize:])
+	if err != nil {
+		return nil, err
+	}
+	ek, chain := table.vcek, [][]byte{table.ask, table.ark}
+	if e.signer == abi.VlekReportSigner {
+		ek, chain = table.vlek, [][]byte{table.ark} // the table has no slot for the ASVK
+	}
+	if ek == nil {
+		return hw, nil
+	}
+	for _, c := range append([][]byte{ek}, chain...) {
+		if c == nil {
+			continue
+		}
+		if _, err := x509.ParseCertificate(c); err != nil {
+			return nil, fmt.Errorf("%w: SEV-SNP certificate table: %v", ErrMalformed, err)
+		}
+		hw.Certs = append(hw.Certs, c)
+	}
+	return hw, nil
 }
 
 // attestation returns the report and its signer's certificate in

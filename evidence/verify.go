@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	tpb "github.com/google/go-tdx-guest/proto/tdx"
 	"github.com/hashicorp/go-hclog"
 
 	"hvmon.dev/hvmon/attest"
@@ -94,9 +95,11 @@ func NewVerifier(opts Options) (*Verifier, error) {
 // Verify checks hw at now (zero means time.Now()): its signature and
 // certificate chain to a pinned root, that it carries reportData, and the
 // platform rules (no debug guest unless allowed; the platform's own
-// consistency checks). It returns what the evidence says only when every
-// check passed. Errors match ErrMalformed, ErrUntrusted, ErrReportData or
-// ErrPolicy.
+// consistency checks). Errors match ErrMalformed, ErrUntrusted,
+// ErrReportData or ErrPolicy. It returns what the evidence says once the
+// signature and chain verified: with a nil error when every check passed,
+// and with an ErrReportData or ErrPolicy error when the genuine evidence
+// broke a rule.
 func (v *Verifier) Verify(hw *attest.HardwareEvidence, reportData [64]byte, now time.Time) (*Summary, error) {
 	return v.verify(hw, &reportData, now)
 }
@@ -143,25 +146,25 @@ func (v *Verifier) verify(hw *attest.HardwareEvidence, rd *[64]byte, now time.Ti
 		} else if v.opts.AMDRoots == nil {
 			origin = "embedded AMD"
 		}
-		if err = v.verifySNP(e, roots, rd, now); err != nil {
+		if err = v.verifySNP(e, roots, rd, now); !genuine(err) {
 			return nil, err
 		}
 		sum = e.summary(hw.Type)
 		root = fmt.Sprintf("%s %s root", origin, sum.Product)
 	case TypeTDX, TypeSimulatedTDX:
-		q, err := parseTDX(hw)
-		if err != nil {
+		var q *tpb.QuoteV4
+		if q, err = parseTDX(hw); err != nil {
 			return nil, err
 		}
 		configured, pin := v.intel, v.intel == nil
 		if simulated {
 			configured, pin = v.simIntel, false
 		}
-		roots, err := tdxRoots(q, configured, pin)
-		if err != nil {
+		var roots []*x509.Certificate
+		if roots, err = tdxRoots(q, configured, pin); err != nil {
 			return nil, err
 		}
-		if err = v.verifyTDX(q, roots, rd, now); err != nil {
+		if err = v.verifyTDX(q, roots, rd, now); !genuine(err) {
 			return nil, err
 		}
 		sum = tdxSummary(hw.Type, q)
@@ -177,8 +180,18 @@ func (v *Verifier) verify(hw *attest.HardwareEvidence, rd *[64]byte, now time.Ti
 		return nil, fmt.Errorf("%w: %q", ErrUnknownType, hw.Type)
 	}
 	sum.Root = root
+	if err != nil {
+		v.log.Debug("genuine hardware evidence refused", "type", hw.Type, "root", root, "error", err)
+		return sum, err
+	}
 	v.log.Debug("hardware evidence verified", "type", hw.Type, "root", root, "report_data_checked", rd != nil)
 	return sum, nil
+}
+
+// genuine reports whether err leaves the evidence's origin verified: no
+// error, or one of the rules checked after the chain and signature.
+func genuine(err error) bool {
+	return err == nil || errors.Is(err, ErrReportData) || errors.Is(err, ErrPolicy)
 }
 
 // Summary is what hardware evidence says, decoded. From Verify it is

@@ -39,8 +39,14 @@ func TestMilanReport(t *testing.T) {
 	if !errors.Is(ErrDebug, ErrPolicy) {
 		t.Error("ErrDebug is not an ErrPolicy")
 	}
-	_, err = v.Verify(hw, testReportData(9), testNow)
+	s, err = v.Verify(hw, testReportData(9), testNow)
 	wantErr(t, "Verify with another REPORT_DATA", err, ErrReportData)
+	if s == nil || s.Root == "" {
+		t.Errorf("Verify with another REPORT_DATA returned no summary of the genuine evidence")
+	}
+	if s, err := v.Verify(flip(hw, 0x90), milanReportData(), testNow); s != nil || !errors.Is(err, ErrSignature) {
+		t.Errorf("Verify(changed report) = %+v, %v; want no summary and ErrSignature", s, err)
+	}
 	if _, err := v.VerifyWithoutReportDataUnsafe(hw, testNow); err != nil {
 		t.Errorf("VerifyWithoutReportDataUnsafe = %v", err)
 	}
