@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/verify/trust"
 )
 
@@ -21,12 +22,18 @@ type amdRoot struct {
 // pinned chain tops.
 type amdRoots map[string][]amdRoot
 
-// trusted returns the roots in go-sev-guest's form. It builds fresh values
-// on every call: the library keeps state (a CRL, a mutex) in them.
-func (r amdRoots) trusted() map[string][]*trust.AMDRootCerts {
+// trusted returns the roots that can certify signer's key (an ASK for a
+// VCEK, an ASVK for a VLEK) in go-sev-guest's form; leaving out the others
+// keeps the library's "last error" about the roots that mattered. It
+// builds fresh values on every call: the library keeps state (a CRL, a
+// mutex) in them.
+func (r amdRoots) trusted(signer abi.ReportSigner) map[string][]*trust.AMDRootCerts {
 	out := make(map[string][]*trust.AMDRootCerts, len(r))
 	for line, rs := range r {
 		for _, x := range rs {
+			if (signer == abi.VcekReportSigner && x.ask == nil) || (signer == abi.VlekReportSigner && x.asvk == nil) {
+				continue
+			}
 			a := trust.AMDRootCertsProduct(line)
 			a.ProductCerts = &trust.ProductCerts{Ark: x.ark, Ask: x.ask, Asvk: x.asvk}
 			out[line] = append(out[line], a)

@@ -50,10 +50,10 @@ func looksLikeSNPReport(b []byte) bool {
 // trusted: the chain is checked against pinned roots.
 func parseSNP(hw *attest.HardwareEvidence) (*snpEvidence, error) {
 	raw := []byte(hw.Report)
+	if looksLikeTDXQuote(raw) {
+		return nil, fmt.Errorf("%w: %s evidence holds a TDX quote", ErrTypeMismatch, hw.Type)
+	}
 	if len(raw) != SNPReportSize {
-		if looksLikeTDXQuote(raw) {
-			return nil, fmt.Errorf("%w: %s evidence holds a TDX quote", ErrTypeMismatch, hw.Type)
-		}
 		return nil, fmt.Errorf("%w: SEV-SNP report is %d bytes, want %d", ErrMalformed, len(raw), SNPReportSize)
 	}
 	if err := abi.ValidateReportFormat(raw); err != nil {
@@ -102,6 +102,9 @@ func parseSNP(hw *attest.HardwareEvidence) (*snpEvidence, error) {
 // table has them. Without a table, or without the signer's certificate in
 // it, Certs is empty.
 func ParseSNPExtendedReport(b []byte) (*attest.HardwareEvidence, error) {
+	if looksLikeTDXQuote(b) {
+		return nil, fmt.Errorf("%w: sev-snp evidence holds a TDX quote", ErrTypeMismatch)
+	}
 	if len(b) < SNPReportSize {
 		return nil, fmt.Errorf("%w: SEV-SNP extended report of %d bytes is shorter than a report", ErrMalformed, len(b))
 	}
@@ -154,11 +157,11 @@ func (v *Verifier) verifySNP(e *snpEvidence, roots amdRoots, rd *[64]byte, now t
 	if e.ek == nil {
 		return fmt.Errorf("%w: no %v certificate in the evidence", ErrChain, e.signer)
 	}
-	trusted := roots.trusted()
+	trusted := roots.trusted(e.signer)
 	if len(trusted) == 0 {
 		// An empty map would make go-sev-guest fall back to its
 		// embedded AMD roots.
-		return fmt.Errorf("%w: no AMD roots configured", ErrChain)
+		return fmt.Errorf("%w: no AMD roots configured for %v-signed reports", ErrChain, e.signer)
 	}
 	err := sevverify.SnpAttestation(e.attestation(), &sevverify.Options{
 		DisableCertFetching: true,
