@@ -82,6 +82,7 @@ Logs go to stderr, results to stdout.
 	})
 	root.AddCommand(a.keygenCmd(), a.attestCmd(), a.verifyCmd(), a.showCmd(), a.measureCmd())
 	root.AddCommand(a.agentCmd(), a.daemonCmd(), a.logCmd(), a.vmCmd())
+	root.AddCommand(a.evidenceCmd())
 	return root
 }
 
