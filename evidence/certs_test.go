@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-sev-guest/verify/trust"
 
@@ -143,6 +144,12 @@ func quietChild(t *testing.T) {
 		hw, _ := p.Evidence(t.Context(), rd)
 		mustVerifier(t, Options{AllowSimulated: true, SimulatedRoots: p.Roots()}).Verify(hw, rd, testNow)
 		Inspect(hw)
+	}
+	td := simTDX(t, "seed one", false)
+	if c, err := td.t.Collateral(testNow, testNow.Add(time.Hour), "OutOfDate"); err == nil {
+		hw, _ := td.Evidence(t.Context(), rd)
+		tc := &TDXCollateral{TCBInfo: c.TCBInfo, TCBInfoIssuerChain: c.TCBInfoIssuerChain, QEIdentity: c.QEIdentity, QEIdentityIssuerChain: c.QEIdentityIssuerChain}
+		mustVerifier(t, Options{AllowSimulated: true, SimulatedRoots: td.Roots(), TDXCollateral: tc}).Verify(hw, rd, testNow)
 	}
 	Inspect(spr)
 	Inspect(milan)

@@ -55,6 +55,11 @@ var (
 	// ErrDebug: the guest runs with debugging enabled (the host can read
 	// and write its memory) and the verifier does not allow it.
 	ErrDebug = &classError{"hardware evidence is from a debug guest", ErrPolicy}
+	// ErrCollateral: Intel collateral was configured and does not vouch
+	// for the TDX platform: the platform's or the quoting enclave's TCB is
+	// not up to date, or the collateral is expired, for another platform,
+	// or does not verify to the quote's roots.
+	ErrCollateral = &classError{"TDX collateral does not vouch for the platform", ErrPolicy}
 )
 
 // Errors of the providers.

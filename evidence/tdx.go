@@ -169,8 +169,9 @@ func chainVerifies(q *tpb.QuoteV4, roots []*x509.Certificate, now time.Time) err
 
 // verifyTDX checks the quote's PCK chain against roots at now, the QE
 // report's signature and binding of the attestation key, the quote's
-// signature, then the rules: debug, REPORT_DATA (unless rd is nil), and
-// go-tdx-guest's field checks (XFAM and TD_ATTRIBUTES bits).
+// signature, then the rules: debug, REPORT_DATA (unless rd is nil), the
+// collateral when configured, and go-tdx-guest's field checks (XFAM and
+// TD_ATTRIBUTES bits).
 func (v *Verifier) verifyTDX(q *tpb.QuoteV4, roots []*x509.Certificate, rd *[64]byte, now time.Time) error {
 	err := tdxverify.TdxQuote(q, &tdxverify.Options{
 		// Never nil: a nil pool makes the library use its embedded
@@ -191,6 +192,19 @@ func (v *Verifier) verifyTDX(q *tpb.QuoteV4, roots []*x509.Certificate, rd *[64]
 	got := q.GetTdQuoteBody().GetReportData()
 	if rd != nil && subtle.ConstantTimeCompare(got, rd[:]) != 1 {
 		return fmt.Errorf("%w: TDX REPORT_DATA is %x, want %x", ErrReportData, got, rd[:])
+	}
+	if c := v.opts.TDXCollateral; c != nil {
+		// A second pass, now that the chain and signatures are known
+		// good: what fails here is the collateral's verdict.
+		err := tdxverify.TdxQuote(q, &tdxverify.Options{
+			TrustedRoots:  certPool(roots),
+			Now:           now,
+			GetCollateral: true,
+			Getter:        collateralGetter{c},
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrCollateral, err)
+		}
 	}
 	vo := &tdxvalidate.Options{}
 	if rd != nil {

@@ -39,6 +39,10 @@ type Options struct {
 	// the host can read and write. For development only.
 	AllowDebugUnsafe bool
 
+	// TDXCollateral, when set, is checked with every TDX quote, real or
+	// simulated (see TDXCollateral).
+	TDXCollateral *TDXCollateral
+
 	// Logger receives debug logs; nil discards them.
 	Logger hclog.Logger
 }
@@ -78,6 +82,11 @@ func NewVerifier(opts Options) (*Verifier, error) {
 		v.intel = dedupe(opts.IntelRoots)
 		if len(v.intel) == 0 {
 			return nil, errors.New("IntelRoots: empty (leave it nil for the pinned Intel root)")
+		}
+	}
+	if opts.TDXCollateral != nil {
+		if err := opts.TDXCollateral.check(); err != nil {
+			return nil, err
 		}
 	}
 	if opts.AllowSimulated {

@@ -25,6 +25,7 @@ const (
 	tdxRootCN         = "Intel SGX Root CA"
 	tdxIntermediateCN = "Intel SGX PCK Platform CA"
 	tdxPCKCN          = "Intel SGX PCK Certificate"
+	tdxTCBSigningCN   = "Intel SGX TCB Signing"
 	tdxOrganization   = simulatedMark + " (not Intel)"
 )
 
@@ -40,7 +41,10 @@ var (
 	// TD_ATTRIBUTES: SEPT_VE_DISABLE (bit 28); bit 0 is DEBUG.
 	tdxAttributes = uint64(1) << 28
 	tdxPCESvn     = uint16(11)
-	tdxQESvn      = uint16(4)
+	// The quoting enclave's identity.
+	tdxQEAttributes = []byte{0x15, 0, 0, 0, 0, 0, 0, 0, 0xe7, 0, 0, 0, 0, 0, 0, 0}
+	tdxQEMrSigner   = bytes.Repeat([]byte{0x52}, 32)
+	tdxQESvn        = uint16(4)
 )
 
 // tdxAttributeDebug is TD_ATTRIBUTES.DEBUG.
@@ -53,6 +57,8 @@ const tdxAttributeDebug = 1
 type TDX struct {
 	root, intermediate, pck *x509.Certificate
 	pckKey, attestKey       *ecdsa.PrivateKey
+	tcbSigner               *x509.Certificate // signs collateral
+	tcbKey                  *ecdsa.PrivateKey
 	chainPEM                []byte
 	measurement             []byte
 	attributes              uint64
@@ -81,6 +87,10 @@ func NewTDX(opts Options) (*TDX, error) {
 		return nil, err
 	}
 	ak, err := ks.ecdsa("tdx attestation key", elliptic.P256())
+	if err != nil {
+		return nil, err
+	}
+	tcbKey, err := ks.ecdsa("tdx tcb signing", elliptic.P256())
 	if err != nil {
 		return nil, err
 	}
@@ -132,12 +142,23 @@ func NewTDX(opts Options) (*TDX, error) {
 	if err != nil {
 		return nil, err
 	}
+	tcbTmpl := &x509.Certificate{
+		SerialNumber: ks.serial("tdx tcb signing"), Subject: name(tdxTCBSigningCN),
+		NotBefore: nb, NotAfter: nb.AddDate(leafYears, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment,
+		BasicConstraintsValid: true,
+	}
+	tcbSigner, err := createCert(tcbTmpl, root, tcbKey, rootKey)
+	if err != nil {
+		return nil, err
+	}
 	attrs := tdxAttributes
 	if opts.Debug {
 		attrs |= tdxAttributeDebug
 	}
 	return &TDX{
 		root: root, intermediate: intermediate, pck: pck, pckKey: pckKey, attestKey: ak,
+		tcbSigner: tcbSigner, tcbKey: tcbKey,
 		chainPEM:    PEM(pck, intermediate, root),
 		measurement: meas, attributes: attrs,
 		seamSeed: ks.bytes("tdx seam", 48),
@@ -262,10 +283,10 @@ func (t *TDX) Quote(reportData [64]byte) ([]byte, error) {
 		CpuSvn:     tdxCPUSvn,
 		MiscSelect: 0,
 		Reserved1:  make([]byte, 28),
-		Attributes: []byte{0x15, 0, 0, 0, 0, 0, 0, 0, 0xe7, 0, 0, 0, 0, 0, 0, 0},
+		Attributes: tdxQEAttributes,
 		MrEnclave:  bytes.Repeat([]byte{0x51}, 32),
 		Reserved2:  make([]byte, 32),
-		MrSigner:   bytes.Repeat([]byte{0x52}, 32),
+		MrSigner:   tdxQEMrSigner,
 		Reserved3:  make([]byte, 96),
 		IsvProdId:  2,
 		IsvSvn:     uint32(tdxQESvn),
