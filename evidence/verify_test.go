@@ -304,3 +304,35 @@ func TestZeroTimeMeansNow(t *testing.T) {
 		t.Errorf("Verify at the zero time = %v", err)
 	}
 }
+
+// One Verifier serves concurrent calls (go test -race checks the claim).
+func TestVerifierConcurrent(t *testing.T) {
+	p := simSNP(t, "seed one", false)
+	v := mustVerifier(t, Options{AllowSimulated: true, SimulatedRoots: p.Roots(), AllowDebugUnsafe: true})
+	spr, milan := sprEvidence(t), milanEvidence(t)
+	sprRD := reportDataOf(t, spr)
+	errs := make(chan error, 12)
+	for i := range 12 {
+		go func() {
+			var err error
+			switch i % 3 {
+			case 0:
+				_, err = v.Verify(spr, sprRD, testNow)
+			case 1:
+				_, err = v.Verify(milan, milanReportData(), testNow)
+			default:
+				rd := testReportData(byte(i))
+				var hw *attest.HardwareEvidence
+				if hw, err = p.Evidence(t.Context(), rd); err == nil {
+					_, err = v.Verify(hw, rd, testNow)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 12 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
