@@ -23,8 +23,8 @@
 //     given AllowSimulated and the simulated roots, and verifies them
 //     against those roots alone.
 //
-// Nothing here uses the network: certificates and roots must be in the
-// evidence or the Verifier's options. The AMD and Intel libraries used to
+// Nothing here uses the network: certificates, roots and (optional) Intel
+// TDX collateral must be in the evidence or the Verifier's options. The AMD and Intel libraries used to
 // parse and verify evidence log through a logger that writes to standard
 // output; the Verifier uses them only in ways that log nothing, and a test
 // holds it to that.
