@@ -39,7 +39,10 @@
 // written between the pagemap read and the clear in TakeDirty is missed
 // until it is written again, so pause the workload (for a VM, stop its
 // vCPUs) around a measurement that must be exact; anything else that
-// clears the process's soft-dirty bits breaks the tracking. Regions of
+// clears the process's soft-dirty bits breaks the tracking. The bits of a
+// transparent huge page cover all of its 2 MiB: one write marks its 512
+// pages, so writes scattered over THP-backed memory make incremental
+// passes read nearly everything. Regions of
 // the same process opened in this program share one clear: each harvests
 // its bits before any clear. Soft-dirty needs a kernel built with
 // CONFIG_MEM_SOFT_DIRTY, which is checked once by a probe on a page of

@@ -183,3 +183,25 @@ func TestResolve(t *testing.T) {
 		t.Errorf("Resolve(\"/\") = %v, want *AmbiguousError", err)
 	}
 }
+
+// TestCoveringCuts: areas next to an address range may merge or split
+// without the range's mappings changing.
+func TestCoveringCuts(t *testing.T) {
+	merged := []Mapping{{Start: 0x1000, End: 0x9000, Perms: "rw-p"}}
+	split := []Mapping{{Start: 0x1000, End: 0x3000, Perms: "rw-p"}, {Start: 0x3000, End: 0x6000, Perms: "rw-p"}, {Start: 0x6000, End: 0x9000, Perms: "r--p"}}
+	a, err := covering(merged, 0x3000, 0x6000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := covering(split, 0x3000, 0x6000)
+	if err != nil || len(a) != 1 || a[0] != b[0] || a[0].Start != 0x3000 || a[0].End != 0x6000 {
+		t.Errorf("covering = %+v and %+v, %v; want the same cut mapping", a, b, err)
+	}
+	file := []Mapping{{Start: 0x1000, End: 0x9000, Perms: "r--p", Offset: 0x10000, Inode: 7, Path: "/f"}}
+	if c, _ := covering(file, 0x2000, 0x3000); c[0].Offset != 0x11000 {
+		t.Errorf("covering a file mapping from 0x2000: offset %#x, want 0x11000", c[0].Offset)
+	}
+	if _, err := covering(split[:1], 0x2000, 0x4000); err == nil {
+		t.Error("covering accepted a range that runs past the last mapping")
+	}
+}

@@ -181,7 +181,10 @@ func (p *process) add(r *Region) (*Region, error) {
 	return r, nil
 }
 
-// covering returns the mappings that cover [start, end) without a gap.
+// covering returns the mappings that cover [start, end) without a gap,
+// cut to that range: the kernel merges and splits areas next to the range
+// (anonymous memory of the same kind, say) without touching its pages,
+// and a merge that grows an area marks all of its pages soft-dirty.
 func covering(maps []Mapping, start, end uint64) ([]Mapping, error) {
 	var out []Mapping
 	at := start
@@ -192,6 +195,13 @@ func covering(maps []Mapping, start, end uint64) ([]Mapping, error) {
 		if m.Start > at {
 			break
 		}
+		if m.Start < start {
+			if m.Inode != 0 {
+				m.Offset += start - m.Start
+			}
+			m.Start = start
+		}
+		m.End = min(m.End, end)
 		out = append(out, m)
 		at = m.End
 		if at >= end {
