@@ -26,6 +26,7 @@ type lifecycle struct {
 	incoming       bool // this QEMU was started to receive a migration
 	migratedIn     bool // the migration completed; migrate-in comes with RESUME
 	migratingOut   bool
+	migratedOut    bool // an outgoing migration completed: this QEMU no longer runs the VM
 	restorePending bool
 	jobs           map[string]string // job id -> type
 	facts          map[string]string // remembered observations (last migration, snapshot job)
@@ -86,7 +87,7 @@ func (v *vm) onEvent(ctx context.Context, e qmp.Event) []request {
 			lc.migratingOut = true
 			return req(attest.EventMigrateOut, map[string]string{"migration_status": status})
 		case status == "completed":
-			lc.migratingOut = false
+			lc.migratingOut, lc.migratedOut = false, true
 			if mi, err := v.qmp.QueryMigrate(ctx); err == nil {
 				lc.facts["last_migration_total_ms"] = strconv.FormatInt(mi.TotalTime, 10)
 				lc.facts["last_migration_downtime_ms"] = strconv.FormatInt(mi.Downtime, 10)
@@ -112,6 +113,12 @@ func (v *vm) onEvent(ctx context.Context, e qmp.Event) []request {
 	case "SHUTDOWN":
 		lc.running = false
 		v.setState("shutdown")
+		if lc.migratedOut {
+			// The source QEMU exits after handing the VM over: the VM did
+			// not shut down; its destination reports from now on.
+			v.log.Info("source QEMU ended after an outgoing migration", "reason", str("reason"))
+			return nil
+		}
 		return req(attest.EventShutdown, map[string]string{"shutdown_reason": str("reason")})
 	case "JOB_STATUS_CHANGE":
 		id, status := str("id"), str("status")

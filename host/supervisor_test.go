@@ -193,7 +193,7 @@ func TestSupervisorLifecycle(t *testing.T) {
 	r.qemu.Inject("VSERPORT_CHANGE", map[string]any{"id": "agentport0", "open": true})
 	r.qemu.Inject("MIGRATION", map[string]any{"status": "setup"})
 	r.qemu.Inject("MIGRATION", map[string]any{"status": "active"})
-	r.qemu.Inject("MIGRATION", map[string]any{"status": "completed"})
+	r.qemu.Inject("MIGRATION", map[string]any{"status": "failed"})
 	r.mu.Lock()
 	r.jobs["snap0"] = "snapshot-save"
 	r.mu.Unlock()
@@ -204,7 +204,7 @@ func TestSupervisorLifecycle(t *testing.T) {
 		t.Fatalf("events = %v %v, want migrate-out, snapshot", es[1].Event, es[2].Event)
 	}
 	snap := r.verify(es[2])
-	if snap.Report.Host.Facts["job_id"] != "snap0" || snap.Report.Host.Facts["last_migration_downtime_ms"] != "12" {
+	if snap.Report.Host.Facts["job_id"] != "snap0" || snap.Report.Host.Facts["last_migration_status"] != "failed" {
 		t.Errorf("snapshot facts = %v", snap.Report.Host.Facts)
 	}
 	// On demand, through the API.
@@ -269,6 +269,21 @@ func TestSupervisorMigrateIn(t *testing.T) {
 	}
 	if res := r.verify(es[0]); res.Guest == nil {
 		t.Error("migrate-in report carries no guest evidence")
+	}
+}
+
+// TestSupervisorSourceAfterMigration: once the VM has migrated away, the
+// source QEMU's exit is not the VM's shutdown.
+func TestSupervisorSourceAfterMigration(t *testing.T) {
+	r := newRig(t)
+	r.qemu.Inject("MIGRATION", map[string]any{"status": "active"})
+	r.qemu.Inject("MIGRATION", map[string]any{"status": "completed"})
+	r.qemu.Inject("SHUTDOWN", map[string]any{"reason": "host-qmp-quit"})
+	es := r.waitReports(1)
+	time.Sleep(300 * time.Millisecond)
+	es, _ = r.store.List(context.Background(), Query{VM: "vm-1"})
+	if len(es) != 1 || es[0].Event != attest.EventMigrateOut {
+		t.Fatalf("source reports = %+v, want only migrate-out", es)
 	}
 }
 

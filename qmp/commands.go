@@ -185,3 +185,9 @@ func (c *Client) QuerySEVLaunchMeasure(ctx context.Context) (string, error) {
 	err := c.Execute(ctx, "query-sev-launch-measure", nil, &r)
 	return r.Data, err
 }
+
+// BlockdevAdd adds a block node; options is the blockdev-add argument object
+// (e.g. {"driver": "qcow2", "node-name": "disk0", "file": {"driver": "file", "filename": "/path"}}).
+func (c *Client) BlockdevAdd(ctx context.Context, options map[string]any) error {
+	return c.Execute(ctx, "blockdev-add", options, nil)
+}

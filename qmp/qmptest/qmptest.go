@@ -27,7 +27,8 @@ type Server struct {
 	mu       sync.Mutex
 	handlers map[string]Handler
 	delays   map[string]time.Duration
-	conns    map[net.Conn]*sync.Mutex
+	conns    map[net.Conn]*sync.Mutex // negotiated connections: events go there
+	all      map[net.Conn]bool        // every open connection
 	received []string
 	closed   bool
 	wg       sync.WaitGroup
@@ -35,7 +36,7 @@ type Server struct {
 
 // New listens on a unix socket named qmp.sock in dir.
 func New(dir string) (*Server, error) {
-	s := &Server{Path: filepath.Join(dir, "qmp.sock"), handlers: map[string]Handler{}, delays: map[string]time.Duration{}, conns: map[net.Conn]*sync.Mutex{}}
+	s := &Server{Path: filepath.Join(dir, "qmp.sock"), handlers: map[string]Handler{}, delays: map[string]time.Duration{}, conns: map[net.Conn]*sync.Mutex{}, all: map[net.Conn]bool{}}
 	os.Remove(s.Path)
 	ln, err := net.Listen("unix", s.Path)
 	if err != nil {
@@ -98,10 +99,11 @@ func (s *Server) Inject(name string, data map[string]any) {
 func (s *Server) DropConnections() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for c := range s.conns {
+	for c := range s.all {
 		c.Close()
-		delete(s.conns, c)
 	}
+	clear(s.all)
+	clear(s.conns)
 }
 
 // Close stops the server.
@@ -121,7 +123,15 @@ func (s *Server) accept() {
 		if err != nil {
 			return
 		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.all[c] = true
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go s.serve(c)
 	}
 }
@@ -152,6 +162,7 @@ func (s *Server) serve(c net.Conn) {
 		if err := dec.Decode(&req); err != nil {
 			s.mu.Lock()
 			delete(s.conns, c)
+			delete(s.all, c)
 			s.mu.Unlock()
 			return
 		}
