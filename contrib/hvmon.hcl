@@ -47,5 +47,8 @@ vm "llm-1" {
 # evidence {
 #   allow_simulated = false      # simulated SEV-SNP/TDX evidence (tests, demos)
 #   simulated_roots = []         # PEM files of the simulated roots to trust
+#   simulated_seed  = ""         # or: the hex seed the agents' simulated chains come from
+#   amd_roots       = ""         # a PEM file of AMD ARK/ASK certificates instead of the built-in ones
+#   intel_roots     = ""         # a PEM file of Intel roots instead of the built-in one
 #   allow_debug     = false      # accept debug guests
 # }

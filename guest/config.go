@@ -2,6 +2,7 @@ package guest
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,6 +27,11 @@ type Config struct {
 	// "simulated-sev-snp", "simulated-tdx", "none", or "auto" (probe).
 	// Empty means "auto".
 	Evidence string `json:"evidence,omitempty"`
+	// SimulatedSeed (hex, 16 to 64 bytes) derives the simulated evidence
+	// types' signing chain, so that a verifier given the same seed can
+	// trust exactly that chain. Never use a seeded chain outside tests and
+	// demonstrations: the seed is the whole secret.
+	SimulatedSeed string `json:"simulated_seed,omitempty"`
 	// Regions are measured in this order.
 	Regions []RegionConfig `json:"regions"`
 }
@@ -105,6 +111,11 @@ func (c *Config) Validate() error {
 	case "", "auto", "none", "sev-snp", "tdx", "simulated-sev-snp", "simulated-tdx":
 	default:
 		return fmt.Errorf("agent config: unknown evidence %q", c.Evidence)
+	}
+	if c.SimulatedSeed != "" {
+		if b, err := hex.DecodeString(c.SimulatedSeed); err != nil || len(b) < 16 || len(b) > 64 {
+			return fmt.Errorf("agent config: simulated_seed must be 16 to 64 bytes of hex")
+		}
 	}
 	if len(c.Regions) == 0 {
 		return fmt.Errorf("agent config: no regions")

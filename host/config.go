@@ -45,6 +45,7 @@ type VMBlock struct {
 type Evidence struct {
 	AllowSimulated bool     `hcl:"allow_simulated,optional"`
 	SimulatedRoots []string `hcl:"simulated_roots,optional"`
+	SimulatedSeed  string   `hcl:"simulated_seed,optional"`
 	AllowDebug     bool     `hcl:"allow_debug,optional"`
 	AMDRoots       string   `hcl:"amd_roots,optional"`
 	IntelRoots     string   `hcl:"intel_roots,optional"`

@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 	imageDir = dir
 	root, _ := filepath.Abs("..")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	image, err = tinyvm.Build(ctx, tinyvm.BuildOptions{Dir: dir, ModuleRoot: root, Regions: regions, Evidence: evidenceType})
+	image, err = tinyvm.Build(ctx, tinyvm.BuildOptions{Dir: dir, ModuleRoot: root, Regions: regions, Evidence: evidenceType, SimulatedSeed: simulatedSeed})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "building the test guest:", err)
@@ -148,7 +148,7 @@ func TestAgentInGuest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("hello: %v", err)
 	}
-	if h.Platform != attest.Platform(evidenceType) && !(evidenceType == "none" && h.Platform == "none") {
+	if h.Platform != attest.Platform(evidenceType) {
 		t.Errorf("hello platform = %q, want %q", h.Platform, evidenceType)
 	}
 	rs, err := c.Regions(ctx)
@@ -167,9 +167,16 @@ func TestAgentInGuest(t *testing.T) {
 	if vr.Guest.Seq != 0 || attest.KeyIDOf(vr.Guest.GuestKey) != h.KeyID {
 		t.Errorf("guest evidence seq %d key %s, want 0 and %s", vr.Guest.Seq, attest.KeyIDOf(vr.Guest.GuestKey), h.KeyID)
 	}
+	if vr.Guest.Hardware == nil || vr.Guest.Hardware.Type != attest.Platform(evidenceType) {
+		t.Fatalf("guest evidence carries hardware evidence %+v, want %s", vr.Guest.Hardware, evidenceType)
+	}
 	// Replaying that evidence for another nonce fails the binding.
 	if _, err := hostVerify(t, res.Evidence, nonce(t), attest.EventBoot, nil, false); err == nil {
 		t.Error("guest evidence verified for a nonce it does not answer")
+	}
+	// Simulated evidence never passes a verifier that trusts real roots only.
+	if _, err := attest.CheckGuestEvidence(res.Evidence, n, attest.EventBoot, "vm-it", attest.VerifyOptions{Evidence: realRootsVerifier(t)}); !errors.Is(err, attest.ErrBinding) {
+		t.Errorf("simulated evidence against real roots: %v, want ErrBinding", err)
 	}
 
 	// Tamper: rewrite 8 bytes of w1 inside the guest, in its second page.

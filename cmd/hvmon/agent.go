@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"hvmon.dev/hvmon/evidence"
+	"hvmon.dev/hvmon/evidence/sim"
 	"hvmon.dev/hvmon/guest"
 )
 
@@ -53,7 +57,7 @@ guest console or journal). The agent runs until SIGTERM or SIGINT.`,
 			if evidenceTy == "" {
 				evidenceTy = cfg.Evidence
 			}
-			provider, err := evidenceProvider(cmd.Context(), evidenceTy)
+			provider, err := a.evidenceProvider(cmd.Context(), evidenceTy, cfg.SimulatedSeed)
 			if err != nil {
 				return configErr(fmt.Errorf("--evidence %s: %w", evidenceTy, err))
 			}
@@ -71,12 +75,32 @@ guest console or journal). The agent runs until SIGTERM or SIGINT.`,
 	return cmd
 }
 
-// evidenceProvider returns the provider for a configured evidence type;
-// nil means no hardware evidence.
-func evidenceProvider(_ any, name string) (evidence.Provider, error) {
-	switch name {
-	case "", "auto", "none":
+// evidenceProvider returns the provider for a configured evidence type
+// ("" means auto); nil means no hardware evidence. A simulated provider
+// without a seed gets a fresh chain, whose roots it logs so that a
+// verifier can be told to trust them.
+func (a *app) evidenceProvider(ctx context.Context, name, seedHex string) (evidence.Provider, error) {
+	if name == "" {
+		name = evidence.NameAuto
+	}
+	seed, err := hex.DecodeString(seedHex)
+	if err != nil {
+		return nil, fmt.Errorf("simulated seed: %w", err)
+	}
+	log := a.log.Named("evidence")
+	p, err := evidence.New(ctx, name, evidence.ProviderOptions{Logger: log, Simulated: sim.Options{Seed: seed}})
+	if name == evidence.NameAuto && errors.Is(err, evidence.ErrNoHardware) {
+		log.Info("no TEE found; guest evidence will carry no hardware evidence", "probe", err)
 		return nil, nil
 	}
-	return nil, fmt.Errorf("evidence type %q is not available in this build", name)
+	if err != nil {
+		return nil, err
+	}
+	if sp, ok := p.(evidence.SimulatedProvider); ok {
+		log.Warn("SIMULATED hardware evidence: it proves nothing about hardware", "type", p.Type(), "seeded", len(seed) > 0)
+		if len(seed) == 0 {
+			log.Info("simulated roots (trust them only for tests)", "pem", string(sp.RootsPEM()))
+		}
+	}
+	return p, nil
 }

@@ -103,7 +103,10 @@ daemon: list them, print one, or verify them all with their chains.`,
 	}
 	show.Flags().BoolVar(&showAsJSON, "json", false, "print JSON")
 
-	var trust []string
+	var (
+		trust []string
+		ev    evidenceSettings
+	)
 	verify := &cobra.Command{
 		Use:   "verify --trust PUB [--vm NAME]",
 		Short: "Verify every stored report and each VM's host chain",
@@ -129,11 +132,16 @@ malformed report; 3 a signature or trust failure; 5 a broken chain.`,
 				}
 				keys = append(keys, k)
 			}
-			return a.verifyLog(cmd.Context(), s, vm, keys)
+			hw, err := ev.verifier()
+			if err != nil {
+				return configErr(err)
+			}
+			return a.verifyLog(cmd.Context(), s, vm, attest.VerifyOptions{TrustedKeys: keys, Evidence: hw})
 		},
 	}
 	verify.Flags().StringArrayVar(&trust, "trust", nil, "trusted host public key `PUB`; repeat for several (required)")
 	verify.Flags().StringVar(&vm, "vm", "", "only VM `NAME`")
+	ev.flags(verify.Flags())
 	verify.MarkFlagRequired("trust")
 
 	cmd.AddCommand(list, show, verify)
@@ -143,7 +151,7 @@ malformed report; 3 a signature or trust failure; 5 a broken chain.`,
 // errChain is a broken host chain in the store.
 var errChain = fmt.Errorf("%w: broken report chain", attest.ErrAppraisal)
 
-func (a *app) verifyLog(ctx context.Context, s *host.FileStore, vm string, keys []*attest.PublicKey) error {
+func (a *app) verifyLog(ctx context.Context, s *host.FileStore, vm string, opts attest.VerifyOptions) error {
 	es, err := s.List(ctx, host.Query{VM: vm})
 	if err != nil {
 		return configErr(err)
@@ -164,7 +172,7 @@ func (a *app) verifyLog(ctx context.Context, s *host.FileStore, vm string, keys 
 			return configErr(err)
 		}
 		verdict, detail := "VALID", ""
-		res, verr := verifyStored(b, keys)
+		res, verr := verifyStored(b, opts)
 		if verr == nil && attest.ReportHash(b) != e.Hash {
 			verr = fmt.Errorf("%w: the file no longer hashes to the name it was stored under", attest.ErrSignature)
 			res = &attest.Result{}
@@ -206,10 +214,11 @@ func (a *app) verifyLog(ctx context.Context, s *host.FileStore, vm string, keys 
 }
 
 // verifyStored verifies a stored report as of its own issued-at.
-func verifyStored(b []byte, keys []*attest.PublicKey) (*attest.Result, error) {
+func verifyStored(b []byte, opts attest.VerifyOptions) (*attest.Result, error) {
 	in, err := attest.Inspect(b)
 	if err != nil {
 		return &attest.Result{}, err
 	}
-	return attest.Verify(b, attest.VerifyOptions{TrustedKeys: keys, Now: in.Report.IssuedAt})
+	opts.Now = in.Report.IssuedAt
+	return attest.Verify(b, opts)
 }

@@ -19,6 +19,7 @@ func (a *app) verifyCmd() *cobra.Command {
 		nonceHex, at      string
 		strict, asJSON    bool
 		skew, maxLifetime time.Duration
+		ev                evidenceSettings
 	)
 	cmd := &cobra.Command{
 		Use:   "verify --trust PUB [--expect ID=HEX ...] [flags] REPORT",
@@ -32,6 +33,12 @@ signing key is one of the --trust keys), signature, guest evidence, freshness
 lifetime of at most --max-lifetime), nonce (when --nonce is given),
 completeness (every --expect region is in the report) and drift (each
 --expect region has one of the expected roots).
+
+Hardware evidence inside guest evidence is checked offline against AMD's
+and Intel's roots built into hvmon (--amd-roots and --intel-roots replace
+them). Simulated evidence verifies only with --allow-simulated and its
+roots (--simulated-roots PEM or --simulated-seed HEX); debug guests only
+with --allow-debug.
 
 --expect ID=HEX gives a reference root for a region; repeat it with the same
 ID to accept several roots. A root outside the accepted set is drift: a
@@ -83,6 +90,9 @@ the report is not valid; the exit code is the same either way.
 				}
 				opts.TrustedKeys = append(opts.TrustedKeys, k)
 			}
+			if opts.Evidence, err = ev.verifier(); err != nil {
+				return configErr(err)
+			}
 			data, err := a.readReport(args[0])
 			if err != nil {
 				return err
@@ -114,6 +124,7 @@ the report is not valid; the exit code is the same either way.
 	f.StringVar(&at, "at", "", "verify as of this RFC 3339 `TIME` instead of now")
 	f.DurationVar(&skew, "skew", attest.DefaultClockSkew, "clock skew tolerated on issued-at and expires-at")
 	f.DurationVar(&maxLifetime, "max-lifetime", attest.DefaultMaxLifetime, "longest report lifetime (expires-at minus issued-at) accepted")
+	ev.flags(f)
 	cmd.MarkFlagRequired("trust")
 	return cmd
 }

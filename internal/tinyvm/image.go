@@ -57,6 +57,8 @@ type BuildOptions struct {
 	Busybox string
 	// Evidence is the agent's evidence type ("none", "simulated-sev-snp", ...).
 	Evidence string
+	// SimulatedSeed (hex) seeds simulated evidence chains.
+	SimulatedSeed string
 	// Regions to create and measure.
 	Regions []Region
 }
@@ -119,7 +121,7 @@ func Build(ctx context.Context, o BuildOptions) (*Image, error) {
 	} else if err := BuildAgent(ctx, o.ModuleRoot, agent); err != nil {
 		return nil, err
 	}
-	cfg := guest.Config{Evidence: o.Evidence}
+	cfg := guest.Config{Evidence: o.Evidence, SimulatedSeed: o.SimulatedSeed}
 	for _, r := range o.Regions {
 		cfg.Regions = append(cfg.Regions, guest.RegionConfig{ID: r.ID, File: r.Path(), Protection: "RO", Description: "test region " + r.ID})
 	}
