@@ -325,21 +325,27 @@ func (p *pass) run() error {
 
 // worker holds what one goroutine needs, allocated once per pass.
 type worker struct {
-	h       *x4      // nil on the portable path
+	h       *x4      // for nodes, and leaves without AVX-512; nil on the portable path
+	h8      *x8      // for leaves with AVX-512
+	lanes   int      // leaves hashed at once: 8, 4, or 0 on the portable path
 	buf     []byte   // read buffer; nil for in-memory sources
 	own     []Digest // leaves of the current unit, when the pass keeps none
 	scratch []Digest // for folding subtrees
 	all     [1]PageRange
-	full    [4]*[PageSize]byte
-	at      [4]int64
+	full    [8]*[PageSize]byte // pages waiting for a group of lanes
+	at      [8]int64
 	nfull   int
 	out     [4]Digest
+	out8    [8]Digest
 }
 
 func (p *pass) work() {
 	w := &worker{scratch: make([]Digest, p.gran)}
 	if simd {
-		w.h = newX4()
+		w.h, w.lanes = newX4(), 4
+	}
+	if simd8 {
+		w.h8, w.lanes = new(x8), 8
 	}
 	if p.mem == nil {
 		n := int64(batchPages)
@@ -412,12 +418,12 @@ func (p *pass) do(w *worker, u unit) (int64, error) {
 				continue
 			}
 			pa := (*[PageSize]byte)(pg)
-			if w.h == nil {
+			if w.lanes == 0 {
 				p.setLeaf(leaves, i-base, LeafHash(pa[:]))
 				continue
 			}
 			w.full[w.nfull], w.at[w.nfull] = pa, i-base
-			if w.nfull++; w.nfull == 4 {
+			if w.nfull++; w.nfull == w.lanes {
 				p.flush(w, leaves)
 			}
 		}
@@ -441,15 +447,21 @@ func (p *pass) do(w *worker, u unit) (int64, error) {
 	return hashed, nil
 }
 
-// flush hashes the pending full pages, four at a time (padding the group
-// with copies of the first page).
+// flush hashes the pending full pages in one group of lanes, padding the
+// group with copies of the first page.
 func (p *pass) flush(w *worker, leaves []Digest) {
-	for k := w.nfull; k < 4; k++ {
+	for k := w.nfull; k < w.lanes; k++ {
 		w.full[k] = w.full[0]
 	}
-	w.h.leaves(w.full[0], w.full[1], w.full[2], w.full[3], &w.out)
+	out := w.out8[:]
+	if w.lanes == 8 {
+		w.h8.leaves(&w.full, &w.out8)
+	} else {
+		w.h.leaves(w.full[0], w.full[1], w.full[2], w.full[3], &w.out)
+		out = w.out[:]
+	}
 	for k := range w.nfull {
-		p.setLeaf(leaves, w.at[k], w.out[k])
+		p.setLeaf(leaves, w.at[k], out[k])
 	}
 	w.nfull = 0
 }

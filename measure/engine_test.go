@@ -20,18 +20,20 @@ func reference(b []byte) Digest {
 	return RootFromLeaves(leaves)
 }
 
-// engines runs f on the four-way path (where this CPU has it) and on the
-// portable path.
+// engines runs f on each leaf path this CPU has: eight-way (AVX-512),
+// four-way (AVX2) and portable.
 func engines(t *testing.T, f func(t *testing.T)) {
-	if simd {
+	old8, old4 := simd8, simd
+	defer func() { simd8, simd = old8, old4 }()
+	if old8 {
+		t.Run("x8", f)
+	}
+	simd8 = false
+	if old4 {
 		t.Run("x4", f)
 	}
-	t.Run("portable", func(t *testing.T) {
-		old := simd
-		simd = false
-		defer func() { simd = old }()
-		f(t)
-	})
+	simd = false
+	t.Run("portable", f)
 }
 
 func must[T any](v T, err error) T {
@@ -156,12 +158,14 @@ func FuzzFastTree(f *testing.F) {
 		if got := Bytes(b); got != want {
 			t.Fatalf("Bytes(%d bytes) = %s, want %s", len(b), got, want)
 		}
-		old := simd
+		old8, old4 := simd8, simd
+		simd8 = false
+		got4 := Bytes(b)
 		simd = false
 		got := Bytes(b)
-		simd = old
-		if got != want {
-			t.Fatalf("portable Bytes(%d bytes) = %s, want %s", len(b), got, want)
+		simd8, simd = old8, old4
+		if got4 != want || got != want {
+			t.Fatalf("Bytes(%d bytes) without AVX-512 = %s, portable = %s, want %s", len(b), got4, got, want)
 		}
 		if len(b) == 0 {
 			return

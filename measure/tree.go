@@ -16,11 +16,11 @@
 //
 // LeafHash, NodeHash and RootFromLeaves are the single-stream reference,
 // on the standard library's SHA3-256. Measure, Root, Bytes and ReaderAt
-// use the engine: four leaves at once on the four-way Keccak permutation
-// where the CPU has it (AVX2), spread over GOMAXPROCS goroutines, with the
-// same output bit for bit. Where the four-way permutation has no SIMD
-// implementation the engine falls back, at run time, to the reference leaf
-// hash on each core.
+// use the engine, spread over GOMAXPROCS goroutines, with the same output
+// bit for bit. Which permutation it hashes leaves with is decided at run
+// time: eight leaves at once with AVX-512 (this package's assembly), else
+// four at once with AVX2 (circl's keccakf1600.StateX4, which also hashes
+// the tree's nodes four at a time), else the reference leaf hash.
 //
 // A Tree keeps the leaf hashes of a measurement (32 bytes per page, plus 1
 // for cached subtree roots), so that Tree.Update re-hashes only the pages
