@@ -33,6 +33,9 @@ const (
 	batchPages = 256
 	// inlinePages: passes over fewer pages run on the calling goroutine.
 	inlinePages = 64
+	// foldLeaves is the number of leaves of whole subtrees a worker folds
+	// together.
+	foldLeaves = 1024
 	// foldChunk is the number of subtree roots one goroutine folds when
 	// the roots of a large region are folded in parallel.
 	foldChunk = 1024
@@ -168,13 +171,13 @@ func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 func rootOf(roots []Digest, workers int) Digest {
 	n := int64(len(roots))
 	if n < 2*foldChunk || workers < 2 {
-		return reduce(newHasher(), roots)
+		return reduce(newNodeHasher(), roots)
 	}
 	chunks := ceilDiv(n, foldChunk)
 	out := make([]Digest, chunks)
 	var next atomic.Int64
 	fold := func() {
-		h := newHasher()
+		h := newNodeHasher()
 		for {
 			c := next.Add(1) - 1
 			if c >= chunks {
@@ -189,15 +192,7 @@ func rootOf(roots []Digest, workers int) Digest {
 	}
 	fold()
 	wg.Wait()
-	return reduce(newHasher(), out)
-}
-
-// newHasher returns a four-way hasher, or nil on the portable path.
-func newHasher() *x4 {
-	if simd {
-		return newX4()
-	}
-	return nil
+	return reduce(newNodeHasher(), out)
 }
 
 // unit is a piece of work. In a full pass it is every page of [first,
@@ -325,12 +320,15 @@ func (p *pass) run() error {
 
 // worker holds what one goroutine needs, allocated once per pass.
 type worker struct {
-	h       *x4      // for nodes, and leaves without AVX-512; nil on the portable path
-	h8      *x8      // for leaves with AVX-512
+	h       *x4 // for leaves without AVX-512; nil on the portable path
+	h8      *x8 // for leaves with AVX-512
+	nh      nodeHasher
 	lanes   int      // leaves hashed at once: 8, 4, or 0 on the portable path
 	buf     []byte   // read buffer; nil for in-memory sources
 	own     []Digest // leaves of the current unit, when the pass keeps none
-	scratch []Digest // for folding subtrees
+	scratch []Digest // for folding a short subtree
+	fold    []Digest // leaves of whole subtrees waiting to be folded together
+	ids     []int64  // their subtree numbers
 	all     [1]PageRange
 	full    [8]*[PageSize]byte // pages waiting for a group of lanes
 	at      [8]int64
@@ -340,13 +338,18 @@ type worker struct {
 }
 
 func (p *pass) work() {
-	w := &worker{scratch: make([]Digest, p.gran)}
+	w := &worker{
+		scratch: make([]Digest, p.gran),
+		fold:    make([]Digest, 0, max(foldLeaves, p.gran)),
+		ids:     make([]int64, 0, max(foldLeaves, p.gran)/p.gran),
+	}
 	if simd {
 		w.h, w.lanes = newX4(), 4
 	}
 	if simd8 {
 		w.h8, w.lanes = new(x8), 8
 	}
+	w.nh = newNodeHasher()
 	if p.mem == nil {
 		n := int64(batchPages)
 		if p.units != nil {
@@ -431,6 +434,9 @@ func (p *pass) do(w *worker, u unit) (int64, error) {
 	if w.nfull > 0 {
 		p.flush(w, leaves)
 	}
+	// Fold the subtrees the unit touched. Whole subtrees are folded many
+	// at once, level by level over their concatenated leaves (pairs never
+	// straddle two of them), so that the lanes stay full.
 	last := int64(-1)
 	for _, r := range runs {
 		for b := r.First / p.gran; b <= r.Last/p.gran; b++ {
@@ -439,12 +445,35 @@ func (p *pass) do(w *worker, u unit) (int64, error) {
 			}
 			last = b
 			f, l := b*p.gran, min((b+1)*p.gran, p.pages)
-			s := w.scratch[:l-f]
-			copy(s, leaves[f-base:l-base])
-			p.roots[b] = reduce(w.h, s)
+			if l-f < p.gran { // the region's last subtree, short
+				s := w.scratch[:l-f]
+				copy(s, leaves[f-base:l-base])
+				p.roots[b] = reduce(w.nh, s)
+				continue
+			}
+			if len(w.fold)+int(p.gran) > cap(w.fold) {
+				p.foldBatch(w)
+			}
+			w.fold = append(w.fold, leaves[f-base:l-base]...)
+			w.ids = append(w.ids, b)
 		}
 	}
+	p.foldBatch(w)
 	return hashed, nil
+}
+
+// foldBatch folds the whole subtrees collected in w.fold into their roots.
+func (p *pass) foldBatch(w *worker) {
+	if len(w.ids) == 0 {
+		return
+	}
+	for n := len(w.fold); n > len(w.ids); {
+		n = pairLevel(w.nh, w.fold, n)
+	}
+	for k, b := range w.ids {
+		p.roots[b] = w.fold[k]
+	}
+	w.fold, w.ids = w.fold[:0], w.ids[:0]
 }
 
 // flush hashes the pending full pages in one group of lanes, padding the

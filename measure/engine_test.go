@@ -90,9 +90,12 @@ func TestReduceShape(t *testing.T) {
 	}
 	for n := 0; n <= len(leaves); n++ {
 		want := RootFromLeaves(leaves[:n])
-		for _, h := range []*x4{nil, newX4()} {
+		for _, h := range []nodeHasher{{}, {h4: newX4()}, {h8: new(x8)}} {
+			if h.h8 != nil && !simd8 {
+				continue
+			}
 			if got := reduce(h, slices.Clone(leaves[:n])); got != want {
-				t.Errorf("reduce(%d leaves, x4 %v) = %s, want %s", n, h != nil, got, want)
+				t.Errorf("reduce(%d leaves, %+v) = %s, want %s", n, h, got, want)
 			}
 		}
 	}

@@ -123,19 +123,33 @@ func (h *x4) digests(out *[4]Digest) {
 	}
 }
 
+// nodeWords returns the nine message words of node(l, r): the block
+// 0x01 ‖ l ‖ r ‖ 0x06, as little-endian words, shifted by the prefix byte.
+func nodeWords(l, r *Digest) [9]uint64 {
+	var w [9]uint64
+	prev := uint64(nodePrefix)
+	for i := range 8 {
+		d := l
+		if i >= 4 {
+			d = r
+		}
+		x := binary.LittleEndian.Uint64(d[8*(i%4):])
+		w[i] = prev | x<<8
+		prev = x >> 56
+	}
+	w[8] = prev | dsByte<<8
+	return w
+}
+
 // nodes sets out[k] = NodeHash(in[2k], in[2k+1]) for k < n (1 <= n <= 4).
 // A node's message, 0x01 ‖ left ‖ right, is 65 bytes: one block.
 func (h *x4) nodes(in []Digest, n int, out *[4]Digest) {
 	a := h.a[:100]
 	clear(a)
-	var msg [72]byte
-	msg[0] = nodePrefix
-	msg[1+2*HashSize] = dsByte
 	for k := range n {
-		copy(msg[1:], in[2*k][:])
-		copy(msg[1+HashSize:], in[2*k+1][:])
-		for j := range len(msg) / 8 {
-			a[4*j+k] = binary.LittleEndian.Uint64(msg[8*j:])
+		w := nodeWords(&in[2*k], &in[2*k+1])
+		for j, v := range w {
+			a[4*j+k] = v
 		}
 		a[4*(rateWords-1)+k] = 0x80 << 56
 	}
@@ -143,33 +157,68 @@ func (h *x4) nodes(in []Digest, n int, out *[4]Digest) {
 	h.digests(out)
 }
 
+// nodeHasher hashes tree nodes several at a time: eight with h8, four
+// with h4, one by one (NodeHash) when both are nil.
+type nodeHasher struct {
+	h4 *x4
+	h8 *x8
+}
+
+// newNodeHasher returns the fastest node hasher this CPU has.
+func newNodeHasher() nodeHasher {
+	var h nodeHasher
+	if simd8 {
+		h.h8 = new(x8)
+	} else if simd {
+		h.h4 = newX4()
+	}
+	return h
+}
+
 // reduce replaces nodes[0] with the Merkle tree hash of nodes, building the
 // tree level by level: adjacent pairs are hashed into the next level and an
 // odd last node moves up unchanged. That is the same tree as the recursive
 // split of RFC 9162 (TestReduceShape checks it). It overwrites nodes.
-func reduce(h *x4, nodes []Digest) Digest {
+func reduce(h nodeHasher, nodes []Digest) Digest {
 	if len(nodes) == 0 {
 		return EmptyRoot
 	}
-	var out [4]Digest
-	for n := len(nodes); n > 1; n = (n + 1) / 2 {
-		pairs := n / 2
-		i := 0
-		if h != nil {
-			// Reading pairs 4i..4i+3 before writing nodes i..i+3 makes
-			// the update in place safe.
-			for ; pairs-i >= 2; i += 4 {
-				m := min(4, pairs-i)
-				h.nodes(nodes[2*i:], m, &out)
-				copy(nodes[i:i+m], out[:m])
-			}
-		}
-		for ; i < pairs; i++ {
-			nodes[i] = NodeHash(nodes[2*i], nodes[2*i+1])
-		}
-		if n%2 == 1 {
-			nodes[pairs] = nodes[n-1]
-		}
+	for n := len(nodes); n > 1; {
+		n = pairLevel(h, nodes, n)
 	}
 	return nodes[0]
+}
+
+// pairLevel replaces nodes[:n] with the next level of the tree: the hashes
+// of adjacent pairs, then an odd last node unchanged. It returns the
+// number of nodes of the new level.
+func pairLevel(h nodeHasher, nodes []Digest, n int) int {
+	pairs := n / 2
+	i := 0
+	// Reading pairs i..i+7 before writing nodes i..i+7 makes the update
+	// in place safe. A single pair is cheaper on its own.
+	if h.h8 != nil {
+		var out [8]Digest
+		for ; pairs-i >= 2; i += 8 {
+			m := min(8, pairs-i)
+			h.h8.nodes(nodes[2*i:], m, &out)
+			copy(nodes[i:i+m], out[:m])
+		}
+	}
+	if h.h4 != nil {
+		var out [4]Digest
+		for ; pairs-i >= 2; i += 4 {
+			m := min(4, pairs-i)
+			h.h4.nodes(nodes[2*i:], m, &out)
+			copy(nodes[i:i+m], out[:m])
+		}
+	}
+	for ; i < pairs; i++ {
+		nodes[i] = NodeHash(nodes[2*i], nodes[2*i+1])
+	}
+	if n%2 == 1 {
+		nodes[pairs] = nodes[n-1]
+		return pairs + 1
+	}
+	return pairs
 }

@@ -47,3 +47,23 @@ func (h *x8) leaves(p *[8]*[PageSize]byte, out *[8]Digest) {
 		}
 	}
 }
+
+// nodes sets out[k] = NodeHash(in[2k], in[2k+1]) for k < n (1 <= n <= 8):
+// one block each, as in x4.nodes.
+func (h *x8) nodes(in []Digest, n int, out *[8]Digest) {
+	a := &h.a
+	clear(a[:])
+	for k := range n {
+		w := nodeWords(&in[2*k], &in[2*k+1])
+		for j, v := range w {
+			a[8*j+k] = v
+		}
+		a[8*(rateWords-1)+k] = 0x80 << 56
+	}
+	permute8(a)
+	for k := range n {
+		for i := range 4 {
+			binary.LittleEndian.PutUint64(out[k][8*i:], a[8*i+k])
+		}
+	}
+}
