@@ -110,7 +110,7 @@ func Measure(ctx context.Context, src Source, opts *Options) (*Tree, error) {
 	if err := p.run(); err != nil {
 		return nil, err
 	}
-	t.root = rootOf(slices.Clone(t.blocks), p.workers)
+	t.root = rootOf(t.blocks, p.workers)
 	return t, nil
 }
 
@@ -159,36 +159,41 @@ func (t *Tree) Update(ctx context.Context, src Source, pages []PageRange, opts *
 		t.stale = true
 		return nil, err
 	}
-	t.root = rootOf(slices.Clone(t.blocks), p.workers)
+	t.root = rootOf(t.blocks, p.workers)
 	return rangesOf(p.changed, n), nil
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
-// rootOf reduces subtree roots (overwriting them) to the region's root.
-// Many roots are folded in aligned chunks of foldChunk on up to workers
-// goroutines: each chunk is a subtree of the tree over the roots.
+// rootOf returns the root of the tree over subtree roots, leaving them
+// as they are. The roots are folded in aligned chunks of foldChunk (each
+// chunk is a subtree of the tree over the roots), copied one at a time
+// into a small buffer, on up to workers goroutines when there are many.
 func rootOf(roots []Digest, workers int) Digest {
 	n := int64(len(roots))
-	if n < 2*foldChunk || workers < 2 {
-		return reduce(newNodeHasher(), roots)
+	if n <= foldChunk {
+		return reduce(newNodeHasher(), slices.Clone(roots))
 	}
 	chunks := ceilDiv(n, foldChunk)
 	out := make([]Digest, chunks)
 	var next atomic.Int64
 	fold := func() {
 		h := newNodeHasher()
+		buf := make([]Digest, foldChunk)
 		for {
 			c := next.Add(1) - 1
 			if c >= chunks {
 				return
 			}
-			out[c] = reduce(h, roots[c*foldChunk:min((c+1)*foldChunk, n)])
+			s := buf[:copy(buf, roots[c*foldChunk:min((c+1)*foldChunk, n)])]
+			out[c] = reduce(h, s)
 		}
 	}
 	var wg sync.WaitGroup
-	for range min(int64(workers), chunks) - 1 {
-		wg.Go(fold)
+	if n >= 2*foldChunk {
+		for range min(int64(workers), chunks) - 1 {
+			wg.Go(fold)
+		}
 	}
 	fold()
 	wg.Wait()
@@ -335,31 +340,55 @@ type worker struct {
 	nfull   int
 	out     [4]Digest
 	out8    [8]Digest
+	simd    bool // the paths it was made for
+	simd8   bool
 }
 
-func (p *pass) work() {
-	w := &worker{
-		scratch: make([]Digest, p.gran),
-		fold:    make([]Digest, 0, max(foldLeaves, p.gran)),
-		ids:     make([]int64, 0, max(foldLeaves, p.gran)/p.gran),
+// workers keeps workers, with their buffers, from one pass to the next:
+// a re-measurement that reads a few pages should not allocate and clear a
+// megabyte of buffers each time.
+var workers sync.Pool
+
+// getWorker returns a worker set up for p.
+func (p *pass) getWorker() *worker {
+	w, _ := workers.Get().(*worker)
+	if w == nil || w.simd != simd || w.simd8 != simd8 {
+		w = &worker{simd: simd, simd8: simd8}
+		if simd {
+			w.h, w.lanes = newX4(), 4
+		}
+		if simd8 {
+			w.h8, w.lanes = new(x8), 8
+		}
+		w.nh = newNodeHasher()
 	}
-	if simd {
-		w.h, w.lanes = newX4(), 4
-	}
-	if simd8 {
-		w.h8, w.lanes = new(x8), 8
-	}
-	w.nh = newNodeHasher()
+	w.scratch = grow(w.scratch, p.gran)
+	w.fold = grow(w.fold, max(foldLeaves, p.gran))[:0]
+	w.ids = grow(w.ids, max(foldLeaves, p.gran)/p.gran)[:0]
 	if p.mem == nil {
 		n := int64(batchPages)
 		if p.units != nil {
 			n += p.gran // an update's unit may end a subtree past batchPages
 		}
-		w.buf = make([]byte, min(n*PageSize, p.size))
+		w.buf = grow(w.buf, min(n*PageSize, p.size))
 	}
 	if p.leaves == nil {
-		w.own = make([]Digest, batchPages)
+		w.own = grow(w.own, batchPages)
 	}
+	return w
+}
+
+// grow returns s resliced to n elements, reallocated when it is shorter.
+func grow[T any](s []T, n int64) []T {
+	if int64(cap(s)) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+func (p *pass) work() {
+	w := p.getWorker()
+	defer workers.Put(w)
 	nu := p.nunits()
 	for !p.failed.Load() {
 		i := p.next.Add(1) - 1

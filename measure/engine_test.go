@@ -396,14 +396,15 @@ func TestLargeSubtrees(t *testing.T) {
 // TestParallelFold: folding many subtree roots in parallel chunks gives
 // the tree over all of them.
 func TestParallelFold(t *testing.T) {
-	for _, n := range []int{2 * foldChunk, 5*foldChunk + 3} {
+	for _, n := range []int{1, 2, foldChunk, foldChunk + 1, 2 * foldChunk, 5*foldChunk + 3} {
 		roots := make([]Digest, n)
 		for i := range roots {
 			roots[i] = LeafHash([]byte{byte(i), byte(i >> 8)})
 		}
 		want := RootFromLeaves(roots)
-		if got := rootOf(slices.Clone(roots), 3); got != want {
-			t.Errorf("rootOf(%d roots, 3 workers) = %s, want %s", n, got, want)
+		kept := slices.Clone(roots)
+		if got := rootOf(roots, 3); got != want || !slices.Equal(roots, kept) {
+			t.Errorf("rootOf(%d roots, 3 workers) = %s, want %s, roots unchanged", n, got, want)
 		}
 	}
 }

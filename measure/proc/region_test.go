@@ -115,9 +115,14 @@ func (realKernel) drop(t *testing.T, _ uint64, mem []byte, page int) {
 // pages are not present until the next clear (by then the measurement
 // has read them, which maps them again).
 type fakeKernel struct {
-	mu      sync.Mutex
-	dirty   map[uint64]bool // page frame of the virtual address → soft-dirty
-	dropped map[uint64]bool
+	mu sync.Mutex
+	// Bits by virtual page number, 64 pages a word, keyed by vpn/64.
+	dirty   map[uint64]uint64 // soft-dirty
+	dropped map[uint64]uint64 // not present
+}
+
+func newFakeKernel() *fakeKernel {
+	return &fakeKernel{dirty: map[uint64]uint64{}, dropped: map[uint64]uint64{}}
 }
 
 func (k *fakeKernel) ReadAt(p []byte, off int64) (int, error) {
@@ -126,12 +131,16 @@ func (k *fakeKernel) ReadAt(p []byte, off int64) (int, error) {
 	if off%8 != 0 || len(p)%8 != 0 {
 		return 0, syscall.EINVAL // as the kernel answers
 	}
+	var dirty, dropped uint64
 	for i := 0; i < len(p); i += 8 {
 		vpn := uint64(off/8) + uint64(i/8)
+		if i == 0 || vpn%64 == 0 {
+			dirty, dropped = k.dirty[vpn/64], k.dropped[vpn/64]
+		}
 		var e uint64 = pmPresent
-		if k.dropped[vpn] {
+		if dropped>>(vpn%64)&1 != 0 {
 			e = 0
-		} else if k.dirty[vpn] {
+		} else if dirty>>(vpn%64)&1 != 0 {
 			e |= pmSoftDirty
 		}
 		binary.LittleEndian.PutUint64(p[i:], e)
@@ -171,14 +180,16 @@ func (k *fakeKernel) write(addr uint64, mem []byte, off int, v byte) {
 		mem[off] ^= v
 	}
 	k.mu.Lock()
-	k.dirty[(addr+uint64(off))/pageSize] = true
+	vpn := (addr + uint64(off)) / pageSize
+	k.dirty[vpn/64] |= 1 << (vpn % 64)
 	k.mu.Unlock()
 }
 
 func (k *fakeKernel) drop(t *testing.T, addr uint64, mem []byte, page int) {
 	realKernel{}.drop(t, addr, mem, page)
 	k.mu.Lock()
-	k.dropped[addr/pageSize+uint64(page)] = true
+	vpn := addr/pageSize + uint64(page)
+	k.dropped[vpn/64] |= 1 << (vpn % 64)
 	k.mu.Unlock()
 }
 
@@ -186,7 +197,7 @@ func (k *fakeKernel) drop(t *testing.T, addr uint64, mem []byte, page int) {
 // it keeps soft-dirty bits (it says so when it does not).
 func kernels(t *testing.T, f func(t *testing.T, k kernel)) {
 	t.Run("fake", func(t *testing.T) {
-		f(t, &fakeKernel{dirty: map[uint64]bool{}, dropped: map[uint64]bool{}})
+		f(t, newFakeKernel())
 	})
 	t.Run("real", func(t *testing.T) {
 		if err := probeSoftDirty(); errors.Is(err, ErrSoftDirty) {

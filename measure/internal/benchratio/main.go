@@ -27,7 +27,8 @@ var ratios = []ratio{
 	{"page tree (Bytes) vs crypto/sha3 single stream, 1 GiB", "PageTree", "SHA3Stream", true, 4},
 	{"page tree through ReadAt vs crypto/sha3 single stream, 1 GiB", "PageTreeSection", "SHA3Stream", true, 4},
 	{"update of 1% of the pages vs full measure, 1 GiB in memory", "Update1Percent", "MeasureFull", false, 3},
-	{"incremental re-measure, 1% written vs full, 1 GiB mapping", "ProcessIncremental1Percent", "ProcessFull", false, 3},
+	{"incremental re-measure, 1% written (single pages) vs full, 1 GiB mapping", "ProcessIncremental1Percent", "ProcessFull", false, 3},
+	{"incremental re-measure, 1% written (64-page runs) vs full, 1 GiB mapping", "ProcessIncremental1PercentRuns", "ProcessFull", false, 3},
 }
 
 func main() {
