@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"hvmon.dev/hvmon/attest"
@@ -14,7 +15,8 @@ import (
 //
 //	boot         VSERPORT_CHANGE open for the agent's port, first time in this QEMU
 //	migrate-out  MIGRATION setup/active on a source (the guest still runs)
-//	migrate-in   RESUME after MIGRATION completed on a destination
+//	migrate-in   RESUME on a destination (QEMU sends it just before its
+//	             MIGRATION completed)
 //	snapshot     JOB_STATUS_CHANGE concluded for a snapshot-save job
 //	restore      snapshot-load concluded (reported at once when running,
 //	             else at the next RESUME)
@@ -23,12 +25,13 @@ type lifecycle struct {
 	connected      bool
 	running        bool
 	booted         bool
-	incoming       bool // this QEMU was started to receive a migration
-	migratedIn     bool // the migration completed; migrate-in comes with RESUME
+	incoming       bool // this QEMU was started to receive a migration and has not resumed yet
+	trailingDone   bool // migrate-in was reported; the destination's own "completed" follows
 	migratingOut   bool
 	migratedOut    bool // an outgoing migration completed: this QEMU no longer runs the VM
 	restorePending bool
 	jobs           map[string]string // job id -> type
+	snapshotJobs   int               // snapshot jobs running: their state transfer emits MIGRATION events too
 	facts          map[string]string // remembered observations (last migration, snapshot job)
 }
 
@@ -60,6 +63,16 @@ func (v *vm) onEvent(ctx context.Context, e qmp.Event) []request {
 			lc.incoming = st.Status == "inmigrate"
 			v.setState(st.Status)
 		}
+		// Attached to a VM whose agent is already up: it booted before us.
+		if v.cfg.Agent != "" && !lc.incoming {
+			if cds, err := v.qmp.QueryChardev(ctx); err == nil {
+				for _, cd := range cds {
+					if cd.FrontendOpen && strings.Contains(cd.Filename, v.cfg.Agent) {
+						lc.booted = true
+					}
+				}
+			}
+		}
 		// Without MIGRATION events, hvmon would not see migrations.
 		if err := v.qmp.MigrateSetCapabilities(ctx, qmp.MigrationCapability{Capability: "events", State: true}); err != nil {
 			v.log.Warn("cannot enable migration events", "error", err)
@@ -80,9 +93,9 @@ func (v *vm) onEvent(ctx context.Context, e qmp.Event) []request {
 		}
 	case "MIGRATION":
 		switch status := str("status"); {
-		case lc.incoming && status == "completed":
-			lc.migratedIn = true
-		case lc.incoming:
+		case lc.incoming, lc.snapshotJobs > 0:
+		case lc.trailingDone && status == "completed":
+			lc.trailingDone = false
 		case (status == "setup" || status == "active") && !lc.migratingOut:
 			lc.migratingOut = true
 			return req(attest.EventMigrateOut, map[string]string{"migration_status": status})
@@ -103,8 +116,8 @@ func (v *vm) onEvent(ctx context.Context, e qmp.Event) []request {
 		lc.running = true
 		v.setState("running")
 		switch {
-		case lc.migratedIn:
-			lc.migratedIn, lc.incoming, lc.booted = false, false, true
+		case lc.incoming:
+			lc.incoming, lc.booted, lc.trailingDone = false, true, true
 			return req(attest.EventMigrateIn, nil)
 		case lc.restorePending:
 			lc.restorePending = false
@@ -131,11 +144,18 @@ func (v *vm) onEvent(ctx context.Context, e qmp.Event) []request {
 				}
 			}
 		}
+		typ := lc.jobs[id]
+		snap := typ == "snapshot-save" || typ == "snapshot-load"
+		if status == "created" && snap {
+			lc.snapshotJobs++
+		}
 		if status != "concluded" {
 			return nil
 		}
-		typ := lc.jobs[id]
 		delete(lc.jobs, id)
+		if snap && lc.snapshotJobs > 0 {
+			lc.snapshotJobs--
+		}
 		facts := map[string]string{"job_id": id, "job_type": typ}
 		switch typ {
 		case "snapshot-save":

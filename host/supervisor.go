@@ -295,7 +295,7 @@ func (v *vm) run() {
 				v.handle(ctx, r)
 			}
 		case <-tick:
-			if v.lc.running {
+			if v.lc.running && (v.lc.booted || v.cfg.Agent == "") {
 				v.handle(ctx, request{event: attest.EventPeriodic, at: v.s.opts.Now()})
 			}
 		case r := <-v.requests:

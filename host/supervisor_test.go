@@ -257,10 +257,10 @@ func TestSupervisorMigrateIn(t *testing.T) {
 	})
 	r.qemu.DropConnections()
 	r.start()
-	r.qemu.Inject("VSERPORT_CHANGE", map[string]any{"id": "agentport0", "open": true})
 	r.qemu.Inject("MIGRATION", map[string]any{"status": "active"})
+	r.qemu.Inject("RESUME", nil) // QEMU resumes the destination just before it reports completed
 	r.qemu.Inject("MIGRATION", map[string]any{"status": "completed"})
-	r.qemu.Inject("RESUME", nil)
+	r.qemu.Inject("VSERPORT_CHANGE", map[string]any{"id": "agentport0", "open": true})
 	es := r.waitReports(1)
 	time.Sleep(200 * time.Millisecond)
 	es, _ = r.store.List(context.Background(), Query{VM: "vm-1"})

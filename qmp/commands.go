@@ -191,3 +191,18 @@ func (c *Client) QuerySEVLaunchMeasure(ctx context.Context) (string, error) {
 func (c *Client) BlockdevAdd(ctx context.Context, options map[string]any) error {
 	return c.Execute(ctx, "blockdev-add", options, nil)
 }
+
+// ChardevInfo is one entry of query-chardev.
+type ChardevInfo struct {
+	Label        string `json:"label"`
+	Filename     string `json:"filename"`
+	FrontendOpen bool   `json:"frontend-open"`
+}
+
+// QueryChardev lists character devices; FrontendOpen tells whether the
+// guest side of a virtio-serial port is open.
+func (c *Client) QueryChardev(ctx context.Context) ([]ChardevInfo, error) {
+	var out []ChardevInfo
+	err := c.Execute(ctx, "query-chardev", nil, &out)
+	return out, err
+}

@@ -81,7 +81,7 @@ Logs go to stderr, results to stdout.
 		return configErr(fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath()))
 	})
 	root.AddCommand(a.keygenCmd(), a.attestCmd(), a.verifyCmd(), a.showCmd(), a.measureCmd())
-	root.AddCommand(a.agentCmd(), a.daemonCmd(), a.logCmd(), a.vmCmd())
+	root.AddCommand(a.agentCmd(), a.daemonCmd(), a.logCmd(), a.vmCmd(), a.demoCmd())
 	root.AddCommand(a.evidenceCmd())
 	return root
 }

@@ -1,0 +1,426 @@
+// Package demo runs hvmon's main job end to end on real QEMU VMs: the tiny
+// test guest with a simulated SEV-SNP agent and a weights region, two host
+// supervisors, and a real lifecycle — boot, periodic, live migration to a
+// second QEMU, snapshot-save, tampering inside the guest, an on-demand
+// report, snapshot-load (restore) and shutdown. It returns every report in
+// order; hvmon demo prints the timeline and verifies them.
+package demo
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/evidence"
+	"hvmon.dev/hvmon/host"
+	"hvmon.dev/hvmon/internal/tinyvm"
+	"hvmon.dev/hvmon/measure"
+	"hvmon.dev/hvmon/qmp"
+)
+
+// VMName is the demo VM's name in every report.
+const VMName = "demo-llm"
+
+// SimulatedSeed seeds the demo agent's simulated SEV-SNP chain; verifiers
+// of the demo's reports trust exactly that chain.
+const SimulatedSeed = "68766d6f6e2064656d6f2073696d756c617465642073656564"
+
+// Regions are the demo guest's measured regions.
+var Regions = []tinyvm.Region{
+	{ID: "weights", Size: 8 << 20, Pattern: "llm-weights-shard-0"},
+	{ID: "kv-cache", Size: 2 << 20, Pattern: "kv-cache"},
+}
+
+// TamperOffset is where the demo rewrites the weights inside the guest.
+const TamperOffset = 4_200_000
+
+// TamperBytes is what it writes there.
+const TamperBytes = "BACKDOOR"
+
+// Options configure a run.
+type Options struct {
+	// Agent is a static hvmon binary for the guest; empty builds one from
+	// ModuleRoot.
+	Agent      string
+	ModuleRoot string
+	// Accel is "kvm", "tcg" or "" (try KVM, fall back to TCG).
+	Accel string
+	// Log receives progress; Out receives the narrative.
+	Log hclog.Logger
+	Out io.Writer
+	// Key signs the hosts' reports; nil generates one.
+	Key *attest.PrivateKey
+	// Periodic is the source host's periodic interval; zero means 5 s.
+	Periodic time.Duration
+}
+
+// Report is one report the demo produced.
+type Report struct {
+	Host   string // "hv-a" (source) or "hv-b" (destination)
+	Entry  host.Entry
+	Signed []byte
+}
+
+// Result is a whole run.
+type Result struct {
+	Key     *attest.PrivateKey
+	Reports []Report // in the order they were made
+}
+
+// Expected returns the reference roots of the untampered regions.
+func Expected() []attest.Expectation {
+	var out []attest.Expectation
+	for _, r := range Regions {
+		out = append(out, attest.Expectation{RegionID: r.ID, Roots: []attest.Digest{measure.Bytes(r.Content())}})
+	}
+	return out
+}
+
+// EvidenceVerifier trusts the demo's simulated chain and nothing else
+// simulated.
+func EvidenceVerifier() (attest.EvidenceVerifier, error) {
+	seed, _ := hex.DecodeString(SimulatedSeed)
+	roots, err := evidence.SimulatedRoots(seed)
+	if err != nil {
+		return nil, err
+	}
+	return evidence.NewVerifier(evidence.Options{AllowSimulated: true, SimulatedRoots: roots})
+}
+
+// Requirements lists what the demo needs on the machine, and how to get it.
+func Requirements() error {
+	var missing []string
+	for _, bin := range []string{"qemu-system-x86_64", "qemu-img", "xz", "cpio"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	if k, _ := filepath.Glob("/boot/vmlinuz-*"); len(k) == 0 {
+		missing = append(missing, "/boot/vmlinuz-*")
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		missing = append(missing, "/bin/busybox")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %q: install them as root with\n  apt-get install qemu-system-x86 qemu-utils linux-image-amd64 busybox-static xz-utils cpio", missing)
+	}
+	return nil
+}
+
+type run struct {
+	o      Options
+	work   string
+	img    *tinyvm.Image
+	key    *attest.PrivateKey
+	ev     attest.EvidenceVerifier
+	stores map[string]*host.FileStore
+	sups   map[string]*host.Supervisor
+	seen   map[attest.Digest]bool
+	res    *Result
+}
+
+func (r *run) say(format string, args ...any) {
+	if r.o.Out != nil {
+		fmt.Fprintf(r.o.Out, format+"\n", args...)
+	}
+}
+
+// Run runs the demo. It needs no root, only the packages Requirements
+// names.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if err := Requirements(); err != nil {
+		return nil, err
+	}
+	if o.Log == nil {
+		o.Log = hclog.NewNullLogger()
+	}
+	if o.Periodic == 0 {
+		o.Periodic = 5 * time.Second
+	}
+	work, err := os.MkdirTemp("", "hvmon-demo")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	r := &run{o: o, work: work, stores: map[string]*host.FileStore{}, sups: map[string]*host.Supervisor{}, seen: map[attest.Digest]bool{}, res: &Result{}}
+	r.key = o.Key
+	if r.key == nil {
+		if r.key, err = attest.GenerateKey(nil); err != nil {
+			return nil, err
+		}
+	}
+	r.res.Key = r.key
+	if r.ev, err = EvidenceVerifier(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, s := range r.sups {
+			s.Close()
+		}
+	}()
+	if err := r.lifecycle(ctx); err != nil {
+		return r.res, err
+	}
+	return r.res, nil
+}
+
+func (r *run) supervisor(name string, vm host.VMConfig) (*host.Supervisor, error) {
+	store, err := host.NewFileStore(filepath.Join(r.work, "store-"+name))
+	if err != nil {
+		return nil, err
+	}
+	sup, err := host.New(host.Options{Logger: r.o.Log.Named(name), Signer: r.key, HostName: name, Store: store, Evidence: r.ev, AgentTimeout: 2 * time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	r.stores[name], r.sups[name] = store, sup
+	return sup, sup.Add(context.Background(), vm)
+}
+
+// await waits for the next report of event by the named host, and records
+// every report of that host made meanwhile.
+func (r *run) await(ctx context.Context, hostName string, event attest.Event) (Report, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	for {
+		es, err := r.stores[hostName].List(ctx, host.Query{VM: VMName})
+		if err != nil {
+			return Report{}, err
+		}
+		for _, e := range es {
+			if r.seen[e.Hash] {
+				continue
+			}
+			rep, err := r.record(ctx, hostName, e)
+			if err != nil {
+				return Report{}, err
+			}
+			if e.Event == event {
+				return rep, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return Report{}, fmt.Errorf("waiting for a %s report from %s: %w", event, hostName, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (r *run) record(ctx context.Context, hostName string, e host.Entry) (Report, error) {
+	b, _, err := r.stores[hostName].Get(ctx, e.Hash)
+	if err != nil {
+		return Report{}, err
+	}
+	r.seen[e.Hash] = true
+	rep := Report{Host: hostName, Entry: e, Signed: b}
+	r.res.Reports = append(r.res.Reports, rep)
+	r.say("  -> %s: %s report, host seq %d", hostName, e.Event, e.Seq)
+	return rep, nil
+}
+
+func (r *run) lifecycle(ctx context.Context) error {
+	r.say("== Building the guest: the host's kernel, busybox, the static hvmon agent (simulated SEV-SNP), %d regions", len(Regions))
+	img, err := tinyvm.Build(ctx, tinyvm.BuildOptions{Dir: r.work, Agent: r.o.Agent, ModuleRoot: r.o.ModuleRoot,
+		Regions: Regions, Evidence: string(evidence.TypeSimulatedSEVSNP), SimulatedSeed: SimulatedSeed})
+	if err != nil {
+		return err
+	}
+	r.img = img
+	disk := filepath.Join(r.work, "vmstate.qcow2")
+	if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", disk, "256M").CombinedOutput(); err != nil {
+		return fmt.Errorf("qemu-img: %v: %s", err, out)
+	}
+
+	r.say("== Boot: QEMU A runs the VM; host supervisor hv-a follows it over its own QMP socket")
+	srcDir := filepath.Join(r.work, "a")
+	os.Mkdir(srcDir, 0o755)
+	src, err := tinyvm.Boot(ctx, img, tinyvm.BootOptions{Dir: srcDir, Accel: r.o.Accel, ExtraQMP: true})
+	if err != nil {
+		return err
+	}
+	defer src.Kill()
+	if _, err := r.supervisor("hv-a", host.VMConfig{Name: VMName, QMP: src.QMP2Path, Agent: src.AgentPath, Periodic: r.o.Periodic}); err != nil {
+		return err
+	}
+	if err := src.WaitReady(ctx); err != nil {
+		return err
+	}
+	r.say("   guest up (accel %s)", src.Accel)
+	if _, err := r.await(ctx, "hv-a", attest.EventBoot); err != nil {
+		return err
+	}
+	r.say("== Periodic: hv-a attests every %s", r.o.Periodic)
+	if _, err := r.await(ctx, "hv-a", attest.EventPeriodic); err != nil {
+		return err
+	}
+
+	r.say("== Live migration: QEMU B waits for the VM; A sends it over a unix socket")
+	dstDir := filepath.Join(r.work, "b")
+	os.Mkdir(dstDir, 0o755)
+	dst, err := tinyvm.Boot(ctx, img, tinyvm.BootOptions{Dir: dstDir, Accel: src.Accel, ExtraQMP: true, Incoming: "defer"})
+	if err != nil {
+		return err
+	}
+	defer dst.Kill()
+	if _, err := r.supervisor("hv-b", host.VMConfig{Name: VMName, QMP: dst.QMP2Path, Agent: dst.AgentPath}); err != nil {
+		return err
+	}
+	srcQ, err := dial(ctx, src.QMPPath)
+	if err != nil {
+		return err
+	}
+	defer srcQ.Disconnect()
+	dstQ, err := dial(ctx, dst.QMPPath)
+	if err != nil {
+		return err
+	}
+	defer dstQ.Disconnect()
+	time.Sleep(500 * time.Millisecond) // let hv-b connect to B before the migration starts
+	mig := "unix:" + filepath.Join(r.work, "migration.sock")
+	if err := dstQ.MigrateIncoming(ctx, mig); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := srcQ.Migrate(ctx, mig); err != nil {
+		return err
+	}
+	for {
+		mi, err := srcQ.QueryMigrate(ctx)
+		if err != nil {
+			return err
+		}
+		if mi.Status == "completed" {
+			r.say("   migration completed in %s (downtime %d ms)", time.Since(start).Round(time.Millisecond), mi.Downtime)
+			break
+		}
+		if mi.Status == "failed" || mi.Status == "cancelled" {
+			return fmt.Errorf("migration %s: %s", mi.Status, mi.ErrorDesc)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if _, err := r.await(ctx, "hv-a", attest.EventMigrateOut); err != nil {
+		return err
+	}
+	if _, err := r.await(ctx, "hv-b", attest.EventMigrateIn); err != nil {
+		return err
+	}
+	srcQ.Quit(ctx)
+	<-src.Exited()
+	r.sups["hv-a"].Close()
+	delete(r.sups, "hv-a")
+	r.say("   QEMU A has exited; the VM lives on B")
+
+	r.say("== Snapshot: snapshot-save on B (VM state into a qcow2 image)")
+	if err := dstQ.BlockdevAdd(ctx, map[string]any{"driver": "qcow2", "node-name": "vmstate0",
+		"file": map[string]any{"driver": "file", "filename": disk}}); err != nil {
+		return err
+	}
+	events, err := dstQ.Events(ctx)
+	if err != nil {
+		return err
+	}
+	if err := dstQ.RunJob(ctx, events, "demo-save", func(ctx context.Context) error {
+		return dstQ.SnapshotSave(ctx, "demo-save", "before-tamper", "vmstate0", []string{"vmstate0"})
+	}); err != nil {
+		return err
+	}
+	if _, err := r.await(ctx, "hv-b", attest.EventSnapshot); err != nil {
+		return err
+	}
+
+	r.say("== Tamper: a process in the guest rewrites %d bytes of the weights at offset %d", len(TamperBytes), TamperOffset)
+	status, err := dst.Run(ctx, fmt.Sprintf("printf %s | dd of=/data/weights bs=1 seek=%d conv=notrunc 2>/dev/null", TamperBytes, TamperOffset))
+	if err != nil || status != 0 {
+		return fmt.Errorf("tampering in the guest: status %d, %v", status, err)
+	}
+	r.say("== On-demand: the admin asks hv-b for a report now")
+	if _, err := r.sups["hv-b"].Attest(ctx, VMName, attest.EventOnDemand, map[string]string{"requested_by": "demo"}); err != nil {
+		return err
+	}
+	if _, err := r.await(ctx, "hv-b", attest.EventOnDemand); err != nil {
+		return err
+	}
+
+	r.say("== Restore: snapshot-load on B brings back the state saved before the tampering")
+	if err := dstQ.RunJob(ctx, events, "demo-load", func(ctx context.Context) error {
+		return dstQ.SnapshotLoad(ctx, "demo-load", "before-tamper", "vmstate0", []string{"vmstate0"})
+	}); err != nil {
+		return err
+	}
+	if st, err := dstQ.QueryStatus(ctx); err == nil && !st.Running {
+		dstQ.Cont(ctx)
+	}
+	if _, err := r.await(ctx, "hv-b", attest.EventRestore); err != nil {
+		return err
+	}
+
+	r.say("== Shutdown: QEMU B is told to quit")
+	dstQ.Quit(ctx)
+	if _, err := r.await(ctx, "hv-b", attest.EventShutdown); err != nil {
+		return err
+	}
+	<-dst.Exited()
+	return nil
+}
+
+func dial(ctx context.Context, path string) (*qmp.Client, error) {
+	c := qmp.New(path, qmp.Options{})
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = c.ConnectContext(ctx); err == nil {
+			return c, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, err
+}
+
+// Verdict is the verification of one demo report.
+type Verdict struct {
+	Report  Report
+	Result  *attest.Result
+	Err     error
+	Guest   *attest.GuestEvidence
+	Drifted []string
+}
+
+// Verify verifies every report as of its issue time against the demo's
+// reference roots, not in strict mode (drift is shown, not fatal).
+func Verify(res *Result) ([]Verdict, error) {
+	ev, err := EvidenceVerifier()
+	if err != nil {
+		return nil, err
+	}
+	var out []Verdict
+	for _, rep := range res.Reports {
+		in, err := attest.Inspect(rep.Signed)
+		if err != nil {
+			return nil, err
+		}
+		vr, verr := attest.Verify(rep.Signed, attest.VerifyOptions{TrustedKeys: []*attest.PublicKey{res.Key.PublicKey()},
+			Now: in.Report.IssuedAt, Expected: slices.DeleteFunc(Expected(), func(e attest.Expectation) bool { return in.Guest == nil }), Evidence: ev})
+		v := Verdict{Report: rep, Result: vr, Err: verr}
+		if vr != nil {
+			v.Guest = vr.Guest
+			for _, d := range vr.Drift {
+				v.Drifted = append(v.Drifted, d.RegionID)
+			}
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
