@@ -13,20 +13,8 @@ export PATH="$GOBIN:$PATH"
 
 step() { printf '\n== %s\n' "$*"; }
 
-# Debian packages the QEMU integration tier needs.
-APT_PACKAGES="qemu-system-x86 linux-image-amd64 busybox-static xz-utils cpio"
-
 step "dependencies"
-missing=""
-for p in $APT_PACKAGES; do
-	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-	echo "installing:$missing"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends $missing >/tmp/hvmon-apt.log 2>&1 || { cat /tmp/hvmon-apt.log; exit 1; }
-fi
+scripts/deps.sh
 go mod download
 if ! staticcheck -version 2>/dev/null | grep -q "(${STATICCHECK_VERSION#v})"; then
 	go install "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hvmon's demo and QEMU test tiers need, when
+# missing. Needs root only when something is missing.
+set -euo pipefail
+APT_PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static xz-utils cpio"
+missing=""
+for p in $APT_PACKAGES; do
+	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "hvmon needs these Debian packages:$missing" >&2
+	echo "install them as root: apt-get install$missing" >&2
+	exit 1
+fi
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/tmp/hvmon-apt.log 2>&1 || { cat /tmp/hvmon-apt.log; exit 1; }
