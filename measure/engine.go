@@ -16,16 +16,16 @@ import (
 // fewer leaves) has the same root as the tree over all leaves, so the
 // region's root is reduce(subtree roots).
 //
-// Work is handed out in units of at most batchPages pages (whole subtrees)
+// Work is handed out in units of about batchPages pages (whole subtrees)
 // to at most Options.Workers goroutines, each with its own read buffer and
-// four-way hasher, allocated once per pass. The hashing loop allocates
-// nothing. Goroutines never outlive the call that starts them.
+// hashers, kept in a pool from one pass to the next. The hashing loop
+// allocates nothing. Goroutines never outlive the call that starts them.
 
 const (
 	// minBlockPages is the number of leaves under one cached subtree
 	// root of a Tree, the granularity of incremental re-hashing (2 bytes
 	// per page), for regions up to 32 GiB. Larger regions use larger
-	// subtrees so that the cache stays within maxBlockCache.
+	// subtrees so that the cache stays within maxBlockCache (16 MiB).
 	minBlockPages = 16
 	// batchPages is the most pages one worker reads and hashes at a time
 	// (1 MiB): big enough for sequential reads, small enough to spread
@@ -67,8 +67,8 @@ type Options struct {
 
 // Tree is a measured region: its root and the leaf hash of every page,
 // kept so that Update can re-hash only some pages and Diff can say which
-// pages differ. It holds 33 bytes per page (32 for the leaf, 1 for cached
-// subtree roots).
+// pages differ. It holds 32 bytes per page for the leaves, plus cached
+// subtree roots: 2 bytes per page up to 32 GiB, at most 16 MiB beyond.
 type Tree struct {
 	size   int64
 	leaves []Digest

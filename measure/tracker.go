@@ -62,9 +62,9 @@ type Result struct {
 }
 
 // Tracker measures one source again and again, incrementally when the
-// source is a DirtySource and it can: it keeps the leaves of the last
-// measurement (33 bytes per page) and re-hashes only the pages written
-// since. A Tracker is not safe for concurrent use.
+// source is a DirtySource and it can: it keeps the Tree of the last
+// measurement (32 bytes per page and a bounded cache) and re-hashes only
+// the pages written since. A Tracker is not safe for concurrent use.
 type Tracker struct {
 	src      Source
 	opts     *Options

@@ -22,10 +22,10 @@
 // four at once with AVX2 (circl's keccakf1600.StateX4, which also hashes
 // the tree's nodes four at a time), else the reference leaf hash.
 //
-// A Tree keeps the leaf hashes of a measurement (32 bytes per page, plus 1
-// for cached subtree roots), so that Tree.Update re-hashes only the pages
-// that changed, Diff locates drift between two measurements, and Tracker
-// re-measures a source that can tell which pages were written
+// A Tree keeps the leaf hashes of a measurement (32 bytes per page, plus
+// a bounded cache of subtree roots), so that Tree.Update re-hashes only
+// the pages that changed, Diff locates drift between two measurements,
+// and Tracker re-measures a source that can tell which pages were written
 // (DirtySource) incrementally.
 //
 // The package does no I/O of its own: it reads through Source. Functions
