@@ -43,6 +43,18 @@ vm "llm-1" {
   regions       = []           # agent region ids; empty means all
 }
 
+# A VM without a TEE: the host measures guest-physical ranges itself
+# (QMP pmemsave into a private temporary file, measured, deleted). Such
+# claims say platform "host" and never pass a policy that asks for
+# hardware evidence. QEMU must be able to write to $TMPDIR.
+vm "plain-1" {
+  qmp = "/run/hvmon/plain-1.qmp"
+  host_region "kernel-text" {
+    address = 16777216 # 0x1000000
+    size    = 4194304
+  }
+}
+
 # How hardware evidence is checked before the host signs around it.
 # evidence {
 #   allow_simulated = false      # simulated SEV-SNP/TDX evidence (tests, demos)

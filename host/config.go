@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"hvmon.dev/hvmon/attest"
 )
 
 // MaxConfigSize bounds the daemon's configuration file.
@@ -39,6 +41,16 @@ type VMBlock struct {
 	AgentID  string   `hcl:"agent_port_id,optional"`
 	Periodic string   `hcl:"periodic,optional"`
 	Regions  []string `hcl:"regions,optional"`
+	// HostRegions are guest-physical ranges the host measures itself
+	// (non-confidential VMs only).
+	HostRegions []HostRegionBlock `hcl:"host_region,block"`
+}
+
+// HostRegionBlock is one `host_region "ID" { address = ..., size = ... }`.
+type HostRegionBlock struct {
+	ID      string `hcl:"id,label"`
+	Address uint64 `hcl:"address"`
+	Size    uint64 `hcl:"size"`
 }
 
 // Evidence configures how the host checks hardware evidence before it signs.
@@ -111,6 +123,11 @@ func (c *Config) validate(filename string) error {
 		if _, err := parseDuration(v.Periodic); err != nil {
 			return fmt.Errorf("%s: vm %q: periodic: %w", filename, v.Name, err)
 		}
+		for _, h := range v.HostRegions {
+			if err := (attest.Region{ID: h.ID, Size: h.Size}).Validate(); err != nil || h.Size == 0 || h.Size > 1<<40 {
+				return fmt.Errorf("%s: vm %q: host_region %q: need a valid id and a size of 1 byte to 1 TiB", filename, v.Name, h.ID)
+			}
+		}
 	}
 	if c.WatchDir != "" && !filepath.IsAbs(c.WatchDir) {
 		return fmt.Errorf("%s: watch_dir must be absolute", filename)
@@ -151,7 +168,11 @@ func (c *Config) VMConfigs() []VMConfig {
 		if v.Periodic == "" {
 			p = defPeriodic
 		}
-		out = append(out, VMConfig{Name: v.Name, UUID: v.UUID, QMP: v.QMP, Agent: v.Agent, AgentPortID: v.AgentID, Periodic: p, Regions: v.Regions})
+		var hrs []HostRegion
+		for _, h := range v.HostRegions {
+			hrs = append(hrs, HostRegion{ID: h.ID, Address: h.Address, Size: h.Size})
+		}
+		out = append(out, VMConfig{Name: v.Name, UUID: v.UUID, QMP: v.QMP, Agent: v.Agent, AgentPortID: v.AgentID, Periodic: p, Regions: v.Regions, HostRegions: hrs})
 	}
 	return out
 }

@@ -63,6 +63,18 @@ type VMConfig struct {
 	Periodic time.Duration
 	// Regions selects agent regions; empty means all.
 	Regions []string
+	// HostRegions are guest-physical ranges the host measures itself
+	// (pmemsave), for VMs whose memory the host can read: non-confidential
+	// VMs. Their claims say platform "host"; they never stand in for
+	// hardware evidence.
+	HostRegions []HostRegion
+}
+
+// HostRegion is a guest-physical range the host measures.
+type HostRegion struct {
+	ID      string
+	Address uint64
+	Size    uint64
 }
 
 // Supervisor follows VMs and produces their reports.
@@ -432,11 +444,16 @@ func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 		}
 		v.log.Warn("no guest evidence", "event", r.event, "agent", obs.Agent, "detail", obs.Detail)
 	}
+	claims, err := v.measureHost(ctx)
+	if err != nil {
+		facts["host_measure_error"] = err.Error()
+		v.log.Warn("host-measured regions failed", "error", err)
+	}
 	now := o.Now().Truncate(time.Second).UTC()
 	rep := &attest.Report{
 		IssuedAt: now, ExpiresAt: now.Add(o.TTL), Nonce: nonce, Event: r.event, Workload: v.cfg.Name,
 		Platform: "host", Attester: attest.Identity{Name: o.HostName}, Seq: v.seq, Prev: v.prev,
-		Guest: guest, Host: obs,
+		Guest: guest, Host: obs, Claims: claims,
 	}
 	signed, err := attest.Sign(o.Signer, rep, nil)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/guest"
+	"hvmon.dev/hvmon/measure"
 	"hvmon.dev/hvmon/qmp/qmptest"
 )
 
@@ -385,5 +386,41 @@ func waitFor(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not reached in 5 s")
 		}
+	}
+}
+
+// TestHostMeasured: guest-physical ranges the host reads through pmemsave
+// become claims of platform "host", with the root of the bytes QEMU wrote.
+func TestHostMeasured(t *testing.T) {
+	r := newRig(t)
+	mem := bytes.Repeat([]byte("guest-physical "), 700)
+	r.qemu.Handle("pmemsave", func(args json.RawMessage) (any, string, string) {
+		var a struct {
+			Val, Size uint64
+			Filename  string
+		}
+		json.Unmarshal(args, &a)
+		os.WriteFile(a.Filename, mem[a.Val:a.Val+a.Size], 0o600)
+		return nil, "", ""
+	})
+	r.sup.Close()
+	sup, _ := New(Options{Signer: r.key, HostName: "hv", Store: r.store})
+	defer sup.Close()
+	sup.Add(context.Background(), VMConfig{Name: "plain", QMP: r.qemu.Path, HostRegions: []HostRegion{{ID: "low", Address: 100, Size: 5000}}})
+	r.qemu.DropConnections()
+	waitFor(t, func() bool { v := sup.VMs(); return len(v) == 1 && v[0].Connected })
+	e, err := sup.Attest(context.Background(), "plain", attest.EventOnDemand, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, _ := r.store.Get(context.Background(), e.Hash)
+	res, err := attest.Verify(b, attest.VerifyOptions{TrustedKeys: []*attest.PublicKey{r.key.PublicKey()}, Now: e.Time,
+		Expected: []attest.Expectation{{RegionID: "low", Roots: []attest.Digest{measure.Bytes(mem[100:5100])}}}, Strict: true})
+	if err != nil {
+		t.Fatalf("host-measured report: %v", err)
+	}
+	c := res.Report.Claims[0]
+	if c.Platform != "host" || *c.Region.Address != 100 || res.Guest != nil {
+		t.Errorf("claim = %+v", c)
 	}
 }

@@ -1,0 +1,57 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/measure"
+)
+
+// measureHost measures the VM's host regions: QEMU writes each
+// guest-physical range to a file in a private directory (pmemsave), the
+// host measures the file and deletes it. The bytes never leave the host
+// and live on disk only while they are measured.
+func (v *vm) measureHost(ctx context.Context) ([]attest.Claim, error) {
+	if len(v.cfg.HostRegions) == 0 {
+		return nil, nil
+	}
+	dir, err := os.MkdirTemp("", "hvmon-pmem")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	var claims []attest.Claim
+	for _, hr := range v.cfg.HostRegions {
+		path := fmt.Sprintf("%s/%s.bin", dir, hr.ID)
+		taken := v.s.opts.Now().Truncate(time.Second).UTC()
+		if err := v.qmp.Pmemsave(ctx, hr.Address, hr.Size, path); err != nil {
+			return claims, fmt.Errorf("region %s: %w", hr.ID, err)
+		}
+		root, err := measureFile(path, int64(hr.Size))
+		os.Remove(path)
+		if err != nil {
+			return claims, fmt.Errorf("region %s: %w", hr.ID, err)
+		}
+		addr := hr.Address
+		claims = append(claims, attest.Claim{
+			Region: attest.Region{ID: hr.ID, Address: &addr, Size: hr.Size, Source: "host-measured:guest-physical",
+				Description: "measured by the host through QMP pmemsave"},
+			Snapshot: attest.Snapshot{RegionID: hr.ID, Root: root, Size: hr.Size, TakenAt: taken, PageSize: measure.PageSize},
+			Workload: v.cfg.Name, Platform: "host",
+		})
+	}
+	return claims, nil
+}
+
+func measureFile(path string, size int64) (measure.Digest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return measure.Digest{}, err
+	}
+	defer f.Close()
+	return measure.ReaderAt(io.NewSectionReader(f, 0, size), size)
+}
