@@ -99,7 +99,7 @@ func BenchmarkUpdate1Percent(b *testing.B) {
 // TestMemoryBound checks the memory budget of a measurement: at most
 // 40 MiB plus 32 bytes a page allocated in total (so at most that much
 // live at its peak), for Root, Measure and Update over a 256 MiB source
-// read through per-worker buffers.
+// read through per-worker buffers, starting with no pooled workers.
 func TestMemoryBound(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("256 MiB: skipped with -short and -race")
@@ -109,7 +109,8 @@ func TestMemoryBound(t *testing.T) {
 	budget := uint64(40<<20 + 32*size/PageSize)
 	allocated := func(f func()) uint64 {
 		var before, after runtime.MemStats
-		runtime.GC()
+		runtime.GC() // twice: the second empties the pool of workers,
+		runtime.GC() // whose buffers the pass must then allocate and count
 		runtime.ReadMemStats(&before)
 		f()
 		runtime.ReadMemStats(&after)
