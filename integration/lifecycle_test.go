@@ -108,7 +108,8 @@ func TestFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sup.Close()
-	if err := sup.Add(context.Background(), host.VMConfig{Name: "vm-f", QMP: vm.QMPPath, Agent: vm.AgentPath}); err != nil {
+	hostRegion := host.HostRegion{ID: "low-mem", Address: 0x100000, Size: 64 << 10}
+	if err := sup.Add(context.Background(), host.VMConfig{Name: "vm-f", QMP: vm.QMPPath, Agent: vm.AgentPath, HostRegions: []host.HostRegion{hostRegion}}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -132,6 +133,9 @@ func TestFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		in := check(e)
+		if len(in.Report.Claims) != 1 || in.Report.Claims[0].Region.ID != "low-mem" || in.Report.Claims[0].Platform != "host" {
+			t.Fatalf("host-measured claim through QEMU's pmemsave missing: %+v (%s)", in.Report.Claims, in.Report.Host.Facts["host_measure_error"])
+		}
 		if in.Report.Host.Agent == "ok" && in.Guest != nil {
 			break
 		}
