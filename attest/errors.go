@@ -104,6 +104,9 @@ type RegionDrift struct {
 	RegionID string   `json:"region_id"`
 	Got      Digest   `json:"got"`
 	Want     []Digest `json:"want"` // the accepted roots
+	// Changed is the measurer's list of pages that changed since its
+	// previous measurement, when it gave one: where to look, not proof.
+	Changed []PageRange `json:"changed,omitempty"`
 }
 
 // RegionDriftError lists drifted regions. It matches ErrRegionDrift.

@@ -136,7 +136,18 @@ type Snapshot struct {
 	Size     uint64    `json:"size"`
 	TakenAt  time.Time `json:"taken_at"`
 	PageSize uint32    `json:"page_size"`
+	// Mode says how the measurer measured: "full", "incremental", or
+	// "full-fallback: <reason>". Empty when it did not say.
+	Mode string `json:"mode,omitempty"`
+	// Changed lists the pages whose leaves differ from the measurer's
+	// previous measurement of this region (nil when it had none, or none
+	// differ). It is the measurer's statement, signed with the rest: a
+	// verifier uses it to say which pages drifted, never to decide whether.
+	Changed []PageRange `json:"changed,omitempty"`
 }
+
+// PageRange is a run of pages, First to Last inclusive, numbered from 0.
+type PageRange = measure.PageRange
 
 // Claim is one statement about one region: its definition and snapshot,
 // made by a workload on a platform. Workload and Platform must equal the

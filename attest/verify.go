@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -341,13 +342,27 @@ func drift(claims []Claim, exp []Expectation, strict bool, res *Result) []Region
 			res.Checks = append(res.Checks, Check{Name: CheckDrift, Region: e.RegionID, Status: StatusPass, Detail: "root " + got.String()})
 			continue
 		}
-		out = append(out, RegionDrift{RegionID: e.RegionID, Got: got, Want: e.Roots})
-		res.Checks = append(res.Checks, Check{Name: CheckDrift, Region: e.RegionID, Status: bad, Detail: fmt.Sprintf("root %s not among %d expected", got, len(e.Roots))})
+		d := RegionDrift{RegionID: e.RegionID, Got: got, Want: e.Roots, Changed: claims[i].Snapshot.Changed}
+		out = append(out, d)
+		detail := fmt.Sprintf("root %s not among %d expected", got, len(e.Roots))
+		if len(d.Changed) > 0 {
+			detail += "; the measurer reports changed " + pageRanges(d.Changed)
+		}
+		res.Checks = append(res.Checks, Check{Name: CheckDrift, Region: e.RegionID, Status: bad, Detail: detail})
 	}
 	if len(exp) == 0 {
 		res.add(CheckDrift, StatusSkip, "no expected values supplied by the verifier")
 	}
 	return out
+}
+
+// pageRanges renders ranges as "page 3, pages 10–12".
+func pageRanges(rs []PageRange) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = r.String()
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Inspection is a report decoded without any verification, for display

@@ -248,6 +248,10 @@ func TestSeedFlaw6Claims(t *testing.T) {
 		"short nonce":         func(w *wireReport) { w.Nonce = w.Nonce[:7] },
 		"profile":             func(w *wireReport) { w.Profile = ProfileGuestEvidence },
 		"negative iat":        func(w *wireReport) { w.Iat = -5 },
+		"changed unsorted":    func(w *wireReport) { w.Claims[0].Snapshot.Changed = [][2]uint64{{1, 1}, {0, 0}} },
+		"changed adjacent":    func(w *wireReport) { w.Claims[0].Snapshot.Changed = [][2]uint64{{0, 0}, {1, 1}} },
+		"changed outside":     func(w *wireReport) { w.Claims[0].Snapshot.Changed = [][2]uint64{{0, 2}} },
+		"changed backwards":   func(w *wireReport) { w.Claims[0].Snapshot.Changed = [][2]uint64{{1, 0}} },
 		"negative taken_at":   func(w *wireReport) { w.Claims[0].Snapshot.TakenAt = -1 },
 	} {
 		w := testReport(2).toWire()

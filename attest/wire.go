@@ -106,12 +106,17 @@ type wireRegion struct {
 }
 
 type wireSnapshot struct {
-	Region   string `cbor:"region"`
-	Root     []byte `cbor:"root"`
-	Size     uint64 `cbor:"size"`
-	TakenAt  int64  `cbor:"taken_at"`
-	PageSize uint32 `cbor:"page_size"`
+	Region   string      `cbor:"region"`
+	Root     []byte      `cbor:"root"`
+	Size     uint64      `cbor:"size"`
+	TakenAt  int64       `cbor:"taken_at"`
+	PageSize uint32      `cbor:"page_size"`
+	Mode     string      `cbor:"mode,omitempty"`
+	Changed  [][2]uint64 `cbor:"changed,omitempty"`
 }
+
+// MaxChangedRanges bounds a snapshot's changed-page list.
+const MaxChangedRanges = 256
 
 type wireClaim struct {
 	Region   wireRegion   `cbor:"region"`
@@ -176,13 +181,45 @@ func claimsToWire(cs []Claim) []wireClaim {
 			},
 			Snapshot: wireSnapshot{
 				Region: c.Snapshot.RegionID, Root: bytes.Clone(c.Snapshot.Root[:]), Size: c.Snapshot.Size,
-				TakenAt: c.Snapshot.TakenAt.Unix(), PageSize: c.Snapshot.PageSize,
+				TakenAt: c.Snapshot.TakenAt.Unix(), PageSize: c.Snapshot.PageSize, Mode: c.Snapshot.Mode,
+				Changed: changedToWire(c.Snapshot.Changed),
 			},
 			Workload: c.Workload,
 			Platform: string(c.Platform),
 		}
 	}
 	return out
+}
+
+func changedToWire(rs []PageRange) [][2]uint64 {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([][2]uint64, len(rs))
+	for i, r := range rs {
+		out[i] = [2]uint64{uint64(r.First), uint64(r.Last)}
+	}
+	return out
+}
+
+// changedFromWire checks that ranges are sorted, disjoint, not adjacent
+// and inside the region.
+func changedFromWire(what, id string, ws [][2]uint64, size uint64) ([]PageRange, error) {
+	if len(ws) == 0 {
+		return nil, nil
+	}
+	if len(ws) > MaxChangedRanges {
+		return nil, malformed(what, fmt.Sprintf("claim %q: more than %d changed ranges", id, MaxChangedRanges), nil)
+	}
+	pages := (size + pageSize - 1) / pageSize
+	out := make([]PageRange, len(ws))
+	for i, w := range ws {
+		if w[0] > w[1] || w[1] >= pages || (i > 0 && w[0] <= ws[i-1][1]+1) {
+			return nil, malformed(what, fmt.Sprintf("claim %q: changed range %d-%d is out of order or outside %d pages", id, w[0], w[1], pages), nil)
+		}
+		out[i] = PageRange{First: int64(w[0]), Last: int64(w[1])}
+	}
+	return out, nil
 }
 
 func digestPtrToWire(d *Digest) []byte {
@@ -306,11 +343,19 @@ func claimsFromWire(what string, ws []wireClaim, workload string, platform Platf
 		case Platform(w.Platform) != platform:
 			return nil, malformed(what, fmt.Sprintf("claim %q: platform %q disagrees with %q", r.ID, w.Platform, platform), nil)
 		}
+		if err := checkText(what, "snapshot mode", w.Snapshot.Mode, false); err != nil {
+			return nil, err
+		}
+		changed, err := changedFromWire(what, r.ID, w.Snapshot.Changed, r.Size)
+		if err != nil {
+			return nil, err
+		}
 		out[i] = Claim{
 			Region: r,
 			Snapshot: Snapshot{
 				RegionID: r.ID, Root: root, Size: w.Snapshot.Size,
 				TakenAt: time.Unix(w.Snapshot.TakenAt, 0).UTC(), PageSize: w.Snapshot.PageSize,
+				Mode: w.Snapshot.Mode, Changed: changed,
 			},
 			Workload: w.Workload, Platform: Platform(w.Platform),
 		}

@@ -54,7 +54,15 @@ type Agent struct {
 // source measures one configured region.
 type source struct {
 	region  attest.Region
-	measure func(ctx context.Context) (measure.Digest, uint64, error)
+	measure func(ctx context.Context) (measurement, error)
+}
+
+// measurement is one region's snapshot data.
+type measurement struct {
+	root    measure.Digest
+	size    uint64
+	mode    measure.Mode
+	changed []measure.PageRange
 }
 
 // New builds an agent from a validated configuration.
@@ -95,8 +103,18 @@ func newSource(rc RegionConfig) (source, error) {
 	case rc.File != "":
 		off := uint64(rc.Offset)
 		r.Address, r.Size, r.Source = &off, uint64(rc.Size), "file:"+rc.File
-		return source{region: r, measure: func(context.Context) (measure.Digest, uint64, error) {
-			return measureFile(rc.File, rc.Offset, rc.Size)
+		var last *measure.Tree
+		return source{region: r, measure: func(ctx context.Context) (measurement, error) {
+			t, err := measureFile(ctx, rc.File, rc.Offset, rc.Size)
+			if err != nil {
+				return measurement{}, err
+			}
+			m := measurement{root: t.Root(), size: uint64(t.Size()), mode: measure.ModeFull}
+			if last != nil {
+				m.changed = measure.Diff(last.Leaves(), t.Leaves())
+			}
+			last = t
+			return m, nil
 		}}, nil
 	case rc.Memory != nil:
 		buf := make([]byte, rc.Memory.Size)
@@ -104,33 +122,39 @@ func newSource(rc RegionConfig) (source, error) {
 			buf[i] = rc.Memory.Fill
 		}
 		r.Size, r.Source = uint64(len(buf)), "agent-memory"
-		return source{region: r, measure: func(context.Context) (measure.Digest, uint64, error) {
-			return measure.Bytes(buf), uint64(len(buf)), nil
+		return source{region: r, measure: func(ctx context.Context) (measurement, error) {
+			root, err := measure.Root(ctx, measure.Memory(buf), nil)
+			return measurement{root: root, size: uint64(len(buf)), mode: measure.ModeFull}, err
 		}}, nil
 	default:
-		return source{}, &attest.InvalidRegionError{ID: rc.ID, Reason: "process regions are not supported by this agent yet"}
+		ps := &processSource{cfg: *rc.Process}
+		r.Source = ps.describe()
+		return source{region: r, measure: ps.measure}, nil
 	}
 }
 
 // measureFile measures size bytes of path from off (size 0: to the end).
-func measureFile(path string, off, size int64) (measure.Digest, uint64, error) {
+func measureFile(ctx context.Context, path string, off, size int64) (*measure.Tree, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return measure.Digest{}, 0, err
+		return nil, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return measure.Digest{}, 0, err
+		return nil, err
 	}
 	if size == 0 {
 		size = st.Size() - off
 	}
 	if size < 0 || off > st.Size()-size {
-		return measure.Digest{}, 0, fmt.Errorf("range [%d, +%d) exceeds %s (%d bytes)", off, size, path, st.Size())
+		return nil, fmt.Errorf("range [%d, +%d) exceeds %s (%d bytes)", off, size, path, st.Size())
 	}
-	d, err := measure.ReaderAt(io.NewSectionReader(f, off, size), size)
-	return d, uint64(size), err
+	src, err := measure.Section(f, off, size)
+	if err != nil {
+		return nil, err
+	}
+	return measure.Measure(ctx, src, nil)
 }
 
 // KeyID is the id of the agent's guest key.
@@ -197,15 +221,20 @@ func (a *Agent) Attest(ctx context.Context, args agentproto.AttestArgs) (*agentp
 	claims := make([]attest.Claim, 0, len(selected))
 	for _, s := range selected {
 		taken := a.now().Truncate(time.Second).UTC()
-		root, size, err := s.measure(ctx)
+		m, err := s.measure(ctx)
 		if err != nil {
 			return nil, &requestError{agentproto.CodeMeasure, fmt.Errorf("region %q: %w", s.region.ID, err)}
 		}
 		r := s.region
-		r.Size = size
+		r.Size = m.size
+		changed := clip(m.changed, measure.Pages(int64(m.size)))
+		if len(changed) > attest.MaxChangedRanges {
+			changed = nil // too scattered to list: the root says it changed
+		}
 		claims = append(claims, attest.Claim{
-			Region:   r,
-			Snapshot: attest.Snapshot{RegionID: r.ID, Root: root, Size: size, TakenAt: taken, PageSize: measure.PageSize},
+			Region: r,
+			Snapshot: attest.Snapshot{RegionID: r.ID, Root: m.root, Size: m.size, TakenAt: taken, PageSize: measure.PageSize,
+				Mode: string(m.mode), Changed: changed},
 			Workload: args.VM, Platform: platform,
 		})
 	}
@@ -234,6 +263,20 @@ func (a *Agent) Attest(ctx context.Context, args agentproto.AttestArgs) (*agentp
 	a.prev = &h
 	a.log.Info("attested", "event", args.Event, "vm", args.VM, "seq", res.Seq, "regions", len(claims), "hash", h.String())
 	return res, nil
+}
+
+// clip keeps the changed ranges inside a region of n pages (pages that no
+// longer exist show as a smaller size).
+func clip(rs []measure.PageRange, n int64) []measure.PageRange {
+	var out []measure.PageRange
+	for _, r := range rs {
+		if r.First >= n {
+			break
+		}
+		r.Last = min(r.Last, n-1)
+		out = append(out, r)
+	}
+	return out
 }
 
 func checkAttestArgs(args agentproto.AttestArgs) error {

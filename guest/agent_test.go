@@ -327,3 +327,84 @@ func FuzzParseConfig(f *testing.F) {
 }
 
 func errEOF() error { return io.EOF }
+
+// TestChangedPages: the agent says which pages changed since it last
+// measured a region, and the verifier's drift names them.
+func TestChangedPages(t *testing.T) {
+	a, weights := testAgent(t)
+	ctx := context.Background()
+	nonce := bytes.Repeat([]byte{5}, 16)
+	if _, err := a.Attest(ctx, agentproto.AttestArgs{Nonce: nonce, Event: attest.EventBoot, VM: "vm-1"}); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.OpenFile(weights, os.O_WRONLY, 0)
+	f.WriteAt([]byte("X"), 2*measure.PageSize+10)
+	f.Close()
+	res, err := a.Attest(ctx, agentproto.AttestArgs{Nonce: nonce, Event: attest.EventOnDemand, VM: "vm-1", Regions: []string{"weights"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hk, _ := attest.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
+	r := &attest.Report{IssuedAt: testNow, ExpiresAt: testNow.Add(time.Minute), Nonce: nonce, Event: attest.EventOnDemand,
+		Workload: "vm-1", Platform: "host", Guest: res.Evidence}
+	signed, _ := attest.Sign(hk, r, nil)
+	vr, err := attest.Verify(signed, attest.VerifyOptions{TrustedKeys: []*attest.PublicKey{hk.PublicKey()}, Now: testNow,
+		Expected: []attest.Expectation{{RegionID: "weights", Roots: []attest.Digest{measure.Bytes(bytes.Repeat([]byte{7}, 3*measure.PageSize+5))}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := vr.Guest.Claims[0].Snapshot
+	if c.Mode != "full" || len(c.Changed) != 1 || c.Changed[0] != (measure.PageRange{First: 2, Last: 2}) {
+		t.Fatalf("snapshot mode %q changed %v, want full and page 2", c.Mode, c.Changed)
+	}
+	if len(vr.Drift) != 1 || len(vr.Drift[0].Changed) != 1 || !strings.Contains(vr.Checks[len(vr.Checks)-1].Detail, "page 2") {
+		t.Errorf("drift = %+v, checks %+v", vr.Drift, vr.Checks)
+	}
+}
+
+// TestProcessRegion measures a file mapped into this test process, by pid
+// and by name, as the agent measures weights an inference server mapped.
+func TestProcessRegion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "model-weights.bin")
+	content := bytes.Repeat([]byte("weights!"), 3*measure.PageSize/8)
+	os.WriteFile(path, content, 0o644)
+	f, _ := os.Open(path)
+	defer f.Close()
+	m, err := syscall.Mmap(int(f.Fd()), 0, len(content), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(m)
+	cfg := &Config{Regions: []RegionConfig{{ID: "mapped", Process: &ProcessConfig{PID: os.Getpid(), Mapping: "model-weights.bin"}}}}
+	a, err := New(cfg, Options{Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Attest(context.Background(), agentproto.AttestArgs{Nonce: bytes.Repeat([]byte{1}, 8), Event: attest.EventBoot, VM: "v"})
+	if err != nil {
+		t.Fatalf("attest over a process mapping: %v", err)
+	}
+	g, err := attest.CheckGuestEvidence(res.Evidence, bytes.Repeat([]byte{1}, 8), attest.EventBoot, "v", attest.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := g.Claims[0]; c.Snapshot.Root != measure.Bytes(content) || !strings.HasPrefix(c.Region.Source, "process:pid:") {
+		t.Fatalf("process region claim = %+v, want the root of the mapped file", c)
+	}
+	// By name, through a fake /proc.
+	defer func(d string) { procDir = d }(procDir)
+	procDir = t.TempDir()
+	for pid, comm := range map[string]string{"10": "inference", "11": "shell", "12": "inference"} {
+		os.MkdirAll(filepath.Join(procDir, pid), 0o755)
+		os.WriteFile(filepath.Join(procDir, pid, "comm"), []byte(comm+"\n"), 0o644)
+	}
+	if _, err := findProcess("shell"); err != nil {
+		t.Errorf("findProcess(shell) = %v", err)
+	}
+	if _, err := findProcess("inference"); err == nil {
+		t.Error("findProcess found one of two processes of the same name")
+	}
+	if _, err := findProcess("none"); err == nil {
+		t.Error("findProcess found a process that does not exist")
+	}
+}
