@@ -18,6 +18,7 @@ import (
 	"hvmon.dev/hvmon/host"
 	"hvmon.dev/hvmon/internal/demo"
 	"hvmon.dev/hvmon/internal/tinyvm"
+	"hvmon.dev/hvmon/measure"
 	"hvmon.dev/hvmon/qmp"
 )
 
@@ -81,6 +82,10 @@ func TestLifecycle(t *testing.T) {
 	od := byEvent[attest.EventOnDemand]
 	if len(od.Drifted) != 1 || od.Drifted[0] != "weights" {
 		t.Errorf("on-demand drift = %v, want [weights]", od.Drifted)
+	}
+	page := int64(demo.TamperOffset / measure.PageSize)
+	if p := od.Pages["weights"]; len(p) != 1 || p[0] != (measure.PageRange{First: page, Last: page}) {
+		t.Errorf("drift names pages %v, want page %d", p, page)
 	}
 	// The restore reveals the rollback: the guest chain goes back to the
 	// snapshot's point — a seq rewind and a fork (two evidences with one prev).

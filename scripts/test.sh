@@ -38,6 +38,12 @@ step "unit, example, vector and script tests (-race)"
 # TestVectors regenerates testdata/vectors and fails when the files are stale.
 go test -race -count=1 ./...
 
+step "1 GiB page tree against the reference, memory budget (skipped under -race)"
+go test -count=1 -run '^(TestOneGiB|TestMemoryBound)$' ./measure
+
+step "soft-dirty re-measurement on a kernel that has it (Debian's, under QEMU TCG)"
+measure/proc/vmtest.sh >/tmp/hvmon-vmtest.log 2>&1 || { cat /tmp/hvmon-vmtest.log; exit 1; }
+
 step "integration: the agent in a QEMU guest (TCG when KVM does not run guests)"
 go test -tags integration -count=1 -timeout 30m -v ./integration/ 2>&1 | tee /tmp/hvmon-integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok )|agent_test.go' || true
 grep -q '^ok ' /tmp/hvmon-integration.log || { echo "integration tier failed:"; tail -n 100 /tmp/hvmon-integration.log; exit 1; }

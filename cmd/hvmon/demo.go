@@ -111,7 +111,20 @@ func (a *app) demoReport(res *demo.Result, out string) error {
 		}
 		drift := "-"
 		if len(v.Drifted) > 0 {
-			drift = strings.Join(v.Drifted, ",")
+			var parts []string
+			for _, id := range v.Drifted {
+				part := id
+				for j, r := range v.Pages[id] {
+					if j == 0 {
+						part += ": "
+					} else {
+						part += ", "
+					}
+					part += r.String()
+				}
+				parts = append(parts, part)
+			}
+			drift = strings.Join(parts, "; ")
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\n", i+1, v.Report.Host, v.Report.Entry.Event, v.Report.Entry.Seq, gseq, verdict, drift)
 	}

@@ -396,6 +396,8 @@ type Verdict struct {
 	Err     error
 	Guest   *attest.GuestEvidence
 	Drifted []string
+	// Pages names, per drifted region, the pages the agent reported changed.
+	Pages map[string][]measure.PageRange
 }
 
 // Verify verifies every report as of its issue time against the demo's
@@ -416,8 +418,10 @@ func Verify(res *Result) ([]Verdict, error) {
 		v := Verdict{Report: rep, Result: vr, Err: verr}
 		if vr != nil {
 			v.Guest = vr.Guest
+			v.Pages = map[string][]measure.PageRange{}
 			for _, d := range vr.Drift {
 				v.Drifted = append(v.Drifted, d.RegionID)
+				v.Pages[d.RegionID] = d.Changed
 			}
 		}
 		out = append(out, v)
