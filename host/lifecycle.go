@@ -73,6 +73,15 @@ func (v *vm) onEvent(ctx context.Context, e qmp.Event) []request {
 				}
 			}
 		}
+		// SEV and SEV-ES guests: record the launch state and measurement
+		// QEMU knows (SEV-SNP and TDX evidence comes from the guest).
+		if sev, err := v.qmp.QuerySEV(ctx); err == nil && sev.Enabled {
+			lc.facts["sev_state"] = sev.State
+			lc.facts["sev_policy"] = strconv.FormatUint(uint64(sev.Policy), 16)
+			if m, err := v.qmp.QuerySEVLaunchMeasure(ctx); err == nil {
+				lc.facts["sev_launch_measure"] = m
+			}
+		}
 		// Without MIGRATION events, hvmon would not see migrations.
 		if err := v.qmp.MigrateSetCapabilities(ctx, qmp.MigrationCapability{Capability: "events", State: true}); err != nil {
 			v.log.Warn("cannot enable migration events", "error", err)

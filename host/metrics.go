@@ -15,6 +15,7 @@ type Metrics struct {
 	reports       *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
 	agentFailures *prometheus.CounterVec
+	changes       *prometheus.CounterVec
 }
 
 // NewMetrics registers hvmon's metrics with reg.
@@ -34,7 +35,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "hvmon_agent_failures_total", Help: "Reports made without guest evidence, by VM and agent status.",
 		}, []string{"vm", "status"}),
 	}
-	reg.MustRegister(m.events, m.reports, m.latency, m.agentFailures)
+	m.changes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hvmon_region_changes_total", Help: "Reports in which the agent saw a region's pages change since its previous measurement, by VM and region (drift against reference values is a verifier's call).",
+	}, []string{"vm", "region"})
+	reg.MustRegister(m.events, m.reports, m.latency, m.agentFailures, m.changes)
 	return m
 }
 
@@ -59,3 +63,5 @@ func (m *Metrics) agentFailure(vm, status string) {
 		m.agentFailures.WithLabelValues(vm, status).Inc()
 	}
 }
+
+func (m *Metrics) regionChanged(vm, region string) { m.changes.WithLabelValues(vm, region).Inc() }

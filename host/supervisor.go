@@ -430,11 +430,19 @@ func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 		ev, status, detail := v.attestAgent(ctx, nonce, r.event)
 		obs.Agent, obs.Detail = status, detail
 		if ev != nil {
-			if _, err := attest.CheckGuestEvidence(ev, nonce, r.event, v.cfg.Name, attest.VerifyOptions{Evidence: o.Evidence, Now: o.Now()}); err != nil {
+			g, err := attest.CheckGuestEvidence(ev, nonce, r.event, v.cfg.Name, attest.VerifyOptions{Evidence: o.Evidence, Now: o.Now()})
+			if err != nil {
 				obs.Agent, obs.Detail = "bad-evidence", err.Error()
 				facts["rejected_evidence_hash"] = attest.ReportHash(ev).String()
 			} else {
 				guest = ev
+				if m := o.Metrics; m != nil {
+					for _, c := range g.Claims {
+						if len(c.Snapshot.Changed) > 0 {
+							m.regionChanged(v.cfg.Name, c.Region.ID)
+						}
+					}
+				}
 			}
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/guest"
@@ -422,5 +424,34 @@ func TestHostMeasured(t *testing.T) {
 	c := res.Report.Claims[0]
 	if c.Platform != "host" || *c.Region.Address != 100 || res.Guest != nil {
 		t.Errorf("claim = %+v", c)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	r := newRig(t)
+	r.sup.Close()
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	sup, _ := New(Options{Signer: r.key, HostName: "hv", Store: r.store, Metrics: m})
+	defer sup.Close()
+	sup.Add(context.Background(), VMConfig{Name: "vm-m", QMP: r.qemu.Path, Agent: r.agent.Path})
+	r.qemu.DropConnections()
+	waitFor(t, func() bool { v := sup.VMs(); return len(v) == 1 && v[0].Connected })
+	r.qemu.Inject("STOP", nil)
+	if _, err := sup.Attest(context.Background(), "vm-m", attest.EventOnDemand, nil); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(r.dir, "weights"), bytes.Repeat([]byte("v"), 10000), 0o644)
+	r.agent.stop()
+	sup.Attest(context.Background(), "vm-m", attest.EventOnDemand, nil)
+	waitFor(t, func() bool { return testutil.ToFloat64(m.events.WithLabelValues("vm-m", "STOP")) == 1 })
+	if got := testutil.ToFloat64(m.reports.WithLabelValues("vm-m", "on-demand", "stored")); got != 2 {
+		t.Errorf("reports stored = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.agentFailures.WithLabelValues("vm-m", "unavailable")); got != 1 {
+		t.Errorf("agent failures = %v, want 1", got)
+	}
+	if n, _ := testutil.GatherAndCount(reg, "hvmon_attestation_seconds"); n != 1 {
+		t.Errorf("latency series = %d, want 1", n)
 	}
 }
