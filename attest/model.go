@@ -68,6 +68,9 @@ func (e Event) Valid() bool {
 // "host". It is a token of 1 to 32 characters [a-z0-9-].
 type Platform string
 
+// PlatformHost marks what a host supervisor measured or reported itself.
+const PlatformHost Platform = "host"
+
 // Valid reports whether p is a well-formed platform token:
 // [a-z0-9][a-z0-9-]{0,31}.
 func (p Platform) Valid() bool {

@@ -50,6 +50,11 @@ type VerifyOptions struct {
 	// Strict makes drift fatal. Without it, drift is reported in the
 	// result and the report still verifies.
 	Strict bool
+	// AllowHostMeasured lets claims of platform "host" (regions the host
+	// supervisor measured itself, for VMs without a TEE) count for
+	// completeness and drift. Without it only the guest's claims (and, in
+	// reports that are not host reports, the signer's) count.
+	AllowHostMeasured bool
 	// Evidence verifies hardware evidence in guest evidence. Nil fails
 	// every report whose guest evidence carries hardware evidence.
 	Evidence EvidenceVerifier
@@ -188,6 +193,12 @@ func Verify(signed []byte, opts VerifyOptions) (*Result, error) {
 	}
 
 	claims := res.AllClaims()
+	if !opts.AllowHostMeasured {
+		// A supervisor's own claims must not stand in for the guest's: a
+		// host that drops the guest evidence and claims the expected roots
+		// itself would otherwise pass.
+		claims = slices.DeleteFunc(slices.Clone(claims), func(c Claim) bool { return c.Platform == PlatformHost })
+	}
 	if err := checkCompleteness(claims, opts.Expected); err != nil {
 		return res.fail(CheckCompleteness, err)
 	}

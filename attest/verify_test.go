@@ -530,3 +530,24 @@ func TestInspect(t *testing.T) {
 		t.Errorf("Inspect(garbage) = %v, want ErrMalformed", err)
 	}
 }
+
+// TestHostClaimsDoNotStandInForTheGuest: a host that drops the guest
+// evidence and claims the expected root itself does not pass, unless the
+// verifier accepts host-measured regions.
+func TestHostClaimsDoNotStandInForTheGuest(t *testing.T) {
+	k := testKey(t, 1)
+	r := testReport(0)
+	r.Platform = PlatformHost
+	r.Claims = []Claim{testClaim("weights", []byte("expected"), "vm-1", PlatformHost)}
+	signed := mustSign(t, k, r)
+	o := opts(k)
+	o.Strict = true
+	o.Expected = []Expectation{{RegionID: "weights", Roots: []Digest{measureBytes([]byte("expected"))}}}
+	if _, err := Verify(signed, o); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("host claim for an expected region: %v, want ErrIncomplete", err)
+	}
+	o.AllowHostMeasured = true
+	if _, err := Verify(signed, o); err != nil {
+		t.Fatalf("with AllowHostMeasured: %v", err)
+	}
+}

@@ -1,7 +1,8 @@
 # hvmon daemon configuration (HCL). Every setting is shown; the optional ones
 # carry their default. Unknown settings are errors.
 
-# Name recorded in every report as the observing host (default: empty).
+# Name recorded in every report as the observing host (default: the
+# machine's host name).
 host_name = "hv-1"
 
 # The host's ML-DSA-65 signing key (hvmon keygen -o /etc/hvmon/host.key).

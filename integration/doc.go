@@ -1,5 +1,5 @@
-// Package integration will hold the tests that run hvmon against a real
-// QEMU and a real libvirtd; the README's test command installs what they
-// need. The file-based flow is covered today by cmd/hvmon's script tests
-// and scripts/demo-files.sh.
+// Package integration holds the tests that run hvmon against real QEMU
+// VMs (build tag "integration"): the agent in a guest, the lifecycle the
+// demo shows, faults, latency, migration downtime and a 300-VM storm. The
+// README's test command (make test) installs what they need and runs them.
 package integration

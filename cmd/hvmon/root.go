@@ -56,11 +56,15 @@ func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "hvmon",
 		Short: "Sign and verify attestation reports over measured memory regions",
-		Long: `hvmon measures regions (files, or byte ranges of files, standing in for
-memory), signs the measurements as a report (a COSE_Sign1 with ML-DSA-65),
-and verifies reports offline against pinned public keys and expected roots.
+		Long: `hvmon is an attestation monitor for QEMU hosts. On a host, "hvmon daemon"
+follows VMs over QMP and signs one combined report (a COSE_Sign1 with
+ML-DSA-65) per lifecycle event, binding what the guest agent ("hvmon agent")
+measured and its hardware evidence to what the host saw. Anywhere, "hvmon
+verify" checks a report offline against pinned keys, roots and reference
+values. "hvmon demo" runs the whole lifecycle on real QEMU VMs.
 
-A typical round trip:
+Without any VM, hvmon measures files and signs and verifies reports over
+them. A typical round trip:
 
   hvmon keygen -o attester.key
   hvmon attest --key attester.key --region weights=model.bin -o report.cose

@@ -20,6 +20,7 @@ func (a *app) verifyCmd() *cobra.Command {
 		strict, asJSON    bool
 		skew, maxLifetime time.Duration
 		ev                evidenceSettings
+		allowHostMeasured bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify --trust PUB [--expect ID=HEX ...] [flags] REPORT",
@@ -55,7 +56,7 @@ the report is not valid; the exit code is the same either way.
       --expect weights=3f1c...9a --expect weights=77de...01 report.cose`,
 		Args: exactArgs(1, `one REPORT file (or "-" for stdin)`),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := attest.VerifyOptions{Strict: strict, ClockSkew: skew, MaxLifetime: maxLifetime}
+			opts := attest.VerifyOptions{Strict: strict, ClockSkew: skew, MaxLifetime: maxLifetime, AllowHostMeasured: allowHostMeasured}
 			// The library reads a zero duration as "use the default", so
 			// zero cannot be passed through as "no tolerance".
 			if skew <= 0 {
@@ -119,6 +120,7 @@ the report is not valid; the exit code is the same either way.
 	f.StringArrayVar(&trust, "trust", nil, "trusted public key `PUB` file (PEM SPKI); repeat to trust several (required)")
 	f.StringArrayVar(&expect, "expect", nil, "expected root of a region, `ID=HEX` (64 hex digits); repeat an ID to accept several roots")
 	f.StringVar(&nonceHex, "nonce", "", "`HEX` nonce the report must answer")
+	f.BoolVar(&allowHostMeasured, "allow-host-measured", false, "let regions the host measured itself (platform host, VMs without a TEE) count for --expect")
 	f.BoolVar(&strict, "strict", false, "fail (exit 5) when a region drifted from --expect, instead of warning")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.StringVar(&at, "at", "", "verify as of this RFC 3339 `TIME` instead of now")
