@@ -307,7 +307,7 @@ func (a *Agent) Handle(ctx context.Context, line []byte) *agentproto.Response {
 		if err := agentproto.DecodeArgs(req.Args, &args); err != nil {
 			return agentproto.ErrorResponse(req.ID, agentproto.CodeMalformed, "sync args: %v", err)
 		}
-		result = agentproto.SyncResult{Value: args.Value}
+		result = agentproto.SyncResult(args)
 	case agentproto.OpHello, agentproto.OpRegions:
 		var none struct{}
 		if err := agentproto.DecodeArgs(req.Args, &none); err != nil {

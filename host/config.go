@@ -170,7 +170,7 @@ func (c *Config) VMConfigs() []VMConfig {
 		}
 		var hrs []HostRegion
 		for _, h := range v.HostRegions {
-			hrs = append(hrs, HostRegion{ID: h.ID, Address: h.Address, Size: h.Size})
+			hrs = append(hrs, HostRegion(h))
 		}
 		out = append(out, VMConfig{Name: v.Name, UUID: v.UUID, QMP: v.QMP, Agent: v.Agent, AgentPortID: v.AgentID, Periodic: p, Regions: v.Regions, HostRegions: hrs})
 	}

@@ -264,9 +264,9 @@ func TestSupervisorMigrateIn(t *testing.T) {
 	r.qemu.Inject("RESUME", nil) // QEMU resumes the destination just before it reports completed
 	r.qemu.Inject("MIGRATION", map[string]any{"status": "completed"})
 	r.qemu.Inject("VSERPORT_CHANGE", map[string]any{"id": "agentport0", "open": true})
-	es := r.waitReports(1)
+	r.waitReports(1)
 	time.Sleep(200 * time.Millisecond)
-	es, _ = r.store.List(context.Background(), Query{VM: "vm-1"})
+	es, _ := r.store.List(context.Background(), Query{VM: "vm-1"})
 	if len(es) != 1 || es[0].Event != attest.EventMigrateIn {
 		t.Fatalf("destination reports = %+v, want one migrate-in", es)
 	}
@@ -282,9 +282,9 @@ func TestSupervisorSourceAfterMigration(t *testing.T) {
 	r.qemu.Inject("MIGRATION", map[string]any{"status": "active"})
 	r.qemu.Inject("MIGRATION", map[string]any{"status": "completed"})
 	r.qemu.Inject("SHUTDOWN", map[string]any{"reason": "host-qmp-quit"})
-	es := r.waitReports(1)
+	r.waitReports(1)
 	time.Sleep(300 * time.Millisecond)
-	es, _ = r.store.List(context.Background(), Query{VM: "vm-1"})
+	es, _ := r.store.List(context.Background(), Query{VM: "vm-1"})
 	if len(es) != 1 || es[0].Event != attest.EventMigrateOut {
 		t.Fatalf("source reports = %+v, want only migrate-out", es)
 	}

@@ -76,7 +76,7 @@ func (s evidenceSettings) verifier() (attest.EvidenceVerifier, error) {
 	}
 	if s.intelRoots != "" {
 		if opts.IntelRoots, err = load(s.intelRoots); err != nil {
-			return nil, fmt.Errorf("Intel roots %s: %w", s.intelRoots, err)
+			return nil, fmt.Errorf("roots for TDX (Intel) %s: %w", s.intelRoots, err)
 		}
 	}
 	return evidence.NewVerifier(opts)
