@@ -388,7 +388,7 @@ func (v *vm) attestAgent(ctx context.Context, nonce []byte, event attest.Event) 
 		switch {
 		case errors.As(err, &perr):
 			return nil, "error", perr.Error()
-		case ctx.Err() != nil:
+		case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
 			v.closeAgent()
 			return nil, "timeout", err.Error()
 		}
