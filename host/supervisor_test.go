@@ -409,7 +409,6 @@ func TestHostMeasured(t *testing.T) {
 	sup, _ := New(Options{Signer: r.key, HostName: "hv", Store: r.store})
 	defer sup.Close()
 	sup.Add(context.Background(), VMConfig{Name: "plain", QMP: r.qemu.Path, HostRegions: []HostRegion{{ID: "low", Address: 100, Size: 5000}}})
-	r.qemu.DropConnections()
 	waitFor(t, func() bool { v := sup.VMs(); return len(v) == 1 && v[0].Connected })
 	e, err := sup.Attest(context.Background(), "plain", attest.EventOnDemand, nil)
 	if err != nil {
@@ -435,7 +434,6 @@ func TestMetrics(t *testing.T) {
 	sup, _ := New(Options{Signer: r.key, HostName: "hv", Store: r.store, Metrics: m})
 	defer sup.Close()
 	sup.Add(context.Background(), VMConfig{Name: "vm-m", QMP: r.qemu.Path, Agent: r.agent.Path})
-	r.qemu.DropConnections()
 	waitFor(t, func() bool { v := sup.VMs(); return len(v) == 1 && v[0].Connected })
 	r.qemu.Inject("STOP", nil)
 	if _, err := sup.Attest(context.Background(), "vm-m", attest.EventOnDemand, nil); err != nil {
