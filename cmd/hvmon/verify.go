@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -11,6 +12,7 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/internal/keyfile"
+	"hvmon.dev/hvmon/policy"
 )
 
 func (a *app) verifyCmd() *cobra.Command {
@@ -21,6 +23,7 @@ func (a *app) verifyCmd() *cobra.Command {
 		skew, maxLifetime time.Duration
 		ev                evidenceSettings
 		allowHostMeasured bool
+		policyPath        string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify --trust PUB [--expect ID=HEX ...] [flags] REPORT",
@@ -84,6 +87,9 @@ the report is not valid; the exit code is the same either way.
 				return err
 			}
 			opts.Expected = exp
+			if len(trust) == 0 && policyPath == "" {
+				return configErr(errors.New(`required flag(s) "trust" not set`))
+			}
 			for _, p := range trust {
 				k, err := keyfile.LoadPublic(p)
 				if err != nil {
@@ -91,7 +97,12 @@ the report is not valid; the exit code is the same either way.
 				}
 				opts.TrustedKeys = append(opts.TrustedKeys, k)
 			}
-			if opts.Evidence, err = ev.verifier(); err != nil {
+			var pol *policy.Policy
+			if policyPath != "" {
+				if pol, err = policyVerifyOptions(cmd, policyPath, &opts); err != nil {
+					return err
+				}
+			} else if opts.Evidence, err = ev.verifier(); err != nil {
 				return configErr(err)
 			}
 			data, err := a.readReport(args[0])
@@ -100,16 +111,26 @@ the report is not valid; the exit code is the same either way.
 			}
 
 			res, verr := attest.Verify(data, opts)
+			var appraisal *policy.Verdict
+			if pol != nil && verr == nil {
+				v := pol.At(opts.Now).AppraiseResult(res)
+				appraisal = &v
+			}
 			if asJSON {
-				err = writeVerifyJSON(a.stdout, res, verr)
+				err = writeVerifyJSON(a.stdout, res, verr, appraisal)
 			} else {
-				err = writeVerifyText(a.stdout, res, verr)
+				err = writeVerifyText(a.stdout, res, verr, appraisal)
 			}
 			if err != nil {
 				return configErr(err)
 			}
 			if verr != nil {
 				return fmt.Errorf("%s: %w", displayName(args[0]), verr)
+			}
+			if appraisal != nil {
+				if err := appraisal.Err(); err != nil {
+					return fmt.Errorf("%s: %w", displayName(args[0]), err)
+				}
 			}
 			a.log.Info("report valid", "report", displayName(args[0]), "hash", res.ReportHash.String(),
 				"key_id", res.KeyID.String(), "drift", len(res.Drift))
@@ -126,8 +147,8 @@ the report is not valid; the exit code is the same either way.
 	f.StringVar(&at, "at", "", "verify as of this RFC 3339 `TIME` instead of now")
 	f.DurationVar(&skew, "skew", attest.DefaultClockSkew, "clock skew tolerated on issued-at and expires-at")
 	f.DurationVar(&maxLifetime, "max-lifetime", attest.DefaultMaxLifetime, "longest report lifetime (expires-at minus issued-at) accepted")
+	f.StringVar(&policyPath, "policy", "", "appraise the report against the policy `FILE` (its host keys are trusted too, its hardware roots replace the evidence flags)")
 	ev.flags(f)
-	cmd.MarkFlagRequired("trust")
 	return cmd
 }
 
@@ -143,12 +164,24 @@ func verdict(res *attest.Result, err error) string {
 	}
 }
 
-func writeVerifyText(w io.Writer, res *attest.Result, verr error) error {
+// writeVerifyText prints one line per check and, when a policy appraised
+// the report, one line per finding and the verdict as the last line.
+func writeVerifyText(w io.Writer, res *attest.Result, verr error, appraisal *policy.Verdict) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, c := range res.Checks {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Region, c.Status, printable(c.Detail))
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if appraisal != nil {
+		if _, err := fmt.Fprintln(w, verdict(res, verr)); err != nil {
+			return err
+		}
+		if err := writeFindings(w, *appraisal); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintln(w, verdictLine(*appraisal))
 		return err
 	}
 	_, err := fmt.Fprintln(w, verdict(res, verr))
@@ -160,10 +193,13 @@ func writeVerifyText(w io.Writer, res *attest.Result, verr error) error {
 type verifyJSON struct {
 	*attest.Result
 	Error string `json:"error,omitempty"`
+	// Verdict is the policy's appraisal, with --policy and a report that
+	// verified.
+	Verdict *policy.Verdict `json:"verdict,omitempty"`
 }
 
-func writeVerifyJSON(w io.Writer, res *attest.Result, verr error) error {
-	v := verifyJSON{Result: res}
+func writeVerifyJSON(w io.Writer, res *attest.Result, verr error, appraisal *policy.Verdict) error {
+	v := verifyJSON{Result: res, Verdict: appraisal}
 	if verr != nil {
 		v.Error = verr.Error()
 	}

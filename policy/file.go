@@ -1,0 +1,755 @@
+package policy
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"hvmon.dev/hvmon/attest"
+)
+
+// Bounds of a policy file and of what it names.
+const (
+	MaxPolicySize  = 256 << 10 // the policy file
+	maxNamedFile   = 1 << 20   // a key or root file it names
+	maxListEntries = 1024      // entries of any list
+)
+
+// ErrInvalidPolicy matches every error about a policy file: syntax,
+// unknown settings, bad values, unreadable key or root files. Use
+// errors.As with *FileError for the position.
+var ErrInvalidPolicy = errors.New("invalid policy")
+
+// FileError is an error in a policy file, at a line when one is known.
+type FileError struct {
+	File string
+	Line int // 0 when the error is about the whole file
+	Msg  string
+	Err  error // an underlying error (reading a named file), or nil
+}
+
+func (e *FileError) Error() string {
+	msg := e.Msg
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, msg)
+}
+
+// Is reports that every FileError matches ErrInvalidPolicy.
+func (e *FileError) Is(target error) bool { return target == ErrInvalidPolicy }
+
+func (e *FileError) Unwrap() error { return e.Err }
+
+// The file's schema (gohcl). Pointers mark settings that may be absent, so
+// that a vm block overrides only what it sets. docs/POLICY.md is the
+// normative description.
+type (
+	fileSchema struct {
+		Trust    *trustBlock `hcl:"trust,block"`
+		Roots    *rootsBlock `hcl:"hardware_roots,block"`
+		Defaults *rulesBlock `hcl:"defaults,block"`
+		VMs      []vmBlock   `hcl:"vm,block"`
+	}
+	trustBlock struct {
+		HostKeys   []string  `hcl:"host_keys,optional"`
+		HostKeyIDs []string  `hcl:"host_key_ids,optional"`
+		Range      hcl.Range `hcl:",def_range"`
+	}
+	rootsBlock struct {
+		AMD            []string  `hcl:"amd,optional"`
+		Intel          []string  `hcl:"intel,optional"`
+		AllowSimulated bool      `hcl:"allow_simulated,optional"`
+		Simulated      []string  `hcl:"simulated,optional"`
+		SimulatedSeed  string    `hcl:"simulated_seed,optional"`
+		Range          hcl.Range `hcl:",def_range"`
+	}
+	vmBlock struct {
+		Pattern string     `hcl:"pattern,label"`
+		Rules   rulesBlock `hcl:",remain"`
+	}
+	rulesBlock struct {
+		RequireHardware *bool         `hcl:"require_hardware,optional"`
+		HardwareTypes   *[]string     `hcl:"hardware_types,optional"`
+		MaxAge          *string       `hcl:"max_age,optional"`
+		AllowedEvents   *[]string     `hcl:"allowed_events,optional"`
+		RequiredRegions *[]string     `hcl:"required_regions,optional"`
+		Regions         []regionBlock `hcl:"region,block"`
+		SNP             *snpBlock     `hcl:"snp,block"`
+		TDX             *tdxBlock     `hcl:"tdx,block"`
+		Range           hcl.Range     `hcl:",def_range"`
+	}
+	regionBlock struct {
+		ID         string    `hcl:"id,label"`
+		Roots      []string  `hcl:"roots"`
+		Required   *bool     `hcl:"required,optional"`
+		OnMismatch *string   `hcl:"on_mismatch,optional"`
+		Range      hcl.Range `hcl:",def_range"`
+	}
+	snpBlock struct {
+		Measurements        *[]string `hcl:"measurements,optional"`
+		MinimumTCB          *TCBParts `hcl:"minimum_tcb,block"`
+		MinimumGuestSVN     *uint32   `hcl:"minimum_guest_svn,optional"`
+		AllowDebug          *bool     `hcl:"allow_debug,optional"`
+		AllowSMT            *bool     `hcl:"allow_smt,optional"`
+		AllowMigrationAgent *bool     `hcl:"allow_migration_agent,optional"`
+		HostData            *[]string `hcl:"host_data,optional"`
+		VMPL                *uint32   `hcl:"vmpl,optional"`
+		Range               hcl.Range `hcl:",def_range"`
+	}
+	tdxBlock struct {
+		MRTD             *[]string `hcl:"mrtd,optional"`
+		RTMR0            *[]string `hcl:"rtmr0,optional"`
+		RTMR1            *[]string `hcl:"rtmr1,optional"`
+		RTMR2            *[]string `hcl:"rtmr2,optional"`
+		RTMR3            *[]string `hcl:"rtmr3,optional"`
+		MRConfigID       *[]string `hcl:"mr_config_id,optional"`
+		MROwner          *[]string `hcl:"mr_owner,optional"`
+		MinimumTEETCBSVN *string   `hcl:"minimum_tee_tcb_svn,optional"`
+		TDAttributes     *string   `hcl:"td_attributes,optional"`
+		AllowDebug       *bool     `hcl:"allow_debug,optional"`
+		Range            hcl.Range `hcl:",def_range"`
+	}
+)
+
+// Options configure Load and Parse.
+type Options struct {
+	// Hardware builds the evidence verifier and decodes hardware evidence
+	// (evidence.PolicyHardware). Without it, VerifyOptions fails and
+	// hardware evidence cannot be appraised (a contraindicated finding).
+	Hardware Hardware
+	// ReadFile reads the key and root files the policy names, resolved
+	// against the policy file's directory. Nil means os.ReadFile.
+	ReadFile func(name string) ([]byte, error)
+}
+
+// Policy is a parsed policy file: what a verifier trusts and what it
+// expects of each VM. It is immutable; At returns a copy with another
+// clock.
+type Policy struct {
+	file     string
+	keys     []*attest.PublicKey
+	keyIDs   []attest.Digest // ids of keys and of host_key_ids
+	trust    HardwareTrust
+	defaults Rules
+	vms      []vmRules
+	hw       Hardware
+	verifier attest.EvidenceVerifier
+	now      time.Time
+}
+
+type vmRules struct {
+	pattern string
+	line    int
+	patch   *rulesPatch
+}
+
+// Load reads and parses the policy file at path.
+func Load(path string, opts Options) (*Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &FileError{File: path, Msg: "cannot read the policy", Err: err}
+	}
+	defer f.Close()
+	src, err := io.ReadAll(io.LimitReader(f, MaxPolicySize+1))
+	if err != nil {
+		return nil, &FileError{File: path, Msg: "cannot read the policy", Err: err}
+	}
+	return Parse(src, path, opts)
+}
+
+// Parse parses policy text. filename names it in errors, and relative key
+// and root paths are resolved against its directory.
+func Parse(src []byte, filename string, opts Options) (*Policy, error) {
+	if len(src) > MaxPolicySize {
+		return nil, &FileError{File: filename, Msg: fmt.Sprintf("larger than %d bytes", MaxPolicySize)}
+	}
+	f, diags := hclsyntax.ParseConfig(src, filename, hcl.Pos{Line: 1, Column: 1})
+	if diags.HasErrors() {
+		return nil, diagError(filename, diags)
+	}
+	var s fileSchema
+	if diags := gohcl.DecodeBody(f.Body, nil, &s); diags.HasErrors() {
+		return nil, diagError(filename, diags)
+	}
+	p := &Policy{file: filename, hw: opts.Hardware, defaults: builtinDefaults()}
+	read := opts.ReadFile
+	if read == nil {
+		read = os.ReadFile
+	}
+	dir := filepath.Dir(filename)
+	r := reader{file: filename, dir: dir, read: read}
+	if err := p.parseTrust(s.Trust, r); err != nil {
+		return nil, err
+	}
+	if err := p.parseRoots(s.Roots, r); err != nil {
+		return nil, err
+	}
+	if s.Defaults != nil {
+		patch, err := parseRules(filename, "defaults", s.Defaults)
+		if err != nil {
+			return nil, err
+		}
+		patch.apply(&p.defaults)
+	}
+	for _, v := range s.VMs {
+		if _, err := path.Match(v.Pattern, ""); err != nil || v.Pattern == "" {
+			return nil, &FileError{File: filename, Line: v.Rules.Range.Start.Line, Msg: fmt.Sprintf("vm %q: not a valid name pattern (shell glob: *, ?, [...], \\ escapes)", v.Pattern)}
+		}
+		patch, err := parseRules(filename, fmt.Sprintf("vm %q", v.Pattern), &v.Rules)
+		if err != nil {
+			return nil, err
+		}
+		p.vms = append(p.vms, vmRules{pattern: v.Pattern, line: v.Rules.Range.Start.Line, patch: patch})
+	}
+	if p.hw != nil {
+		v, err := p.hw.Verifier(p.trust)
+		if err != nil {
+			line := 0
+			if s.Roots != nil {
+				line = s.Roots.Range.Start.Line
+			}
+			return nil, &FileError{File: filename, Line: line, Msg: "hardware_roots", Err: err}
+		}
+		p.verifier = v
+	}
+	return p, nil
+}
+
+// diagError turns HCL diagnostics into a FileError at the first error's
+// line ("Unsupported argument; An argument named "x" is not expected
+// here.").
+func diagError(filename string, diags hcl.Diagnostics) error {
+	for _, d := range diags {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		msg := d.Summary
+		if d.Detail != "" {
+			msg += "; " + d.Detail
+		}
+		fe := &FileError{File: filename, Msg: msg}
+		if d.Subject != nil {
+			fe.Line = d.Subject.Start.Line
+		}
+		if n := len(diags.Errs()); n > 1 {
+			fe.Msg += fmt.Sprintf(" (and %d more error(s))", n-1)
+		}
+		return fe
+	}
+	return &FileError{File: filename, Msg: diags.Error()}
+}
+
+// reader reads files a policy names, relative to the policy.
+type reader struct {
+	file, dir string
+	read      func(string) ([]byte, error)
+}
+
+func (r reader) readAt(line int, what, name string) ([]byte, error) {
+	if name == "" {
+		return nil, &FileError{File: r.file, Line: line, Msg: what + ": empty path"}
+	}
+	p := name
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(r.dir, p)
+	}
+	b, err := r.read(p)
+	if err != nil {
+		return nil, &FileError{File: r.file, Line: line, Msg: fmt.Sprintf("%s %q", what, name), Err: err}
+	}
+	if len(b) > maxNamedFile {
+		return nil, &FileError{File: r.file, Line: line, Msg: fmt.Sprintf("%s %q: larger than %d bytes", what, name, maxNamedFile)}
+	}
+	return b, nil
+}
+
+func (p *Policy) parseTrust(t *trustBlock, r reader) error {
+	if t == nil {
+		return nil
+	}
+	line := t.Range.Start.Line
+	if len(t.HostKeys)+len(t.HostKeyIDs) > maxListEntries {
+		return &FileError{File: r.file, Line: line, Msg: "trust: too many keys"}
+	}
+	for _, k := range t.HostKeys {
+		b, err := r.readAt(line, "trust: host key", k)
+		if err != nil {
+			return err
+		}
+		pk, err := attest.ParsePublicKeyPEM(b)
+		if err != nil {
+			return &FileError{File: r.file, Line: line, Msg: fmt.Sprintf("trust: host key %q", k), Err: err}
+		}
+		p.keys = append(p.keys, pk)
+		p.keyIDs = append(p.keyIDs, pk.KeyID())
+	}
+	for _, s := range t.HostKeyIDs {
+		d, err := attest.ParseDigest(s)
+		if err != nil {
+			return &FileError{File: r.file, Line: line, Msg: fmt.Sprintf("trust: host_key_ids: %q is not a key id (64 hex digits)", s)}
+		}
+		p.keyIDs = append(p.keyIDs, d)
+	}
+	return nil
+}
+
+func (p *Policy) parseRoots(b *rootsBlock, r reader) error {
+	if b == nil {
+		return nil
+	}
+	line := b.Range.Start.Line
+	files := func(what string, names []string) ([]PEMFile, error) {
+		if names == nil {
+			return nil, nil
+		}
+		if len(names) == 0 {
+			return nil, &FileError{File: r.file, Line: line, Msg: "hardware_roots: " + what + ": empty list (leave it out for the built-in roots)"}
+		}
+		var out []PEMFile
+		for _, n := range names {
+			data, err := r.readAt(line, "hardware_roots: "+what, n)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, PEMFile{Name: n, Data: data})
+		}
+		return out, nil
+	}
+	var err error
+	if p.trust.AMDRoots, err = files("amd", b.AMD); err != nil {
+		return err
+	}
+	if p.trust.IntelRoots, err = files("intel", b.Intel); err != nil {
+		return err
+	}
+	if p.trust.SimulatedRoots, err = files("simulated", b.Simulated); err != nil {
+		return err
+	}
+	if b.SimulatedSeed != "" {
+		seed, err := hex.DecodeString(b.SimulatedSeed)
+		if err != nil || len(seed) < 16 {
+			return &FileError{File: r.file, Line: line, Msg: "hardware_roots: simulated_seed: want at least 16 bytes of hex"}
+		}
+		p.trust.SimulatedSeed = seed
+	}
+	p.trust.AllowSimulated = b.AllowSimulated
+	hasSim := p.trust.SimulatedRoots != nil || p.trust.SimulatedSeed != nil
+	switch {
+	case hasSim && !b.AllowSimulated:
+		return &FileError{File: r.file, Line: line, Msg: "hardware_roots: simulated roots given without allow_simulated = true"}
+	case b.AllowSimulated && !hasSim:
+		return &FileError{File: r.file, Line: line, Msg: "hardware_roots: allow_simulated = true needs simulated roots or simulated_seed"}
+	}
+	return nil
+}
+
+// Rules are the expectations that apply to one VM: the built-in defaults,
+// then the file's defaults block, then every matching vm block in file
+// order. RulesFor returns them.
+type Rules struct {
+	// RequireHardware: the report must carry guest evidence with hardware
+	// evidence, and no region may come from anyone but the guest.
+	RequireHardware bool
+	// HardwareTypes are the accepted evidence types; empty means any.
+	HardwareTypes []attest.Platform
+	// MaxAge bounds how old the report may be (now minus issued-at); 0
+	// means no bound beyond the report's own expiry.
+	MaxAge time.Duration
+	// AllowedEvents are the accepted lifecycle events; nil means any.
+	AllowedEvents []attest.Event
+	// RequiredRegions must be present, whatever their roots.
+	RequiredRegions []string
+	// Regions are per-region reference values, by region id.
+	Regions []RegionRule
+	SNP     SNPRules
+	TDX     TDXRules
+}
+
+// RegionRule is the reference value of one region.
+type RegionRule struct {
+	ID       string
+	Roots    []attest.Digest
+	Required bool // a missing region is contraindicated (default true)
+	// OnMismatch is the status of a root outside Roots: Contraindicated
+	// (the default) or Warning.
+	OnMismatch Status
+}
+
+// SNPRules apply to SEV-SNP evidence (real or simulated). Nil or empty
+// fields check nothing.
+type SNPRules struct {
+	Measurements        [][]byte
+	MinimumTCB          *TCBParts
+	MinimumGuestSVN     *uint32
+	AllowDebug          bool
+	AllowSMT            bool // default true
+	AllowMigrationAgent bool
+	HostData            [][]byte
+	VMPL                *uint32
+}
+
+// TDXRules apply to TDX evidence (real or simulated). Nil or empty fields
+// check nothing.
+type TDXRules struct {
+	MRTD             [][]byte
+	RTMR             [4][][]byte
+	MRConfigID       [][]byte
+	MROwner          [][]byte
+	MinimumTEETCBSVN []byte
+	TDAttributes     *uint64
+	AllowDebug       bool
+}
+
+// builtinDefaults are the rules of an empty policy: hardware evidence
+// required, debug guests forbidden, SMT allowed, no migration agent.
+func builtinDefaults() Rules {
+	return Rules{RequireHardware: true, SNP: SNPRules{AllowSMT: true}}
+}
+
+// RulesFor returns the rules that apply to the VM (workload) name.
+func (p *Policy) RulesFor(workload string) Rules {
+	r := p.defaults.clone()
+	for _, v := range p.vms {
+		if ok, _ := path.Match(v.pattern, workload); ok {
+			v.patch.apply(&r)
+		}
+	}
+	return r
+}
+
+func (r Rules) clone() Rules {
+	c := r
+	c.HardwareTypes = slices.Clone(r.HardwareTypes)
+	c.AllowedEvents = slices.Clone(r.AllowedEvents)
+	c.RequiredRegions = slices.Clone(r.RequiredRegions)
+	c.Regions = slices.Clone(r.Regions)
+	return c
+}
+
+// rulesPatch is a rules block with its values checked: nil fields leave
+// the rules they apply to alone.
+type rulesPatch struct {
+	requireHardware *bool
+	hardwareTypes   []attest.Platform
+	setTypes        bool
+	maxAge          *time.Duration
+	allowedEvents   []attest.Event
+	setEvents       bool
+	requiredRegions []string
+	setRequired     bool
+	regions         []RegionRule
+	snpParsed       snpPatch
+	tdxParsed       tdxPatch
+}
+
+type snpPatch struct {
+	measurements    [][]byte
+	setMeasurements bool
+	minimumTCB      *TCBParts
+	minimumGuestSVN *uint32
+	allowDebug      *bool
+	allowSMT        *bool
+	allowMA         *bool
+	hostData        [][]byte
+	setHostData     bool
+	vmpl            *uint32
+}
+
+type tdxPatch struct {
+	mrtd, mrConfigID, mrOwner          [][]byte
+	setMRTD, setMRConfigID, setMROwner bool
+	rtmr                               [4][][]byte
+	setRTMR                            [4]bool
+	minimumTEETCBSVN                   []byte
+	tdAttributes                       *uint64
+	allowDebug                         *bool
+}
+
+func (x *rulesPatch) apply(r *Rules) {
+	if x.requireHardware != nil {
+		r.RequireHardware = *x.requireHardware
+	}
+	if x.setTypes {
+		r.HardwareTypes = x.hardwareTypes
+	}
+	if x.maxAge != nil {
+		r.MaxAge = *x.maxAge
+	}
+	if x.setEvents {
+		r.AllowedEvents = x.allowedEvents
+	}
+	if x.setRequired {
+		r.RequiredRegions = x.requiredRegions
+	}
+	for _, reg := range x.regions {
+		if i := slices.IndexFunc(r.Regions, func(o RegionRule) bool { return o.ID == reg.ID }); i >= 0 {
+			r.Regions[i] = reg
+		} else {
+			r.Regions = append(r.Regions, reg)
+		}
+	}
+	s := &x.snpParsed
+	if s.setMeasurements {
+		r.SNP.Measurements = s.measurements
+	}
+	if s.minimumTCB != nil {
+		r.SNP.MinimumTCB = s.minimumTCB
+	}
+	if s.minimumGuestSVN != nil {
+		r.SNP.MinimumGuestSVN = s.minimumGuestSVN
+	}
+	if s.allowDebug != nil {
+		r.SNP.AllowDebug = *s.allowDebug
+	}
+	if s.allowSMT != nil {
+		r.SNP.AllowSMT = *s.allowSMT
+	}
+	if s.allowMA != nil {
+		r.SNP.AllowMigrationAgent = *s.allowMA
+	}
+	if s.setHostData {
+		r.SNP.HostData = s.hostData
+	}
+	if s.vmpl != nil {
+		r.SNP.VMPL = s.vmpl
+	}
+	t := &x.tdxParsed
+	if t.setMRTD {
+		r.TDX.MRTD = t.mrtd
+	}
+	for i := range t.rtmr {
+		if t.setRTMR[i] {
+			r.TDX.RTMR[i] = t.rtmr[i]
+		}
+	}
+	if t.setMRConfigID {
+		r.TDX.MRConfigID = t.mrConfigID
+	}
+	if t.setMROwner {
+		r.TDX.MROwner = t.mrOwner
+	}
+	if t.minimumTEETCBSVN != nil {
+		r.TDX.MinimumTEETCBSVN = t.minimumTEETCBSVN
+	}
+	if t.tdAttributes != nil {
+		r.TDX.TDAttributes = t.tdAttributes
+	}
+	if t.allowDebug != nil {
+		r.TDX.AllowDebug = *t.allowDebug
+	}
+}
+
+// parseRules checks a rules block's values.
+func parseRules(file, where string, b *rulesBlock) (*rulesPatch, error) {
+	bad := func(line int, format string, args ...any) error {
+		return &FileError{File: file, Line: line, Msg: where + ": " + fmt.Sprintf(format, args...)}
+	}
+	line := b.Range.Start.Line
+	x := &rulesPatch{requireHardware: b.RequireHardware}
+	if b.HardwareTypes != nil {
+		x.setTypes = true
+		for _, t := range *b.HardwareTypes {
+			switch attest.Platform(t) {
+			case "sev-snp", "tdx", "simulated-sev-snp", "simulated-tdx":
+				x.hardwareTypes = append(x.hardwareTypes, attest.Platform(t))
+			default:
+				return nil, bad(line, "hardware_types: %q is not sev-snp, tdx, simulated-sev-snp or simulated-tdx", t)
+			}
+		}
+	}
+	if b.MaxAge != nil {
+		d, err := time.ParseDuration(*b.MaxAge)
+		if err != nil || d <= 0 {
+			return nil, bad(line, "max_age: %q is not a positive duration such as \"15m\"", *b.MaxAge)
+		}
+		x.maxAge = &d
+	}
+	if b.AllowedEvents != nil {
+		x.setEvents = true
+		x.allowedEvents = []attest.Event{}
+		for _, e := range *b.AllowedEvents {
+			if !attest.Event(e).Valid() {
+				return nil, bad(line, "allowed_events: %q is not an event (%s)", e, eventList())
+			}
+			x.allowedEvents = append(x.allowedEvents, attest.Event(e))
+		}
+	}
+	if b.RequiredRegions != nil {
+		x.setRequired = true
+		for _, id := range *b.RequiredRegions {
+			if !attest.ValidRegionID(id) {
+				return nil, bad(line, "required_regions: %q is not a region id", id)
+			}
+		}
+		x.requiredRegions = slices.Clone(*b.RequiredRegions)
+	}
+	seen := map[string]bool{}
+	for _, rb := range b.Regions {
+		l := rb.Range.Start.Line
+		if !attest.ValidRegionID(rb.ID) {
+			return nil, bad(l, "region %q: not a region id", rb.ID)
+		}
+		if seen[rb.ID] {
+			return nil, bad(l, "region %q defined twice", rb.ID)
+		}
+		seen[rb.ID] = true
+		rr := RegionRule{ID: rb.ID, Required: true, OnMismatch: Contraindicated}
+		if len(rb.Roots) == 0 || len(rb.Roots) > maxListEntries {
+			return nil, bad(l, "region %q: roots: want 1 to %d roots", rb.ID, maxListEntries)
+		}
+		for _, s := range rb.Roots {
+			d, err := attest.ParseDigest(s)
+			if err != nil {
+				return nil, bad(l, "region %q: roots: %q is not a root (64 hex digits)", rb.ID, s)
+			}
+			rr.Roots = append(rr.Roots, d)
+		}
+		if rb.Required != nil {
+			rr.Required = *rb.Required
+		}
+		if rb.OnMismatch != nil {
+			switch Status(*rb.OnMismatch) {
+			case Contraindicated, Warning:
+				rr.OnMismatch = Status(*rb.OnMismatch)
+			default:
+				return nil, bad(l, "region %q: on_mismatch: %q is not \"contraindicated\" or \"warning\"", rb.ID, *rb.OnMismatch)
+			}
+		}
+		x.regions = append(x.regions, rr)
+	}
+	if s := b.SNP; s != nil {
+		l := s.Range.Start.Line
+		p := &x.snpParsed
+		var err error
+		if s.Measurements != nil {
+			p.setMeasurements = true
+			if p.measurements, err = hexList(*s.Measurements, 48); err != nil {
+				return nil, bad(l, "snp: measurements: %v", err)
+			}
+		}
+		if s.HostData != nil {
+			p.setHostData = true
+			if p.hostData, err = hexList(*s.HostData, 32); err != nil {
+				return nil, bad(l, "snp: host_data: %v", err)
+			}
+		}
+		p.minimumTCB, p.minimumGuestSVN, p.vmpl = s.MinimumTCB, s.MinimumGuestSVN, s.VMPL
+		p.allowDebug, p.allowSMT, p.allowMA = s.AllowDebug, s.AllowSMT, s.AllowMigrationAgent
+		if p.vmpl != nil && *p.vmpl > 3 {
+			return nil, bad(l, "snp: vmpl: %d is not 0 to 3", *p.vmpl)
+		}
+	}
+	if t := b.TDX; t != nil {
+		l := t.Range.Start.Line
+		p := &x.tdxParsed
+		lists := []struct {
+			name string
+			in   *[]string
+			out  *[][]byte
+			set  *bool
+		}{
+			{"mrtd", t.MRTD, &p.mrtd, &p.setMRTD},
+			{"rtmr0", t.RTMR0, &p.rtmr[0], &p.setRTMR[0]},
+			{"rtmr1", t.RTMR1, &p.rtmr[1], &p.setRTMR[1]},
+			{"rtmr2", t.RTMR2, &p.rtmr[2], &p.setRTMR[2]},
+			{"rtmr3", t.RTMR3, &p.rtmr[3], &p.setRTMR[3]},
+			{"mr_config_id", t.MRConfigID, &p.mrConfigID, &p.setMRConfigID},
+			{"mr_owner", t.MROwner, &p.mrOwner, &p.setMROwner},
+		}
+		for _, li := range lists {
+			if li.in == nil {
+				continue
+			}
+			*li.set = true
+			v, err := hexList(*li.in, 48)
+			if err != nil {
+				return nil, bad(l, "tdx: %s: %v", li.name, err)
+			}
+			*li.out = v
+		}
+		if t.MinimumTEETCBSVN != nil {
+			v, err := hexExact(*t.MinimumTEETCBSVN, 16)
+			if err != nil {
+				return nil, bad(l, "tdx: minimum_tee_tcb_svn: %v", err)
+			}
+			p.minimumTEETCBSVN = v
+		}
+		if t.TDAttributes != nil {
+			// Written as the field's value in 16 hex digits, as
+			// hvmon evidence verify prints it.
+			a, err := strconv.ParseUint(*t.TDAttributes, 16, 64)
+			if err != nil || len(*t.TDAttributes) != 16 {
+				return nil, bad(l, "tdx: td_attributes: %q is not 16 hex digits", *t.TDAttributes)
+			}
+			p.tdAttributes = &a
+		}
+		p.allowDebug = t.AllowDebug
+	}
+	return x, nil
+}
+
+func hexExact(s string, n int) ([]byte, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != n {
+		return nil, fmt.Errorf("%q is not %d hex digits", s, 2*n)
+	}
+	return b, nil
+}
+
+func hexList(ss []string, n int) ([][]byte, error) {
+	if len(ss) > maxListEntries {
+		return nil, fmt.Errorf("more than %d entries", maxListEntries)
+	}
+	out := [][]byte{}
+	for _, s := range ss {
+		b, err := hexExact(s, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func eventList() string {
+	s := make([]string, len(attest.Events))
+	for i, e := range attest.Events {
+		s[i] = string(e)
+	}
+	return strings.Join(s, ", ")
+}
+
+// At returns a copy of p that appraises as of now (zero: the current time).
+func (p *Policy) At(now time.Time) *Policy {
+	c := *p
+	c.now = now
+	return &c
+}
+
+// File is the name the policy was loaded from.
+func (p *Policy) File() string { return p.file }
+
+// VMPatterns lists the vm block patterns, in file order.
+func (p *Policy) VMPatterns() []string {
+	out := make([]string, len(p.vms))
+	for i, v := range p.vms {
+		out[i] = v.pattern
+	}
+	return out
+}
