@@ -1,0 +1,230 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"hvmon.dev/hvmon/attest"
+)
+
+func auditJSON(t testing.TB, a *ChainAudit) string {
+	t.Helper()
+	b, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// The verdict, findings and timelines do not depend on the order in which
+// the reports are given.
+func TestAuditChainOrder(t *testing.T) {
+	for _, v := range generateChainVectors(t) {
+		in := verifyHistory(t, v.files)
+		want := auditJSON(t, AuditChain(in))
+		r := rand.New(rand.NewPCG(1, 2))
+		for i := range 20 {
+			shuffled := slices.Clone(in)
+			r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+			if got := auditJSON(t, AuditChain(shuffled)); got != want {
+				t.Fatalf("%s, permutation %d: AuditChain differs from the sorted input's:\n%s\nwant\n%s", v.name, i, got, want)
+			}
+		}
+	}
+}
+
+func findingOf(t *testing.T, a *ChainAudit, check, reason string) Finding {
+	t.Helper()
+	for _, f := range a.Findings {
+		if f.Check == check && f.Reason == reason {
+			return f
+		}
+	}
+	t.Fatalf("no %s %s finding in:\n%s", check, reason, dumpFindings(a.Verdict))
+	return Finding{}
+}
+
+func TestAuditChainLifecycle(t *testing.T) {
+	a := AuditChain(verifyHistory(t, readVector(t, "lifecycle")))
+	if len(a.VMs) != 1 || a.VMs[0].VM != "vm-1" || a.VMs[0].Status != Contraindicated {
+		t.Fatalf("VMs = %+v, want vm-1 contraindicated", a.VMs)
+	}
+	var names, gseqs []string
+	for _, e := range a.VMs[0].Timeline {
+		names = append(names, e.Report)
+		g := "-"
+		if e.GuestSeq != nil {
+			g = fmt.Sprint(*e.GuestSeq)
+		}
+		gseqs = append(gseqs, g)
+	}
+	wantNames := []string{"01-hv-a-boot.cose", "02-hv-a-periodic.cose", "03-hv-a-migrate-out.cose", "04-hv-b-migrate-in.cose",
+		"05-hv-b-snapshot.cose", "06-hv-b-on-demand.cose", "07-hv-b-restore.cose", "08-hv-b-shutdown.cose"}
+	if !slices.Equal(names, wantNames) {
+		t.Errorf("timeline = %v, want %v", names, wantNames)
+	}
+	if want := []string{"0", "1", "2", "3", "4", "5", "4", "-"}; !slices.Equal(gseqs, want) {
+		t.Errorf("guest seqs = %v, want %v", gseqs, want)
+	}
+	restore := a.VMs[0].Timeline[6]
+	if restore.Status != Contraindicated || !slices.Equal(restore.Notes, []string{ReasonRollback}) {
+		t.Errorf("restore entry: status %s, notes %v; want contraindicated [rollback]", restore.Status, restore.Notes)
+	}
+	f := findingOf(t, a, CheckChainGuest, ReasonRollback)
+	for _, want := range []string{"rollback", "from 5", "to 4", "restore", "snapshot-load", "05-hv-b-snapshot.cose"} {
+		if !strings.Contains(f.Detail, want) {
+			t.Errorf("rollback detail %q does not say %q", f.Detail, want)
+		}
+	}
+	h := findingOf(t, a, CheckChainMigration, ReasonHandover)
+	for _, want := range []string{"hv-a", "hv-b", "03-hv-a-migrate-out.cose", seedKey(t, 0x01).KeyID().String()[:12], seedKey(t, 0x02).KeyID().String()[:12]} {
+		if !strings.Contains(h.Detail, want) {
+			t.Errorf("handover detail %q does not name %q", h.Detail, want)
+		}
+	}
+	var aerr *AppraisalError
+	if err := a.Err(); err == nil || !strings.Contains(err.Error(), "rollback") || !errors.As(err, &aerr) || !errors.Is(err, attest.ErrAppraisal) {
+		t.Errorf("Err() = %v, want an *AppraisalError naming the rollback", err)
+	}
+}
+
+func TestAuditChainRewindUnexplained(t *testing.T) {
+	a := AuditChain(verifyHistory(t, readVector(t, "rewind")))
+	f := findingOf(t, a, CheckChainGuest, ReasonRewind)
+	if !strings.Contains(f.Detail, "unexplained rollback") || !strings.Contains(f.Detail, "not a restore") {
+		t.Errorf("rewind detail %q: want it to say the rollback is unexplained", f.Detail)
+	}
+}
+
+// Two VMs mixed in one audit: each gets its own history and verdict.
+func TestAuditChainTwoVMs(t *testing.T) {
+	files := map[string][]byte{}
+	for n, b := range readVector(t, "clean") {
+		files["vm-1/"+n] = b
+	}
+	h := newHistory(t, "vm-2")
+	h.add(step{host: "hv-a", event: attest.EventBoot})
+	h.snapshot("hv-a")
+	h.add(step{host: "hv-a", event: attest.EventPeriodic})
+	h.restore("hv-a")
+	for n, b := range h.files {
+		files["vm-2/"+n] = b
+	}
+	a := AuditChain(verifyHistory(t, files))
+	if len(a.VMs) != 2 || a.VMs[0].VM != "vm-1" || a.VMs[1].VM != "vm-2" {
+		t.Fatalf("VMs = %d, want vm-1 and vm-2", len(a.VMs))
+	}
+	if a.VMs[0].Status != Affirming || a.VMs[1].Status != Contraindicated || a.Status != Contraindicated {
+		t.Errorf("statuses vm-1 %s, vm-2 %s, overall %s; want affirming, contraindicated, contraindicated", a.VMs[0].Status, a.VMs[1].Status, a.Status)
+	}
+	if f := findingOf(t, a, CheckChainGuest, ReasonRollback); f.Subject != "vm-2/04-hv-a-restore.cose" {
+		t.Errorf("rollback subject %q, want vm-2/04-hv-a-restore.cose", f.Subject)
+	}
+}
+
+// A report that fails verification is a finding of its own and leaves a
+// gap where it was.
+func TestAuditChainUnverified(t *testing.T) {
+	files := readVector(t, "clean")
+	bad := bytes.Clone(files["02-hv-a-periodic.cose"])
+	bad[len(bad)-50] ^= 1
+	files["02-hv-a-periodic.cose"] = bad
+	a := AuditChain(verifyHistory(t, files))
+	f := findingOf(t, a, CheckChainReport, ReasonUnverified)
+	if f.Subject != "02-hv-a-periodic.cose" || f.Status != Contraindicated || !strings.Contains(f.Detail, "signature") {
+		t.Errorf("unverified finding %+v", f)
+	}
+	if g := findingOf(t, a, CheckChainHost, ReasonGap); g.Subject != "03-hv-a-migrate-out.cose" {
+		t.Errorf("gap subject %q, want 03-hv-a-migrate-out.cose", g.Subject)
+	}
+	if len(a.VMs[0].Timeline) != 6 {
+		t.Errorf("timeline holds %d reports, want the 6 verified ones", len(a.VMs[0].Timeline))
+	}
+}
+
+func TestAuditChainEmpty(t *testing.T) {
+	a := AuditChain(nil)
+	if a.Status != None || len(a.VMs) != 0 || a.Err() != nil {
+		t.Errorf("AuditChain(nil) = %+v, want status none", a)
+	}
+}
+
+// A restore whose guest chain continues (a VM restored from a file it was
+// saved to, with no report in between) is a plain link, not a rollback.
+func TestAuditChainLinearRestore(t *testing.T) {
+	h := newHistory(t, "vm-1")
+	h.add(step{host: "hv-a", event: attest.EventBoot})
+	h.add(step{host: "hv-a", event: attest.EventRestore})
+	a := AuditChain(verifyHistory(t, h.files))
+	if a.Status != Affirming {
+		t.Errorf("status %s, want affirming:\n%s", a.Status, dumpFindings(a.Verdict))
+	}
+}
+
+// FuzzChain audits arbitrary selections (subsets, repeats, orders) of the
+// chain vectors' reports: the audit never panics, gives the same answer
+// for the selection reversed, and a permutation of the clean history is
+// affirming.
+func FuzzChain(f *testing.F) {
+	vs := generateChainVectors(f)
+	var pool []ChainReport
+	clean := map[string]bool{}
+	for _, v := range vs {
+		for _, r := range verifyHistory(f, readVector(f, v.name)) {
+			r.Name = v.name + "/" + r.Name
+			if v.name == "clean" {
+				clean[r.Name] = true
+			}
+			pool = append(pool, r)
+		}
+	}
+	if len(pool) == 0 || len(clean) == 0 {
+		f.Fatal("no chain vectors to seed from")
+	}
+	var cleanIdx []byte
+	for i, r := range pool {
+		if clean[r.Name] {
+			cleanIdx = append(cleanIdx, byte(i))
+		}
+	}
+	f.Add(cleanIdx)
+	f.Add([]byte(reversed(cleanIdx)))
+	for i := 0; i < len(pool); i += 7 {
+		f.Add([]byte{byte(i), byte(i + 3), byte(i + 1), byte(i + 2)})
+	}
+	f.Fuzz(func(t *testing.T, sel []byte) {
+		if len(sel) > 64 {
+			sel = sel[:64]
+		}
+		var in []ChainReport
+		seen := map[string]int{}
+		for _, b := range sel {
+			r := pool[int(b)%len(pool)]
+			in = append(in, r)
+			seen[r.Name]++
+		}
+		a := AuditChain(in)
+		if got, want := auditJSON(t, a), auditJSON(t, AuditChain(reversed(in))); got != want {
+			t.Fatalf("the reversed selection gives another audit:\n%s\nwant\n%s", got, want)
+		}
+		isClean := len(seen) == len(clean)
+		for n, c := range seen {
+			isClean = isClean && clean[n] && c == 1
+		}
+		if isClean && a.Status != Affirming {
+			t.Fatalf("a permutation of the clean history gives %s:\n%s", a.Status, dumpFindings(a.Verdict))
+		}
+	})
+}
+
+func reversed[S ~[]E, E any](s S) S {
+	out := slices.Clone(s)
+	slices.Reverse(out)
+	return out
+}
