@@ -27,7 +27,9 @@ import (
 //	POST /v1/vms/{name}/attest           {"event": "on-demand", "facts": {...}} -> APIEntry
 //	GET  /v1/reports?vm=&event=&limit=   stored reports (APIEntry list), oldest first
 //	GET  /v1/reports/{hash}              the signed report (application/cose)
-//	POST /v1/events                      {"vm": ..., "event": ..., "facts": {...}} from hvmon hook -> APIEntry
+//	POST /v1/events                      {"vm": ..., "event": ..., "facts": {...}} -> APIEntry
+//	POST /v1/hook                        hook.Message from hvmon hook -> HookDecision (host/hook.go)
+//	GET  /v1/hooks?vm=&limit=            recorded HookEvents, oldest first
 //
 // Errors are {"error": "..."} with a 4xx or 5xx status.
 
@@ -53,9 +55,13 @@ type AttestRequest struct {
 
 const maxAPIBody = 64 << 10
 
-// APIHandler serves the local API for a supervisor and its store.
-func APIHandler(s *Supervisor, store Store, log hclog.Logger) http.Handler {
+// APIHandler serves the local API for a supervisor and its store. Each of
+// routes adds more endpoints to its mux (HookService.Routes).
+func APIHandler(s *Supervisor, store Store, log hclog.Logger, routes ...func(*http.ServeMux)) http.Handler {
 	mux := http.NewServeMux()
+	for _, add := range routes {
+		add(mux)
+	}
 	mux.HandleFunc("GET /v1/vms", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.VMs())
 	})

@@ -30,6 +30,12 @@ type Config struct {
 	WatchDir      string    `hcl:"watch_dir,optional"`
 	VMs           []VMBlock `hcl:"vm,block"`
 	Evidence      *Evidence `hcl:"evidence,block"`
+
+	// TrustPeers are public key files of peer hosts whose reports reach
+	// this host's store (a shared or copied data_dir). An incoming
+	// migration's hook is allowed only when the domain's newest stored
+	// report verifies under the host's own key or one of these.
+	TrustPeers []string `hcl:"trust_peers,optional"`
 }
 
 // VMBlock is one `vm "NAME" { ... }` block.
@@ -131,6 +137,11 @@ func (c *Config) validate(filename string) error {
 	}
 	if c.WatchDir != "" && !filepath.IsAbs(c.WatchDir) {
 		return fmt.Errorf("%s: watch_dir must be absolute", filename)
+	}
+	for _, p := range c.TrustPeers {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("%s: trust_peers: %q must be an absolute path", filename, p)
+		}
 	}
 	return nil
 }

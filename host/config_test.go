@@ -53,6 +53,7 @@ vm "b" {
 		"vm without qmp":    "key = \"/k\"\nvm \"a\" { }\n",
 		"syntax":            "key = \n",
 		"huge":              strings.Repeat("#", MaxConfigSize+1),
+		"relative peer key": "key = \"/k\"\ntrust_peers = [\"peer.pub\"]\n",
 	} {
 		if _, err := ParseConfig([]byte(bad), "t.hcl"); err == nil {
 			t.Errorf("%s: accepted", name)

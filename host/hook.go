@@ -1,0 +1,414 @@
+package host
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/hook"
+)
+
+// libvirt hook events, as "hvmon hook" forwards them:
+//
+//	POST /v1/hook              hook.Message -> HookDecision
+//	GET  /v1/hooks?vm=&limit=  recorded HookEvents, oldest first
+//
+// The daemon answers a hook at once: it never attests inside the request.
+// It records every event durably in a HookJournal before it answers.
+
+// HookEvent is one hook event as the daemon recorded it.
+type HookEvent struct {
+	// Seq numbers the journal's events from 1, across restarts.
+	Seq      uint64    `json:"seq"`
+	Received time.Time `json:"received"`
+	hook.Message
+	HookDecision
+}
+
+// VM is the name of the event's domain.
+func (e HookEvent) VM() string { return e.Domain.Name }
+
+// HookDecision is the daemon's answer to a hook.
+type HookDecision struct {
+	Allow  bool   `json:"allow"`
+	Reason string `json:"reason,omitempty"`
+	// Seq is the journal sequence number of the recorded event (in an
+	// answer; zero in a journal line, where HookEvent.Seq says it).
+	Seq uint64 `json:"event_seq,omitempty"`
+}
+
+// HookJournalOptions configure a HookJournal. Zero values take defaults.
+type HookJournalOptions struct {
+	// Keep bounds the events held in memory for listing; default 1024.
+	Keep int
+	// PendingPerVM bounds the events held for one VM until Pending takes
+	// them; default 64. Older ones are dropped first.
+	PendingPerVM int
+	// PendingVMs bounds the VMs with pending events; default 4096. Events
+	// of further VMs are journaled but not held.
+	PendingVMs int
+}
+
+// HookJournal records hook events: every event is appended to a JSON-lines
+// file and synced before Record returns, and the newest ones are kept in
+// memory for List and Pending. Events read back at open are listed but
+// not pending: the journal cannot know which were in a report before the
+// daemon stopped.
+type HookJournal struct {
+	opts HookJournalOptions
+
+	mu      sync.Mutex
+	f       *os.File
+	seq     uint64
+	recent  []HookEvent // ring, oldest first after ordering
+	next    int
+	full    bool
+	pending map[string][]HookEvent
+}
+
+const maxJournalLine = 64 << 10
+
+// OpenHookJournal opens (creating, mode 0640) the journal file at path and
+// reads back its events. A last line cut short by a crash is truncated
+// away; any other malformed line is an error.
+func OpenHookJournal(path string, opts HookJournalOptions) (*HookJournal, error) {
+	if opts.Keep <= 0 {
+		opts.Keep = 1024
+	}
+	if opts.PendingPerVM <= 0 {
+		opts.PendingPerVM = 64
+	}
+	if opts.PendingVMs <= 0 {
+		opts.PendingVMs = 4096
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("hook journal: %w", err)
+	}
+	j := &HookJournal{opts: opts, f: f, recent: make([]HookEvent, opts.Keep), pending: map[string][]HookEvent{}}
+	if err := j.load(path); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+func (j *HookJournal) load(path string) error {
+	r := bufio.NewReaderSize(j.f, 64<<10)
+	var good int64
+	for line := 1; ; line++ {
+		b, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return fmt.Errorf("hook journal %s: line %d longer than %d bytes", path, line, maxJournalLine)
+		}
+		if errors.Is(err, io.EOF) {
+			if len(b) > 0 {
+				// A write cut short: drop it so the next append starts a line.
+				if err := j.f.Truncate(good); err != nil {
+					return fmt.Errorf("hook journal %s: truncating a partial last line: %w", path, err)
+				}
+			}
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("hook journal %s: %w", path, err)
+		}
+		var ev HookEvent
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&ev); err != nil || ev.Seq <= j.seq {
+			if err == nil {
+				err = fmt.Errorf("seq %d after seq %d", ev.Seq, j.seq)
+			}
+			return fmt.Errorf("hook journal %s: line %d: %v", path, line, err)
+		}
+		good += int64(len(b))
+		j.seq = ev.Seq
+		j.remember(ev)
+	}
+	if _, err := j.f.Seek(good, io.SeekStart); err != nil {
+		return fmt.Errorf("hook journal %s: %w", path, err)
+	}
+	return nil
+}
+
+func (j *HookJournal) remember(ev HookEvent) {
+	j.recent[j.next] = ev
+	j.next = (j.next + 1) % len(j.recent)
+	if j.next == 0 {
+		j.full = true
+	}
+}
+
+// Record gives ev the next sequence number, appends it to the file, syncs
+// it, and holds it for List and Pending. It returns the recorded event.
+func (j *HookJournal) Record(ev HookEvent) (HookEvent, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return HookEvent{}, errors.New("hook journal: closed")
+	}
+	ev.Seq = j.seq + 1
+	ev.HookDecision.Seq = 0
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return HookEvent{}, err
+	}
+	if len(b) >= maxJournalLine {
+		return HookEvent{}, fmt.Errorf("hook journal: event of %d bytes", len(b))
+	}
+	if _, err := j.f.Write(append(b, '\n')); err != nil {
+		return HookEvent{}, fmt.Errorf("hook journal: %w", err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return HookEvent{}, fmt.Errorf("hook journal: %w", err)
+	}
+	j.seq = ev.Seq
+	j.remember(ev)
+	vm := ev.VM()
+	if p, ok := j.pending[vm]; ok || len(j.pending) < j.opts.PendingVMs {
+		if len(p) >= j.opts.PendingPerVM {
+			p = append(p[:0], p[1:]...)
+		}
+		j.pending[vm] = append(p, ev)
+	}
+	return ev, nil
+}
+
+// List returns the newest limit events held in memory for vm ("" for
+// all VMs; limit 0 for all held), oldest first.
+func (j *HookJournal) List(vm string, limit int) []HookEvent {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var all []HookEvent
+	if j.full {
+		all = append(all, j.recent[j.next:]...)
+	}
+	all = append(all, j.recent[:j.next]...)
+	out := all[:0:0]
+	for _, ev := range all {
+		if vm == "" || ev.VM() == vm {
+			out = append(out, ev)
+		}
+	}
+	if limit > 0 && len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return out
+}
+
+// Pending returns the events recorded for vm since the last call for vm
+// (at most PendingPerVM, the newest), oldest first, and forgets them: a
+// report that carries them as facts takes them once.
+func (j *HookJournal) Pending(vm string) []HookEvent {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	p := j.pending[vm]
+	delete(j.pending, vm)
+	return p
+}
+
+// Close closes the journal file.
+func (j *HookJournal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	err := j.f.Close()
+	j.f = nil
+	return err
+}
+
+// HookOptions configure a HookService.
+type HookOptions struct {
+	Journal *HookJournal
+	// Store holds the reports an incoming migration is judged on.
+	Store Store
+	// TrustedKeys verify those reports: the host's own public key and the
+	// keys of peer hosts whose reports reach this store (trust_peers).
+	TrustedKeys []*attest.PublicKey
+	// Evidence verifies hardware evidence inside those reports; nil fails
+	// every report that carries hardware evidence.
+	Evidence attest.EvidenceVerifier
+	// Registerer, when set, gets hvmon_hook_events_total.
+	Registerer prometheus.Registerer
+	Logger     hclog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// HookService answers libvirt hook events on the local API.
+type HookService struct {
+	opts   HookOptions
+	log    hclog.Logger
+	events *prometheus.CounterVec
+}
+
+// NewHookService returns a service that records into opts.Journal.
+func NewHookService(opts HookOptions) (*HookService, error) {
+	if opts.Journal == nil || opts.Store == nil {
+		return nil, errors.New("host: a hook service needs a journal and a store")
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &HookService{opts: opts, log: opts.Logger}
+	if opts.Registerer != nil {
+		h.events = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hvmon_hook_events_total", Help: "libvirt hook events received, by VM, operation and decision (allow, deny).",
+		}, []string{"vm", "op", "decision"})
+		if err := opts.Registerer.Register(h.events); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// Routes adds POST /v1/hook and GET /v1/hooks to mux.
+func (h *HookService) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/hook", h.serveHook)
+	mux.HandleFunc("GET /v1/hooks", h.serveList)
+}
+
+func (h *HookService) serveHook(w http.ResponseWriter, r *http.Request) {
+	var m hook.Message
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("hook event: %w", err))
+		return
+	}
+	if err := validHookMessage(&m); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	d := h.Decide(r.Context(), &m)
+	ev, err := h.opts.Journal.Record(HookEvent{Received: h.opts.Now().UTC(), Message: m, HookDecision: d})
+	if err != nil {
+		h.log.Error("recording a hook event failed", "vm", m.Domain.Name, "op", m.Op, "error", err)
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	decision := "allow"
+	if !d.Allow {
+		decision = "deny"
+	}
+	if h.events != nil {
+		h.events.WithLabelValues(m.Domain.Name, m.Op, decision).Inc()
+	}
+	h.log.Info("hook event", "vm", m.Domain.Name, "op", m.Op, "sub_op", m.SubOp, "decision", decision, "reason", d.Reason, "seq", ev.Seq)
+	d.Seq = ev.Seq
+	writeJSON(w, http.StatusOK, d)
+}
+
+func validHookMessage(m *hook.Message) error {
+	if _, err := hook.ParseArgs([]string{m.Object, m.Op, m.SubOp, m.Extra}); err != nil {
+		return fmt.Errorf("hook event: %w", err)
+	}
+	if !hook.Followed(m.Driver, m.Op) {
+		return fmt.Errorf("hook event: driver %q operation %q is not followed", m.Driver, m.Op)
+	}
+	if m.Domain.Name != m.Object {
+		return fmt.Errorf("hook event: domain %q differs from object %q", m.Domain.Name, m.Object)
+	}
+	if b, err := hex.DecodeString(m.XMLSHA3); err != nil || len(b) != 32 {
+		return fmt.Errorf("hook event: xml_sha3_256 %q: want 64 hex digits", m.XMLSHA3)
+	}
+	if m.XMLSize <= 0 || m.XMLSize > hook.MaxXML {
+		return fmt.Errorf("hook event: xml_size %d out of range", m.XMLSize)
+	}
+	return nil
+}
+
+func (h *HookService) serveList(w http.ResponseWriter, r *http.Request) {
+	limit := 0
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("limit %q", l))
+			return
+		}
+		limit = n
+	}
+	writeJSON(w, http.StatusOK, h.opts.Journal.List(r.URL.Query().Get("vm"), limit))
+}
+
+// Decide judges a hook event. An incoming migration (operation migrate,
+// on the destination) is allowed only when the newest report this store
+// holds for the domain verifies under the trusted keys, as of its issue
+// time, and does not say the host refused the guest's evidence; when the
+// domain's XML marks attestation required, that report must also carry
+// guest evidence. Every other operation is allowed: the daemon follows
+// them, it does not gate them.
+func (h *HookService) Decide(ctx context.Context, m *hook.Message) HookDecision {
+	if m.Op != hook.OpMigrate {
+		return HookDecision{Allow: true}
+	}
+	vm := m.Domain.Name
+	deny := func(format string, args ...any) HookDecision {
+		return HookDecision{Reason: fmt.Sprintf(format, args...)}
+	}
+	es, err := h.opts.Store.List(ctx, Query{VM: vm, Limit: 1})
+	if err != nil {
+		return deny("reading the store: %v", err)
+	}
+	if len(es) == 0 {
+		return deny("no stored report for %q: the source's reports must reach this host's store", vm)
+	}
+	e := es[0]
+	b, _, err := h.opts.Store.Get(ctx, e.Hash)
+	if err != nil {
+		return deny("reading report %s: %v", e.Hash, err)
+	}
+	res, err := attest.Verify(b, attest.VerifyOptions{TrustedKeys: h.opts.TrustedKeys, Now: e.Time, Evidence: h.opts.Evidence})
+	what := fmt.Sprintf("last report of %q (%s, seq %d, %s)", vm, e.Event, e.Seq, e.Hash)
+	if res != nil && res.Report != nil && res.Report.Host != nil && res.Report.Host.Agent == "bad-evidence" {
+		// Authentic (Report is set only past the signature), but the host
+		// said the guest's evidence failed its checks.
+		return deny("%s: the host refused the guest's evidence: %s", what, res.Report.Host.Detail)
+	}
+	if err != nil {
+		// This includes a report without any region (the agent was
+		// unavailable): nothing of the guest was verified.
+		return deny("%s does not verify: %v", what, err)
+	}
+	if m.Domain.AttestationRequired && res.Guest == nil {
+		agent := "none"
+		if res.Report.Host != nil {
+			agent = res.Report.Host.Agent
+		}
+		return deny("%s carries no guest evidence (agent %s) and the domain requires attestation", what, agent)
+	}
+	return HookDecision{Allow: true, Reason: fmt.Sprintf("%s verifies under key %s", what, res.KeyID)}
+}
+
+// Hook forwards a hook event and returns the daemon's decision (hvmon hook).
+func (c *APIClient) Hook(ctx context.Context, m *hook.Message) (HookDecision, error) {
+	var out HookDecision
+	return out, c.do(ctx, http.MethodPost, "/v1/hook", m, &out)
+}
+
+// Hooks lists recorded hook events.
+func (c *APIClient) Hooks(ctx context.Context, vm string, limit int) ([]HookEvent, error) {
+	var out []HookEvent
+	return out, c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/hooks?vm=%s&limit=%d", url.QueryEscape(vm), limit), nil, &out)
+}
