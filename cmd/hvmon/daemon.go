@@ -108,11 +108,17 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) e
 		go sup.WatchDir(ctx, cfg.WatchDir, 2*time.Second, host.VMConfig{Periodic: periodic})
 	}
 
+	hooks, journal, err := newHookService(cfg, key, store, verifier, reg, log.Named("hook"))
+	if err != nil {
+		return err
+	}
+	defer journal.Close()
+
 	ln, err := host.ListenAPI(cfg.APISocket, cfg.APIGroup)
 	if err != nil {
 		return configErr(fmt.Errorf("api socket: %w", err))
 	}
-	api := &http.Server{Handler: host.APIHandler(sup, store, log.Named("api")), ReadHeaderTimeout: 5 * time.Second}
+	api := &http.Server{Handler: host.APIHandler(sup, store, log.Named("api"), hooks.Routes), ReadHeaderTimeout: 5 * time.Second}
 	go api.Serve(ln)
 	defer os.Remove(cfg.APISocket)
 

@@ -87,6 +87,7 @@ Logs go to stderr, results to stdout.
 	root.AddCommand(a.keygenCmd(), a.attestCmd(), a.verifyCmd(), a.showCmd(), a.measureCmd())
 	root.AddCommand(a.agentCmd(), a.daemonCmd(), a.logCmd(), a.vmCmd(), a.demoCmd())
 	root.AddCommand(a.evidenceCmd())
+	root.AddCommand(a.hookCmd(), a.libvirtCmd())
 	return root
 }
 

@@ -1,0 +1,409 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/syslog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/hook"
+	"hvmon.dev/hvmon/host"
+	"hvmon.dev/hvmon/internal/keyfile"
+)
+
+// This file is "hvmon hook": the program libvirt runs for QEMU domain
+// events. It reads its arguments and the domain XML, posts the event to the
+// daemon's API socket with a short deadline, and exits. It never loads or
+// calls libvirt (libvirt waits for the hook: a call back deadlocks), and it
+// never writes to stdout (for migrate and restore, and for every script in
+// qemu.d, libvirt takes stdout as a replacement domain XML).
+
+// hookWrapperMarker identifies the wrapper scripts "hvmon hook install"
+// writes; install and uninstall touch no file without it.
+const hookWrapperMarker = "# hvmon-hook-wrapper v1"
+
+// hookArgs turns libvirt's argv into hvmon's when the binary runs as a
+// hook itself (a symlink named qemu, or any name in a qemu.d directory):
+// "hvmon hook -- OBJECT OP SUB-OP EXTRA". Any other argv[0] is hvmon's
+// own command line.
+func hookArgs(argv []string) []string {
+	if len(argv) == 0 {
+		return nil
+	}
+	if filepath.Base(argv[0]) == hook.DriverQEMU || filepath.Base(filepath.Dir(argv[0])) == hook.DriverQEMU+".d" {
+		return append([]string{"hook", "--"}, argv[1:]...)
+	}
+	return argv[1:]
+}
+
+type hookFlags struct {
+	socket     string
+	failClosed bool
+	timeout    time.Duration
+	driver     string
+	syslog     bool
+}
+
+func (a *app) hookCmd() *cobra.Command {
+	var f hookFlags
+	cmd := &cobra.Command{
+		Use:   "hook [flags] [--] OBJECT OPERATION SUB-OPERATION EXTRA",
+		Short: "Forward a libvirt hook event to the daemon (run by libvirt)",
+		Long: `Forward a libvirt QEMU hook event to the daemon and exit.
+
+libvirt runs its hooks as PROGRAM OBJECT OPERATION SUB-OPERATION EXTRA with
+the domain XML on stdin. "hvmon hook install" writes a wrapper script to
+/etc/libvirt/hooks/qemu.d/hvmon that runs this command; a symlink named
+qemu (or any name in qemu.d) to the hvmon binary works too, with the
+default flags. Put "--" before the arguments in wrapper scripts, so that a
+domain named like a subcommand stays an argument.
+
+The event (domain name, UUID, agent channel path, launch security type,
+the hvmon:attestation marker and the SHA3-256 of the XML) is posted to
+POST /v1/hook on --api-socket, within --timeout. The daemon records it and
+answers allow or deny; only an incoming migration (operation migrate) can
+be denied: the newest stored report of the domain must verify.
+
+Default (fail-open): the hook always exits 0. When the daemon cannot be
+reached or would deny, it says so in one line on stderr and in syslog.
+libvirt logs a hook's stderr only at debug level when it exits 0.
+
+--fail-closed: the hook refuses (exits non-zero; libvirt logs the line and
+aborts the operation)
+  - prepare and start of a domain whose XML carries
+    <hvmon:attestation required="yes"/> when the daemon cannot be reached
+    or the input is malformed (exit 1);
+  - an incoming migrate when the daemon cannot be reached (exit 1) or
+    denies it (exit 3).
+Every other operation exits 0: refusing it would stop nothing.
+
+Other drivers (network, daemon, lxc) and unknown operations exit 0 at once.
+The hook prints nothing on stdout.`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) != 4 {
+				return configErr(fmt.Errorf("%s: want OBJECT OPERATION SUB-OPERATION EXTRA (libvirt's hook arguments), got %d argument(s) (see %s --help)",
+					c.CommandPath(), len(args), c.CommandPath()))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runHook(cmd.Context(), f, args)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.socket, "api-socket", host.DefaultAPISocket, "the daemon's API socket `PATH`")
+	fl.BoolVar(&f.failClosed, "fail-closed", false, "refuse prepare/start of domains that require attestation, and incoming migrations, when the daemon cannot vouch for them")
+	fl.DurationVar(&f.timeout, "timeout", 2*time.Second, "deadline for the daemon's answer")
+	fl.StringVar(&f.driver, "driver", hook.DriverQEMU, "libvirt hook `DRIVER` this runs for; only qemu events are forwarded")
+	fl.BoolVar(&f.syslog, "syslog", true, "also write warnings and refusals to syslog (when /dev/log is there)")
+	cmd.AddCommand(a.hookInstallCmd(), a.hookUninstallCmd())
+	return cmd
+}
+
+// hookRefusal is a refusal of a fail-closed hook. It exits exitTrust when
+// the daemon denied the event (it matches attest.ErrTrust for exitCode),
+// and exitUsage when nobody could vouch for it.
+type hookRefusal struct {
+	err  error
+	code int
+}
+
+func (e *hookRefusal) Error() string { return e.err.Error() }
+func (e *hookRefusal) Unwrap() error { return e.err }
+func (e *hookRefusal) Is(target error) bool {
+	return e.code == exitTrust && target == attest.ErrTrust
+}
+
+func (a *app) runHook(ctx context.Context, f hookFlags, args []string) error {
+	if f.timeout <= 0 {
+		return configErr(errors.New("--timeout must be positive"))
+	}
+	m, err := hook.Parse(f.driver, args, a.stdin)
+	if errors.Is(err, hook.ErrIgnored) {
+		// Let libvirt write its XML: a closed pipe is not our business,
+		// but neither should it see one.
+		io.Copy(io.Discard, io.LimitReader(a.stdin, hook.MaxXML+1))
+		return nil
+	}
+	if err != nil {
+		var me *hook.MalformedError
+		if errors.As(err, &me) && me.What == "arguments" {
+			return configErr(fmt.Errorf("hook: %w", err))
+		}
+		if f.failClosed && hook.Gates(args[1]) {
+			return a.hookRefuse(f, 1, "refusing %s of domain %q: %v (fail-closed)", args[1], args[0], err)
+		}
+		a.hookWarn(f, "%s of domain %q not forwarded: %v (fail-open)", args[1], args[0], err)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	d, err := host.NewAPIClient(f.socket).Hook(ctx, m)
+	if err != nil {
+		gated := m.Op == hook.OpMigrate || (hook.Gates(m.Op) && m.Domain.AttestationRequired)
+		if f.failClosed && gated {
+			why := "its policy requires attestation"
+			if m.Op == hook.OpMigrate {
+				why = "an incoming migration needs the daemon's word on the source's last report"
+			}
+			return a.hookRefuse(f, 1, "refusing %s of domain %q: %s and the hvmon daemon at %s did not answer: %v (fail-closed)", m.Op, m.Object, why, f.socket, err)
+		}
+		a.hookWarn(f, "%s of domain %q not recorded: the hvmon daemon at %s did not answer: %v (fail-open)", m.Op, m.Object, f.socket, err)
+		return nil
+	}
+	if !d.Allow {
+		if f.failClosed {
+			return a.hookRefuse(f, exitTrust, "refusing %s of domain %q: %s (fail-closed)", m.Op, m.Object, d.Reason)
+		}
+		a.hookWarn(f, "the hvmon daemon would refuse %s of domain %q: %s (fail-open: allowed)", m.Op, m.Object, d.Reason)
+	}
+	return nil
+}
+
+func (a *app) hookWarn(f hookFlags, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	fmt.Fprintf(a.stderr, "hvmon: hook: warning: %s\n", oneLine(msg))
+	if f.syslog {
+		toSyslog(syslog.LOG_WARNING, msg)
+	}
+}
+
+func (a *app) hookRefuse(f hookFlags, code int, format string, args ...any) error {
+	err := fmt.Errorf("hook: "+format, args...)
+	if f.syslog {
+		toSyslog(syslog.LOG_ERR, err.Error())
+	}
+	return &hookRefusal{err: err, code: code}
+}
+
+// toSyslog writes one message to the local syslog socket, if there is one,
+// and gives up silently otherwise: it must not slow down or fail the hook.
+func toSyslog(p syslog.Priority, msg string) {
+	for _, path := range []string{"/dev/log", "/var/run/syslog"} {
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		w, err := syslog.Dial("", "", p|syslog.LOG_DAEMON, "hvmon-hook")
+		if err != nil {
+			return
+		}
+		defer w.Close()
+		if p == syslog.LOG_ERR {
+			w.Err(oneLine(msg))
+		} else {
+			w.Warning(oneLine(msg))
+		}
+		return
+	}
+}
+
+func (a *app) hookInstallCmd() *cobra.Command {
+	var (
+		dir, binary, socket string
+		failClosed          bool
+		timeout             time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "install [--dir DIR] [--binary PATH] [--fail-closed] [--api-socket PATH] [--timeout D]",
+		Short: "Install hvmon as a libvirt QEMU hook (DIR/qemu.d/hvmon)",
+		Long: `Write DIR/qemu.d/hvmon, a wrapper script that runs "BINARY hook" with the
+given flags for every QEMU domain event. libvirt (6.5 and later) runs every
+executable in qemu.d, in alphabetical order, after DIR/qemu: an existing
+qemu script is kept and still runs first, and a failure of any of them
+aborts the operation.
+
+Running install again with the same flags changes nothing; with other
+flags it rewrites the wrapper. A DIR/qemu.d/hvmon that install did not
+write is never replaced. libvirt finds hooks only when it starts: restart
+libvirtd (or virtqemud) afterwards.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if binary == "" {
+				exe, err := os.Executable()
+				if err != nil {
+					return configErr(fmt.Errorf("--binary: %w", err))
+				}
+				binary = exe
+			}
+			if !filepath.IsAbs(binary) || !filepath.IsAbs(socket) {
+				return configErr(errors.New("--binary and --api-socket must be absolute paths"))
+			}
+			if st, err := os.Stat(binary); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+				return configErr(fmt.Errorf("--binary %s: not an executable file", binary))
+			}
+			if timeout <= 0 {
+				return configErr(errors.New("--timeout must be positive"))
+			}
+			res, err := installHook(dir, hookWrapper(binary, socket, timeout, failClosed))
+			if err != nil {
+				return configErr(err)
+			}
+			fmt.Fprintln(a.stdout, res)
+			if _, err := os.Stat(filepath.Join(dir, hook.DriverQEMU)); err == nil {
+				fmt.Fprintf(a.stdout, "kept %s: libvirt runs it first, then the scripts in %s\n", filepath.Join(dir, hook.DriverQEMU), filepath.Join(dir, "qemu.d"))
+			}
+			fmt.Fprintln(a.stdout, "restart libvirtd (or virtqemud) so that libvirt finds the hook: systemctl restart libvirtd")
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&dir, "dir", "/etc/libvirt/hooks", "libvirt's hooks `DIR`")
+	fl.StringVar(&binary, "binary", "", "the hvmon `PATH` the wrapper runs (default: this executable)")
+	fl.StringVar(&socket, "api-socket", host.DefaultAPISocket, "the daemon's API socket `PATH`")
+	fl.BoolVar(&failClosed, "fail-closed", false, "install the hook in fail-closed mode (see hvmon hook --help)")
+	fl.DurationVar(&timeout, "timeout", 2*time.Second, "deadline for the daemon's answer")
+	return cmd
+}
+
+func (a *app) hookUninstallCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "uninstall [--dir DIR]",
+		Short: "Remove the hook that install wrote (DIR/qemu.d/hvmon), and nothing else",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := uninstallHook(dir)
+			if err != nil {
+				return configErr(err)
+			}
+			fmt.Fprintln(a.stdout, res)
+			fmt.Fprintln(a.stdout, "restart libvirtd (or virtqemud) so that libvirt stops running it: systemctl restart libvirtd")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "/etc/libvirt/hooks", "libvirt's hooks `DIR`")
+	return cmd
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func hookWrapper(binary, socket string, timeout time.Duration, failClosed bool) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "#!/bin/sh\n%s\n", hookWrapperMarker)
+	b.WriteString("# Written by \"hvmon hook install\"; \"hvmon hook uninstall\" removes it.\n")
+	b.WriteString("# libvirt runs it for every QEMU domain event, after ../qemu if that exists.\n")
+	fmt.Fprintf(&b, "exec %s hook --api-socket %s --timeout %s", shellQuote(binary), shellQuote(socket), timeout)
+	if failClosed {
+		b.WriteString(" --fail-closed")
+	}
+	b.WriteString(" -- \"$@\"\n")
+	return b.Bytes()
+}
+
+// ourWrapper reads path and reports whether install wrote it. A path that
+// does not exist is (false, fs.ErrNotExist).
+func ourWrapper(path string) ([]byte, bool, error) {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return nil, false, err
+	}
+	if !st.Mode().IsRegular() || st.Size() > 64<<10 {
+		return nil, false, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false, err
+	}
+	lines := strings.SplitN(string(b), "\n", 3)
+	return b, len(lines) == 3 && lines[1] == hookWrapperMarker, nil
+}
+
+func installHook(dir string, wrapper []byte) (string, error) {
+	d := filepath.Join(dir, "qemu.d")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return "", fmt.Errorf("hook install: %w", err)
+	}
+	path := filepath.Join(d, "hvmon")
+	old, ours, err := ourWrapper(path)
+	switch {
+	case err == nil && !ours:
+		return "", fmt.Errorf("hook install: %s exists and was not written by hvmon hook install; move it away first", path)
+	case err == nil && bytes.Equal(old, wrapper):
+		return "already installed: " + path, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("hook install: %w", err)
+	}
+	tmp, err := os.CreateTemp(d, ".hvmon.tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("hook install: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(wrapper); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("hook install: %w", err)
+	}
+	if err := tmp.Chmod(0o755); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("hook install: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("hook install: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("hook install: %w", err)
+	}
+	// A hidden temporary name: libvirt skips nothing, but it runs only
+	// executables, and the rename makes the whole script appear at once.
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", fmt.Errorf("hook install: %w", err)
+	}
+	if old != nil {
+		return "updated " + path, nil
+	}
+	return "installed " + path, nil
+}
+
+func uninstallHook(dir string) (string, error) {
+	path := filepath.Join(dir, "qemu.d", "hvmon")
+	_, ours, err := ourWrapper(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "nothing to remove: " + path + " does not exist", nil
+	case err != nil:
+		return "", fmt.Errorf("hook uninstall: %w", err)
+	case !ours:
+		return "", fmt.Errorf("hook uninstall: %s was not written by hvmon hook install; left alone", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return "", fmt.Errorf("hook uninstall: %w", err)
+	}
+	return "removed " + path, nil
+}
+
+// newHookService opens the daemon's hook journal (data_dir/hooks.jsonl)
+// and returns the service that answers hvmon hook, trusting the host's own
+// key and the trust_peers keys for incoming migrations.
+func newHookService(cfg *host.Config, key *attest.PrivateKey, store host.Store, ev attest.EvidenceVerifier, reg prometheus.Registerer, log hclog.Logger) (*host.HookService, *host.HookJournal, error) {
+	trusted := []*attest.PublicKey{key.PublicKey()}
+	for _, p := range cfg.TrustPeers {
+		k, err := keyfile.LoadPublic(p)
+		if err != nil {
+			return nil, nil, configErr(fmt.Errorf("trust_peers: %w", err))
+		}
+		trusted = append(trusted, k)
+	}
+	j, err := host.OpenHookJournal(filepath.Join(cfg.DataDir, "hooks.jsonl"), host.HookJournalOptions{})
+	if err != nil {
+		return nil, nil, configErr(err)
+	}
+	h, err := host.NewHookService(host.HookOptions{Journal: j, Store: store, TrustedKeys: trusted, Evidence: ev, Registerer: reg, Logger: log})
+	if err != nil {
+		j.Close()
+		return nil, nil, err
+	}
+	return h, j, nil
+}
