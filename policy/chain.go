@@ -24,6 +24,10 @@ type ChainReport struct {
 	Result *attest.Result
 	// Err is the error attest.Verify returned; nil when the report is valid.
 	Err error
+	// Findings are other findings about this report (a policy's
+	// appraisal, say). AuditChain adds them to the report's VM with the
+	// report's Name as their subject.
+	Findings []Finding
 }
 
 // Check names of the chain audit's findings.
@@ -92,6 +96,7 @@ type node struct {
 	name   string
 	res    *attest.Result
 	err    error
+	extra  []Finding
 	rep    *attest.Report
 	hash   attest.Digest
 	host   string // host name: the observations' host, else the attester name
@@ -138,6 +143,10 @@ func AuditChain(reports []ChainReport) *ChainAudit {
 			}
 			audit.Add(Finding{Check: CheckChainReport, Status: Contraindicated, Reason: ReasonUnverified, Subject: r.Name,
 				Detail: detail + "; it takes no part in the chains"})
+			for _, f := range r.Findings {
+				f.Subject = r.Name
+				audit.Add(f)
+			}
 			continue
 		}
 		h := r.Result.ReportHash
@@ -175,7 +184,7 @@ func resultHash(r *attest.Result) string {
 
 func newNode(r ChainReport) *node {
 	rep := r.Result.Report
-	n := &node{name: r.Name, res: r.Result, err: r.Err, rep: rep, hash: r.Result.ReportHash, host: rep.Attester.Name}
+	n := &node{name: r.Name, res: r.Result, err: r.Err, extra: r.Findings, rep: rep, hash: r.Result.ReportHash, host: rep.Attester.Name}
 	if rep.Host != nil {
 		n.host = rep.Host.Host
 	}
@@ -232,10 +241,22 @@ func auditVM(vm string, nodes []*node) *VMHistory {
 	for _, n := range nodes {
 		order[n.name] = n.order
 	}
-	checks := []string{CheckChainReport, CheckChainHost, CheckChainGuest, CheckChainMigration}
+	// A report's own findings first, then the ones passed in, then its links.
+	rank := func(check string) int {
+		switch check {
+		case CheckChainReport:
+			return 0
+		case CheckChainHost:
+			return 2
+		case CheckChainGuest:
+			return 3
+		case CheckChainMigration:
+			return 4
+		}
+		return 1
+	}
 	slices.SortStableFunc(h.Findings, func(a, b Finding) int {
-		return cmp.Or(cmp.Compare(order[a.Subject], order[b.Subject]),
-			cmp.Compare(slices.Index(checks, a.Check), slices.Index(checks, b.Check)))
+		return cmp.Or(cmp.Compare(order[a.Subject], order[b.Subject]), cmp.Compare(rank(a.Check), rank(b.Check)))
 	})
 	for _, n := range nodes {
 		h.Timeline = append(h.Timeline, *n.entry)
@@ -245,6 +266,9 @@ func auditVM(vm string, nodes []*node) *VMHistory {
 
 // checkReport turns the report's own verification outcome into findings.
 func checkReport(n *node) {
+	for _, f := range n.extra {
+		n.add(f)
+	}
 	verr := n.err
 	switch {
 	case n.rep.Host != nil && n.guest == nil && (verr == nil || errors.Is(verr, attest.ErrIncomplete)):

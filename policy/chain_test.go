@@ -228,3 +228,15 @@ func reversed[S ~[]E, E any](s S) S {
 	slices.Reverse(out)
 	return out
 }
+
+// Findings passed in with a report (a policy's appraisal) join its VM's
+// verdict under the report's name.
+func TestAuditChainExtraFindings(t *testing.T) {
+	in := verifyHistory(t, readVector(t, "clean"))
+	in[1].Findings = []Finding{{Check: "snp.measurement", Status: Contraindicated, Reason: "measurement_not_allowed", Subject: "vm-1"}}
+	a := AuditChain(in)
+	f := findingOf(t, a, "snp.measurement", "measurement_not_allowed")
+	if f.Subject != in[1].Name || a.Status != Contraindicated || a.VMs[0].Timeline[1].Status != Contraindicated {
+		t.Errorf("extra finding %+v, audit %s, entry %s: want it on %s, contraindicated", f, a.Status, a.VMs[0].Timeline[1].Status, in[1].Name)
+	}
+}

@@ -24,9 +24,10 @@ func (a *app) verifyCmd() *cobra.Command {
 		ev                evidenceSettings
 		allowHostMeasured bool
 		policyPath        string
+		chain             bool
 	)
 	cmd := &cobra.Command{
-		Use:   "verify --trust PUB [--expect ID=HEX ...] [flags] REPORT",
+		Use:   "verify --trust PUB [--expect ID=HEX ...] [flags] REPORT | --chain REPORT|DIR ...",
 		Short: "Verify a signed report offline",
 		Long: `Verify a signed report offline, reading it from REPORT or, with "-", from
 stdin.
@@ -53,11 +54,14 @@ line VALID, "VALID (drift: N region(s))" or "INVALID: <reason>". --json
 prints the verification result as JSON instead, with an "error" field when
 the report is not valid; the exit code is the same either way.
 
+` + chainHelp + `
+
 ` + exitCodeHelp,
 		Example: `  hvmon verify --trust attester.key.pub report.cose
+  hvmon verify --trust host.pub --chain reports/
   hvmon verify --trust attester.key.pub --nonce "$NONCE" --strict \
       --expect weights=3f1c...9a --expect weights=77de...01 report.cose`,
-		Args: exactArgs(1, `one REPORT file (or "-" for stdin)`),
+		Args: verifyArgs(&chain),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := attest.VerifyOptions{Strict: strict, ClockSkew: skew, MaxLifetime: maxLifetime, AllowHostMeasured: allowHostMeasured}
 			// The library reads a zero duration as "use the default", so
@@ -105,6 +109,9 @@ the report is not valid; the exit code is the same either way.
 			} else if opts.Evidence, err = ev.verifier(); err != nil {
 				return configErr(err)
 			}
+			if chain {
+				return a.verifyChain(args, opts, pol, asJSON)
+			}
 			data, err := a.readReport(args[0])
 			if err != nil {
 				return err
@@ -148,6 +155,7 @@ the report is not valid; the exit code is the same either way.
 	f.DurationVar(&skew, "skew", attest.DefaultClockSkew, "clock skew tolerated on issued-at and expires-at")
 	f.DurationVar(&maxLifetime, "max-lifetime", attest.DefaultMaxLifetime, "longest report lifetime (expires-at minus issued-at) accepted")
 	f.StringVar(&policyPath, "policy", "", "appraise the report against the policy `FILE` (its host keys are trusted too, its hardware roots replace the evidence flags)")
+	f.BoolVar(&chain, "chain", false, "audit a report history: the REPORT arguments are files and directories of *.cose reports")
 	ev.flags(f)
 	return cmd
 }

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/policy"
+)
+
+// chainHelp documents verify --chain in verify's help.
+const chainHelp = `With --chain, the REPORT arguments are a VM's report history instead of one
+report: files, and directories whose *.cose files are read (not recursively);
+stdin is not accepted. Each report is verified as above, as of its own
+issued-at unless --at is given (a history outlives its reports' lifetimes),
+and then the chains are audited (docs/FORMAT.md, "Chain audit"): reports are
+grouped by VM; each host chain (one key, one host name) counts seq up from 0
+by one with prev naming the report before; each guest chain (one agent key)
+does the same across hosts; a migrate-out must be followed by a migrate-in
+whose guest prev is the migrate-out's guest evidence (the host handover is
+named); a guest that goes back (a seq not above the last, or a prev another
+evidence already followed) is a rollback — explained when the report is a
+restore, and contraindicated either way. Reports without guest evidence
+(agent unavailable, shutdown) take no part in the guest chain. With
+--policy, every report that verified is also appraised against it.
+
+The output is each VM's timeline, one line per finding (check, report,
+status, reason, detail) and a last line VERDICT: affirming, warning or
+contraindicated. With --chain the exit code is 2, 3 or 4 when a report
+failed verification in that class (the lowest, when several did: the
+history given is not what the hosts signed), else 5 when the audit is
+contraindicated (a gap, fork, rollback, mismatched migration, strict drift
+or policy violation), else 0 (affirming, or warnings only).`
+
+// verifyArgs checks verify's positional arguments: one REPORT, or with
+// --chain one or more files and directories.
+func verifyArgs(chain *bool) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if *chain {
+			if len(args) == 0 {
+				return configErr(fmt.Errorf("%s --chain: want one or more REPORT files or directories (see %s --help)", c.CommandPath(), c.CommandPath()))
+			}
+			return nil
+		}
+		if len(args) > 1 {
+			return configErr(fmt.Errorf("%s: want one REPORT file (or \"-\" for stdin), got %d argument(s); give --chain to audit several as a history (see %s --help)",
+				c.CommandPath(), len(args), c.CommandPath()))
+		}
+		return exactArgs(1, `one REPORT file (or "-" for stdin)`)(c, args)
+	}
+}
+
+// chainFiles expands the arguments of verify --chain: a file is itself, a
+// directory gives its *.cose files in name order. Each gets a name for
+// messages: its base name when those are unique, else its path.
+func chainFiles(args []string) (paths, names []string, err error) {
+	for _, arg := range args {
+		if arg == "-" {
+			return nil, nil, configErr(errors.New("--chain reads files and directories, not stdin"))
+		}
+		st, err := os.Stat(arg)
+		if err != nil {
+			return nil, nil, configErr(err)
+		}
+		if !st.IsDir() {
+			paths = append(paths, arg)
+			continue
+		}
+		found, err := filepath.Glob(filepath.Join(arg, "*.cose"))
+		if err != nil {
+			return nil, nil, configErr(err)
+		}
+		if len(found) == 0 {
+			return nil, nil, configErr(fmt.Errorf("%s holds no *.cose report", arg))
+		}
+		slices.Sort(found)
+		paths = append(paths, found...)
+	}
+	seen := map[string]bool{}
+	for _, p := range paths {
+		names = append(names, filepath.Base(p))
+		seen[filepath.Base(p)] = true
+	}
+	if len(seen) < len(paths) {
+		names = slices.Clone(paths)
+	}
+	return paths, names, nil
+}
+
+// verifyChain verifies every report of a history with opts and audits the
+// chains; pol, when set, appraises each report that verified.
+func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.Policy, asJSON bool) error {
+	if opts.Nonce != nil {
+		return configErr(errors.New("--nonce cannot be combined with --chain: each report answers its own nonce"))
+	}
+	paths, names, err := chainFiles(args)
+	if err != nil {
+		return err
+	}
+	var (
+		in      []policy.ChainReport
+		reports []chainReportJSON
+		failed  error // the verification failure with the lowest exit code
+	)
+	for i, p := range paths {
+		data, err := a.readReport(p)
+		if err != nil {
+			return err
+		}
+		o := opts
+		if opts.Now.IsZero() {
+			// As of its own issued-at: a history is audited long after its
+			// reports expired. The time is read before the signature is
+			// checked, and Verify then checks the signed one.
+			if insp, err := attest.Inspect(data); err == nil {
+				o.Now = insp.Report.IssuedAt
+			}
+		}
+		res, verr := attest.Verify(data, o)
+		cr := policy.ChainReport{Name: names[i], Result: res, Err: verr}
+		if pol != nil && verr == nil {
+			cr.Findings = aboutReport(pol.At(o.Now).AppraiseResult(res), res.Report.Workload)
+		}
+		in = append(in, cr)
+		rj := chainReportJSON{Report: names[i], Path: p, Hash: res.ReportHash, Valid: verr == nil}
+		if verr != nil {
+			rj.Error = verr.Error()
+			if c := exitCode(verr); c != exitAppraisal && (failed == nil || c < exitCode(failed)) {
+				failed = fmt.Errorf("%s: %w", names[i], verr)
+			}
+		}
+		reports = append(reports, rj)
+	}
+	audit := policy.AuditChain(in)
+	if asJSON {
+		v := chainJSON{ChainAudit: audit, Reports: reports}
+		if failed != nil {
+			v.Error = failed.Error()
+		} else if err := audit.Err(); err != nil {
+			v.Error = err.Error()
+		}
+		err = writeJSON(a.stdout, v)
+	} else {
+		err = writeChainText(a.stdout, audit)
+	}
+	if err != nil {
+		return configErr(err)
+	}
+	if failed != nil {
+		return fmt.Errorf("chain audit: %w", failed)
+	}
+	if err := audit.Err(); err != nil {
+		return fmt.Errorf("chain audit: %w", err)
+	}
+	a.log.Info("chain audited", "reports", len(paths), "vms", len(audit.VMs), "status", audit.Status)
+	return nil
+}
+
+// aboutReport readies a policy's findings about one report for the chain
+// verdict, where the report is the subject: a subject that named more
+// than the VM (a region) moves into the detail.
+func aboutReport(v policy.Verdict, vm string) []policy.Finding {
+	out := slices.Clone(v.Findings)
+	for i, f := range out {
+		if f.Subject != "" && f.Subject != vm {
+			out[i].Detail = strings.TrimSuffix(f.Subject+": "+f.Detail, ": ")
+		}
+		out[i].Subject = ""
+	}
+	return out
+}
+
+// chainJSON is verify --chain --json: the audit, each report's
+// verification, and the error when the command fails.
+type chainJSON struct {
+	*policy.ChainAudit
+	Reports []chainReportJSON `json:"reports"`
+	Error   string            `json:"error,omitempty"`
+}
+
+type chainReportJSON struct {
+	Report string        `json:"report"`
+	Path   string        `json:"path"`
+	Hash   attest.Digest `json:"hash"`
+	Valid  bool          `json:"valid"`
+	Error  string        `json:"error,omitempty"`
+}
+
+func writeChainText(w io.Writer, audit *policy.ChainAudit) error {
+	for _, vm := range audit.VMs {
+		fmt.Fprintf(w, "VM %s: %s\n", printable(vm.VM), vm.Status)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  #\tREPORT\tEVENT\tHOST\tHOST SEQ\tGUEST SEQ\tAGENT\tSTATUS\tNOTES")
+		for i, e := range vm.Timeline {
+			gseq, agent, notes := "-", e.Agent, strings.Join(e.Notes, ",")
+			if e.GuestSeq != nil {
+				gseq = fmt.Sprint(*e.GuestSeq)
+			}
+			if agent == "" {
+				agent = "-"
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", i+1, printable(e.Report), e.Event, printable(e.Host), e.Seq, gseq, printable(agent), e.Status, notes)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w, "FINDINGS")
+	if err := writeFindings(w, audit.Verdict); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, chainVerdictLine(audit))
+	return err
+}
+
+// chainVerdictLine is the last line of verify --chain: the verdict, and
+// the reasons that are not affirming.
+func chainVerdictLine(audit *policy.ChainAudit) string {
+	var reasons []string
+	for _, st := range []policy.Status{policy.Contraindicated, policy.Warning} {
+		for _, f := range audit.Findings {
+			if f.Status == st && !slices.Contains(reasons, f.Reason) {
+				reasons = append(reasons, f.Reason)
+			}
+		}
+	}
+	line := verdictLine(audit.Verdict)
+	if audit.Status == policy.None {
+		line = "VERDICT: none (no report verified)"
+	}
+	if len(reasons) > 0 {
+		line += ": " + strings.Join(reasons, ", ")
+	}
+	n := 0
+	for _, vm := range audit.VMs {
+		n += len(vm.Timeline)
+	}
+	return line + fmt.Sprintf(" [%d report(s) of %d VM(s)]", n, len(audit.VMs))
+}
