@@ -82,6 +82,7 @@ type (
 	vmBlock struct {
 		Pattern string     `hcl:"pattern,label"`
 		Rules   rulesBlock `hcl:",remain"`
+		Range   hcl.Range  `hcl:",def_range"`
 	}
 	rulesBlock struct {
 		RequireHardware *bool         `hcl:"require_hardware,optional"`
@@ -208,6 +209,7 @@ func Parse(src []byte, filename string, opts Options) (*Policy, error) {
 		patch.apply(&p.defaults)
 	}
 	for _, v := range s.VMs {
+		v.Rules.Range = v.Range
 		if _, err := path.Match(v.Pattern, ""); err != nil || v.Pattern == "" {
 			return nil, &FileError{File: filename, Line: v.Rules.Range.Start.Line, Msg: fmt.Sprintf("vm %q: not a valid name pattern (shell glob: *, ?, [...], \\ escapes)", v.Pattern)}
 		}
@@ -753,3 +755,6 @@ func (p *Policy) VMPatterns() []string {
 	}
 	return out
 }
+
+// KeyCount is the number of host keys and key ids the policy pins.
+func (p *Policy) KeyCount() int { return len(p.keyIDs) }

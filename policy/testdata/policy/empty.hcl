@@ -1,0 +1,2 @@
+# The empty policy: hardware evidence required, debug guests forbidden,
+# any signer the verifier pins.
