@@ -135,8 +135,10 @@ func AuditChain(reports []ChainReport) *ChainAudit {
 	audit := &ChainAudit{}
 	byHash := map[attest.Digest]*node{}
 	byVM := map[string][]*node{}
+	unverified := 0
 	for _, r := range in {
 		if r.Result == nil || r.Result.Report == nil {
+			unverified++
 			detail := "not verified"
 			if r.Err != nil {
 				detail = r.Err.Error()
@@ -165,7 +167,7 @@ func AuditChain(reports []ChainReport) *ChainAudit {
 	}
 	slices.Sort(vms)
 	for _, vm := range vms {
-		h := auditVM(vm, byVM[vm])
+		h := auditVM(vm, byVM[vm], unverified)
 		audit.Merge(h.Verdict)
 		audit.VMs = append(audit.VMs, *h)
 	}
@@ -218,12 +220,18 @@ func (n *node) add(f Finding) {
 type vmAudit struct {
 	h     *VMHistory
 	nodes []*node // in timeline order
+	// missing says, in a gap's detail, that reports which failed
+	// verification may be the missing ones.
+	missing string
 }
 
-func auditVM(vm string, nodes []*node) *VMHistory {
+func auditVM(vm string, nodes []*node, unverified int) *VMHistory {
 	h := &VMHistory{VM: vm}
 	nodes = timeline(nodes)
 	a := &vmAudit{h: h, nodes: nodes}
+	if unverified > 0 {
+		a.missing = fmt.Sprintf(" (%d report(s) given failed verification and count as missing)", unverified)
+	}
 	for _, n := range nodes {
 		n.vm = a
 	}
@@ -289,6 +297,13 @@ func checkReport(n *node) {
 		ids := make([]string, len(n.res.Drift))
 		for i, d := range n.res.Drift {
 			ids[i] = d.RegionID
+			if len(d.Changed) > 0 {
+				pages := make([]string, len(d.Changed))
+				for j, r := range d.Changed {
+					pages[j] = r.String()
+				}
+				ids[i] += " (changed " + strings.Join(pages, ", ") + ")"
+			}
 		}
 		n.add(Finding{Check: CheckChainReport, Status: Warning, Reason: ReasonDrift,
 			Detail: fmt.Sprintf("region(s) %s differ from the reference", strings.Join(ids, ", "))})
@@ -442,9 +457,9 @@ func checkHostLink(k hostChain, n *node, chain []*node, bySeq map[uint64][]*node
 			}
 		}
 		if below < 0 {
-			add(Contraindicated, ReasonGap, "the history starts at seq %d: the reports at seq 0 to %d are missing", seq, seq-1)
+			add(Contraindicated, ReasonGap, "the history starts at seq %d: the reports at seq 0 to %d are missing%s", seq, seq-1, n.vm.missing)
 		} else {
-			add(Contraindicated, ReasonGap, "seq %d follows seq %d: %d report(s) missing", seq, below, seq-uint64(below)-1)
+			add(Contraindicated, ReasonGap, "seq %d follows seq %d: %d report(s) missing%s", seq, below, seq-uint64(below)-1, n.vm.missing)
 		}
 		return
 	}
@@ -516,7 +531,7 @@ func startGuestChain(n, last *node, add func(Status, string, string, ...any)) {
 	key := shortID(n.gkey)
 	switch {
 	case g.Seq != 0 || g.Prev != nil:
-		add(Contraindicated, ReasonGap, "the guest chain of key %s starts at seq %d: evidence seq 0 to %d is missing", key, g.Seq, int64(g.Seq)-1)
+		add(Contraindicated, ReasonGap, "the guest chain of key %s starts at seq %d: evidence seq 0 to %d is missing%s", key, g.Seq, int64(g.Seq)-1, n.vm.missing)
 	case last != nil && n.rep.Event != attest.EventBoot:
 		add(Warning, ReasonAgentRestart, "a new guest key %s after key %s (%s), outside a boot report: the agent restarted", key, shortID(last.gkey), last.name)
 	case last != nil:
@@ -579,7 +594,7 @@ func checkGuestLink(n *node, c *guestChain, add func(Status, string, string, ...
 			g.Seq, hs, head.name, r.name, r.rep.Host.Agent)
 		return
 	}
-	add(Contraindicated, ReasonGap, "guest seq %d follows seq %d (%s): %d evidence(s) missing", g.Seq, hs, head.name, missing)
+	add(Contraindicated, ReasonGap, "guest seq %d follows seq %d (%s): %d evidence(s) missing%s", g.Seq, hs, head.name, missing, n.vm.missing)
 }
 
 // rejectedBy finds the report, before n, in which the host recorded that it

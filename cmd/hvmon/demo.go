@@ -156,6 +156,42 @@ func (a *app) demoReport(res *demo.Result, out string) error {
 		return fmt.Errorf("demo: %d report(s) failed verification", failed)
 	}
 	fmt.Fprintln(a.stdout, "\nEvery report is authentic; drift and missing evidence are shown where they happened.")
+	return a.demoChain(pubPath, filepath.Join(out, "reports"))
+}
+
+// demoChain audits the demo's reports as one history with hvmon verify
+// --chain and prints the findings that are not plain links, and the
+// verdict. The restore is expected to show as a rollback (exit 5).
+func (a *app) demoChain(pubPath, dir string) error {
+	args := []string{"verify", "--trust", pubPath, "--allow-simulated", "--simulated-seed", demo.SimulatedSeed}
+	for _, e := range demo.Expected() {
+		args = append(args, "--expect", e.RegionID+"="+e.Roots[0].String())
+	}
+	args = append(args, "--chain", dir)
+	fmt.Fprintf(a.stdout, "\n== The history as a whole: hvmon verify --trust %s --allow-simulated --simulated-seed %s --expect ... --chain %s\n",
+		pubPath, demo.SimulatedSeed, dir)
+	var sink strings.Builder
+	code := run(args, nil, &sink, &sink)
+	rollback := false
+	for _, l := range strings.Split(strings.TrimSpace(sink.String()), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case strings.HasPrefix(l, "VERDICT: "):
+		case len(f) >= 4 && strings.HasPrefix(f[0], "chain.") && (f[2] != "affirming" || f[3] == "handover"):
+			rollback = rollback || f[3] == "rollback"
+		default:
+			continue
+		}
+		fmt.Fprintf(a.stdout, "  %s\n", l)
+	}
+	fmt.Fprintf(a.stdout, "  (exit %d)\n", code)
+	if code != exitOK && code != exitAppraisal {
+		return fmt.Errorf("demo: the chain audit failed with exit %d", code)
+	}
+	if rollback {
+		fmt.Fprintln(a.stdout, "\nThe restore took the guest back to the snapshot: the chain audit calls it a rollback, names the")
+		fmt.Fprintln(a.stdout, "snapshot-load that explains it, and still contraindicates the history (exit 5).")
+	}
 	return nil
 }
 
