@@ -19,6 +19,8 @@ require (
 	github.com/veraison/go-cose v1.3.0
 	golang.org/x/sys v0.48.0
 	golang.org/x/term v0.45.0
+	libvirt.org/go/libvirt v1.11010.0
+	libvirt.org/go/libvirtxml v1.12008.0
 )
 
 require (
@@ -52,5 +54,4 @@ require (
 	golang.org/x/text v0.42.0 // indirect
 	golang.org/x/tools v0.49.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
-	libvirt.org/go/libvirtxml v1.12008.0 // indirect
 )

@@ -30,12 +30,25 @@ type Config struct {
 	WatchDir      string    `hcl:"watch_dir,optional"`
 	VMs           []VMBlock `hcl:"vm,block"`
 	Evidence      *Evidence `hcl:"evidence,block"`
+	Libvirt       *Libvirt  `hcl:"libvirt,block"`
 
 	// TrustPeers are public key files of peer hosts whose reports reach
 	// this host's store (a shared or copied data_dir). An incoming
 	// migration's hook is allowed only when the domain's newest stored
 	// report verifies under the host's own key or one of these.
 	TrustPeers []string `hcl:"trust_peers,optional"`
+}
+
+// Libvirt is the `libvirt { ... }` block: follow the domains of a libvirt
+// connection (package host/libvirt).
+type Libvirt struct {
+	// URI is the connection; empty means qemu:///system.
+	URI string `hcl:"uri,optional"`
+	// Domains are name patterns of domains to follow even without the
+	// agent channel; domains with it are always followed.
+	Domains []string `hcl:"domains,optional"`
+	// Regions selects agent regions for every domain; empty means all.
+	Regions []string `hcl:"regions,optional"`
 }
 
 // VMBlock is one `vm "NAME" { ... }` block.
@@ -137,6 +150,13 @@ func (c *Config) validate(filename string) error {
 	}
 	if c.WatchDir != "" && !filepath.IsAbs(c.WatchDir) {
 		return fmt.Errorf("%s: watch_dir must be absolute", filename)
+	}
+	if l := c.Libvirt; l != nil {
+		for _, p := range l.Domains {
+			if _, err := filepath.Match(p, ""); err != nil {
+				return fmt.Errorf("%s: libvirt: domains: %q: %w", filename, p, err)
+			}
+		}
 	}
 	for _, p := range c.TrustPeers {
 		if !filepath.IsAbs(p) {

@@ -42,6 +42,10 @@ vm "b" {
 	if len(vms) != 2 || vms[0].Periodic != 10*time.Minute || vms[1].Periodic != time.Minute || vms[1].Regions[0] != "w0" || c.DataDir != DefaultDataDir {
 		t.Fatalf("VMConfigs = %+v", vms)
 	}
+	lc, err := ParseConfig([]byte("key = \"/k\"\nlibvirt {\n  uri = \"qemu:///system\"\n  domains = [\"ai-*\"]\n}\n"), "t.hcl")
+	if err != nil || lc.Libvirt == nil || lc.Libvirt.URI != "qemu:///system" || lc.Libvirt.Domains[0] != "ai-*" {
+		t.Fatalf("libvirt block: %+v, %v", lc, err)
+	}
 	for name, bad := range map[string]string{
 		"unknown attribute": "key = \"/k\"\nbogus = 1\n",
 		"unknown block":     "key = \"/k\"\nthing {}\n",
@@ -54,6 +58,8 @@ vm "b" {
 		"syntax":            "key = \n",
 		"huge":              strings.Repeat("#", MaxConfigSize+1),
 		"relative peer key": "key = \"/k\"\ntrust_peers = [\"peer.pub\"]\n",
+		"bad domain glob":   "key = \"/k\"\nlibvirt {\n domains = [\"[\"]\n}\n",
+		"unknown libvirt":   "key = \"/k\"\nlibvirt {\n url = \"qemu:///system\"\n}\n",
 	} {
 		if _, err := ParseConfig([]byte(bad), "t.hcl"); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -50,8 +50,15 @@ type VMConfig struct {
 	Name string
 	// UUID is recorded in observations when known.
 	UUID string
-	// QMP is the path of a QMP unix socket reserved for hvmon.
+	// QMP is the path of a QMP unix socket reserved for hvmon; with Dial
+	// set, only a name for the transport (shown in status and logs).
 	QMP string
+	// Dial, when set, opens the QMP transport instead of dialing QMP as a
+	// unix socket (package host/libvirt passes QMP through libvirt).
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Source is "" for a QMP socket, SourceLibvirt for a libvirt domain
+	// (its stream carries libvirt's lifecycle events too).
+	Source string
 	// Agent is the path of the unix socket of the agent's virtio-serial
 	// chardev; empty for VMs without an agent (reports then carry host
 	// observations only).
@@ -234,6 +241,9 @@ type request struct {
 	at    time.Time // when the host saw the lifecycle event
 	facts map[string]string
 	done  chan result // nil for event-driven requests
+	// noAgent, when set, says why the agent is not asked (the guest is
+	// gone or cannot run); the report's agent status is "none".
+	noAgent string
 }
 
 type result struct {
@@ -265,6 +275,7 @@ type vm struct {
 	prev  *attest.Digest
 	qemu  string
 	lc    lifecycle
+	llc   libvirtLifecycle
 }
 
 func (v *vm) close() { v.once.Do(func() { close(v.stop) }) }
@@ -284,7 +295,12 @@ func (v *vm) run() {
 		<-v.stop
 		cancel()
 	}()
-	v.qmp = qmp.New(v.cfg.QMP, qmp.Options{Logger: v.log.Named("qmp"), Reconnect: true})
+	v.qmp = qmp.New(v.cfg.QMP, qmp.Options{Logger: v.log.Named("qmp"), Reconnect: true, Dial: v.cfg.Dial})
+	onEvent := v.onEvent
+	if v.cfg.Source == SourceLibvirt {
+		v.llc = newLibvirtLifecycle()
+		onEvent = v.onLibvirtEvent
+	}
 	defer v.qmp.Disconnect()
 	defer v.closeAgent()
 	events, _ := v.qmp.Events(ctx)
@@ -303,17 +319,26 @@ func (v *vm) run() {
 			if !ok {
 				return
 			}
-			for _, r := range v.onEvent(ctx, e) {
+			for _, r := range onEvent(ctx, e) {
 				v.handle(ctx, r)
 			}
 		case <-tick:
-			if v.lc.running && (v.lc.booted || v.cfg.Agent == "") {
+			if v.periodicDue() {
 				v.handle(ctx, request{event: attest.EventPeriodic, at: v.s.opts.Now()})
 			}
 		case r := <-v.requests:
 			v.handle(ctx, r)
 		}
 	}
+}
+
+// periodicDue says whether the VM runs with its agent up (or has no agent),
+// so that a periodic report is worth making.
+func (v *vm) periodicDue() bool {
+	if v.cfg.Source == SourceLibvirt {
+		return v.llc.running && (v.llc.booted || v.cfg.Agent == "")
+	}
+	return v.lc.running && (v.lc.booted || v.cfg.Agent == "")
 }
 
 // connectLoop makes the first QMP connection (later ones are the client's
@@ -424,9 +449,12 @@ func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 	}
 	obs := &attest.Observations{Host: o.HostName, EventAt: r.at.Truncate(time.Millisecond).UTC(), Facts: facts}
 	var guest []byte
-	if r.event == attest.EventShutdown {
+	switch {
+	case r.noAgent != "":
+		obs.Agent, obs.Detail = "none", r.noAgent
+	case r.event == attest.EventShutdown:
 		obs.Agent, obs.Detail = "none", "the guest has shut down; no agent to ask"
-	} else {
+	default:
 		ev, status, detail := v.attestAgent(ctx, nonce, r.event)
 		obs.Agent, obs.Detail = status, detail
 		if ev != nil {

@@ -95,15 +95,18 @@ type rig struct {
 	sup   *Supervisor
 	jobs  map[string]string
 	mu    sync.Mutex
+	cfg   func(*VMConfig) // adjusts the VM's configuration
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T) *rig { return newRigWith(t, nil) }
+
+func newRigWith(t *testing.T, cfg func(*VMConfig)) *rig {
 	dir, err := os.MkdirTemp("", "hvmon-host")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	r := &rig{t: t, dir: dir, jobs: map[string]string{}}
+	r := &rig{t: t, dir: dir, jobs: map[string]string{}, cfg: cfg}
 	r.qemu, err = qmptest.New(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +141,11 @@ func (r *rig) start() {
 	}
 	r.sup = sup
 	r.t.Cleanup(sup.Close)
-	if err := sup.Add(context.Background(), VMConfig{Name: "vm-1", UUID: "uuid-1", QMP: r.qemu.Path, Agent: r.agent.Path}); err != nil {
+	vc := VMConfig{Name: "vm-1", UUID: "uuid-1", QMP: r.qemu.Path, Agent: r.agent.Path}
+	if r.cfg != nil {
+		r.cfg(&vc)
+	}
+	if err := sup.Add(context.Background(), vc); err != nil {
 		r.t.Fatal(err)
 	}
 	r.waitConnected()

@@ -107,6 +107,9 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) e
 		_, _, periodic := cfg.Durations()
 		go sup.WatchDir(ctx, cfg.WatchDir, 2*time.Second, host.VMConfig{Periodic: periodic})
 	}
+	if err := startLibvirt(ctx, cfg, sup, log.Named("libvirt")); err != nil {
+		return configErr(err)
+	}
 
 	hooks, journal, err := newHookService(cfg, key, store, verifier, reg, log.Named("hook"))
 	if err != nil {

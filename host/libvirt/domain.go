@@ -1,0 +1,86 @@
+package libvirt
+
+import (
+	"crypto/sha3"
+	"encoding/hex"
+	"fmt"
+
+	"libvirt.org/go/libvirtxml"
+)
+
+// AgentChannelName is the virtio-serial port name of hvmon's agent
+// channel, the target name of the domain's <channel> element.
+const AgentChannelName = "org.hvmon.agent.0"
+
+// MaxDomainXML bounds the domain XML hvmon parses.
+const MaxDomainXML = 4 << 20
+
+// DomainInfo is what hvmon reads from a domain's XML.
+type DomainInfo struct {
+	Name string
+	UUID string
+	// AgentPath is the unix socket of the agent channel: libvirt fills it
+	// in the live XML when the domain XML leaves it out.
+	AgentPath string
+	// AgentAlias is the channel's device alias, which QEMU's
+	// VSERPORT_CHANGE events name ("channel0", ...); live XML only.
+	AgentAlias string
+	// AgentOpen says the guest has the port open (live XML only).
+	AgentOpen bool
+	// HasAgent says the domain has hvmon's agent channel.
+	HasAgent bool
+	// LaunchSecurity is "sev", "sev-snp", "tdx", "s390-pv" or "".
+	LaunchSecurity string
+}
+
+// ParseDomainXML reads a domain XML document.
+func ParseDomainXML(doc string) (*DomainInfo, error) {
+	if len(doc) > MaxDomainXML {
+		return nil, fmt.Errorf("domain XML is %d bytes, more than %d", len(doc), MaxDomainXML)
+	}
+	var d libvirtxml.Domain
+	if err := d.Unmarshal(doc); err != nil {
+		return nil, fmt.Errorf("domain XML: %w", err)
+	}
+	info := &DomainInfo{Name: d.Name, UUID: d.UUID}
+	if info.Name == "" {
+		return nil, fmt.Errorf("domain XML: no <name>")
+	}
+	if d.Devices != nil {
+		for _, ch := range d.Devices.Channels {
+			if ch.Target == nil || ch.Target.VirtIO == nil || ch.Target.VirtIO.Name != AgentChannelName {
+				continue
+			}
+			if ch.Source == nil || ch.Source.UNIX == nil {
+				return nil, fmt.Errorf("domain %s: channel %s is not a unix socket channel", d.Name, AgentChannelName)
+			}
+			info.HasAgent = true
+			info.AgentPath = ch.Source.UNIX.Path
+			info.AgentOpen = ch.Target.VirtIO.State == "connected"
+			if ch.Alias != nil {
+				info.AgentAlias = ch.Alias.Name
+			}
+			break
+		}
+	}
+	if ls := d.LaunchSecurity; ls != nil {
+		switch {
+		case ls.SEVSNP != nil:
+			info.LaunchSecurity = "sev-snp"
+		case ls.SEV != nil:
+			info.LaunchSecurity = "sev"
+		case ls.TDX != nil:
+			info.LaunchSecurity = "tdx"
+		case ls.S390PV != nil:
+			info.LaunchSecurity = "s390-pv"
+		}
+	}
+	return info, nil
+}
+
+// XMLDigest is the SHA3-256 of a domain XML document as libvirt returned
+// it, in hex: the "domain_xml_sha3" observation.
+func XMLDigest(doc string) string {
+	h := sha3.Sum256([]byte(doc))
+	return hex.EncodeToString(h[:])
+}

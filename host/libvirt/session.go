@@ -1,0 +1,357 @@
+//go:build cgo
+
+package libvirt
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	golibvirt "libvirt.org/go/libvirt"
+
+	"hvmon.dev/hvmon/host"
+)
+
+// maxQueued bounds the events a session keeps while the supervisor is not
+// connected to it; beyond that the oldest go and the next connection
+// starts with an HVMON_EVENTS_DROPPED event, as qmp.Client does.
+const maxQueued = 4096
+
+// event is one event for a domain, in the QMP wire shape.
+type event struct {
+	Event     string         `json:"event"`
+	Data      map[string]any `json:"data,omitempty"`
+	Timestamp struct {
+		Seconds      int64 `json:"seconds"`
+		Microseconds int64 `json:"microseconds"`
+	} `json:"timestamp"`
+
+	// describe asks the writer to send an EventLibvirtDomain description
+	// of the domain before this event (set on "started").
+	describe bool
+}
+
+func newEvent(name string, data map[string]any, at time.Time) event {
+	e := event{Event: name, Data: data}
+	e.Timestamp.Seconds = at.Unix()
+	e.Timestamp.Microseconds = int64(at.Nanosecond() / 1000)
+	return e
+}
+
+// session is the QMP-over-libvirt stream of one domain. The supervisor's
+// qmp.Client dials it (dial returns one end of an in-memory pipe) and
+// speaks QMP; the session answers qmp_capabilities itself, passes every
+// other command to libvirt's QemuMonitorCommand, and writes the domain's
+// libvirt lifecycle events and QEMU monitor events as QMP events, in the
+// order libvirt delivered them. Events that arrive while no client is
+// connected wait in a bounded queue.
+type session struct {
+	w    *Watcher
+	uuid string
+	name string
+	log  hclog.Logger
+
+	mu      sync.Mutex
+	queue   []event
+	dropped int
+	notify  chan struct{} // signalled when the queue grows
+	conn    net.Conn      // the session's end of the current pipe
+}
+
+func newSession(w *Watcher, uuid, name string) *session {
+	return &session{w: w, uuid: uuid, name: name, log: w.log.Named(name), notify: make(chan struct{}, 1)}
+}
+
+// push queues an event for the domain. It never blocks: libvirt's event
+// loop calls it.
+func (s *session) push(e event) {
+	s.mu.Lock()
+	if len(s.queue) >= maxQueued {
+		s.queue = s.queue[1:]
+		s.dropped++
+	}
+	s.queue = append(s.queue, e)
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// pop takes the oldest queued event.
+func (s *session) pop() (event, int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dropped := s.dropped
+	s.dropped = 0
+	if len(s.queue) == 0 {
+		return event{}, dropped, false
+	}
+	e := s.queue[0]
+	s.queue = s.queue[1:]
+	return e, dropped, true
+}
+
+// dial is the supervisor's qmp.Options.Dial for this domain: it waits for
+// the watcher's libvirt connection and returns a fresh QMP stream.
+func (s *session) dial(ctx context.Context) (net.Conn, error) {
+	conn, err := s.w.connection(ctx)
+	if err != nil {
+		return nil, err
+	}
+	client, server := net.Pipe()
+	s.mu.Lock()
+	if s.conn != nil {
+		s.conn.Close()
+	}
+	s.conn = server
+	s.mu.Unlock()
+	go s.serve(conn, server)
+	return client, nil
+}
+
+// hangUp closes the current stream, so the client reconnects (after a
+// libvirt connection loss, or when the domain goes away).
+func (s *session) hangUp() {
+	s.mu.Lock()
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+	s.mu.Unlock()
+}
+
+// serve speaks QMP on one pipe until it closes.
+func (s *session) serve(conn *golibvirt.Connect, pipe net.Conn) {
+	defer pipe.Close()
+	var wmu sync.Mutex
+	write := func(v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		wmu.Lock()
+		defer wmu.Unlock()
+		_, err = pipe.Write(append(b, '\n'))
+		return err
+	}
+	if err := write(s.greeting(conn)); err != nil {
+		return
+	}
+	negotiated := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		dec := json.NewDecoder(pipe)
+		once := sync.Once{}
+		for {
+			var cmd map[string]json.RawMessage
+			if err := dec.Decode(&cmd); err != nil {
+				return
+			}
+			id := cmd["id"]
+			var name string
+			json.Unmarshal(cmd["execute"], &name)
+			if name == "qmp_capabilities" {
+				if write(map[string]any{"return": map[string]any{}, "id": id}) != nil {
+					return
+				}
+				once.Do(func() { close(negotiated) })
+				continue
+			}
+			if write(s.command(conn, name, cmd, id)) != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-negotiated:
+	case <-done:
+		return
+	}
+	if err := write(s.describe(conn, time.Now())); err != nil {
+		return
+	}
+	for {
+		for {
+			e, dropped, ok := s.pop()
+			if dropped > 0 {
+				write(newEvent("HVMON_EVENTS_DROPPED", map[string]any{"count": dropped}, time.Now()))
+			}
+			if !ok {
+				break
+			}
+			if e.describe {
+				if err := write(s.describe(conn, time.Now())); err != nil {
+					s.push(e) // not delivered: keep it for the next stream
+					return
+				}
+			}
+			if e.Event == host.EventLibvirtLifecycle && (e.Data["event"] == "started" || e.Data["event"] == "resumed") {
+				if name := currentSnapshot(conn, s.uuid); name != "" {
+					e.Data["snapshot"] = name
+				}
+			}
+			if err := write(e); err != nil {
+				s.requeue(e)
+				return
+			}
+		}
+		select {
+		case <-s.notify:
+		case <-done:
+			return
+		}
+	}
+}
+
+// requeue puts an event that could not be written back at the front.
+func (s *session) requeue(e event) {
+	s.mu.Lock()
+	s.queue = append([]event{e}, s.queue...)
+	s.mu.Unlock()
+}
+
+// greeting is the QMP banner: QEMU's version as libvirt reports it.
+func (s *session) greeting(conn *golibvirt.Connect) map[string]any {
+	v, _ := conn.GetVersion() // major * 1,000,000 + minor * 1,000 + release
+	return map[string]any{"QMP": map[string]any{
+		"version": map[string]any{
+			"qemu":    map[string]any{"major": v / 1000000, "minor": v / 1000 % 1000, "micro": v % 1000},
+			"package": "via libvirt",
+		},
+		"capabilities": []string{},
+	}}
+}
+
+// command passes one QMP command to libvirt and returns the reply with the
+// client's id. libvirt refuses commands while the domain is not running;
+// that comes back as a QMP GenericError.
+func (s *session) command(conn *golibvirt.Connect, name string, cmd map[string]json.RawMessage, id json.RawMessage) map[string]any {
+	fail := func(class string, err error) map[string]any {
+		return map[string]any{"error": map[string]any{"class": class, "desc": err.Error()}, "id": id}
+	}
+	delete(cmd, "id") // libvirt uses ids of its own on the monitor
+	body, err := json.Marshal(cmd)
+	if err != nil {
+		return fail("GenericError", err)
+	}
+	dom, err := conn.LookupDomainByUUIDString(s.uuid)
+	if err != nil {
+		return fail("DeviceNotFound", fmt.Errorf("libvirt domain %s: %w", s.name, err))
+	}
+	defer dom.Free()
+	out, err := dom.QemuMonitorCommand(string(body), golibvirt.DOMAIN_QEMU_MONITOR_COMMAND_DEFAULT)
+	if err != nil {
+		return fail("GenericError", fmt.Errorf("%s through libvirt: %w", name, err))
+	}
+	var reply map[string]any
+	if err := json.Unmarshal([]byte(out), &reply); err != nil {
+		return fail("GenericError", fmt.Errorf("%s through libvirt: bad reply: %w", name, err))
+	}
+	reply["id"] = id
+	return reply
+}
+
+// describe builds the EventLibvirtDomain event for the domain's current
+// state.
+func (s *session) describe(conn *golibvirt.Connect, now time.Time) event {
+	data := map[string]any{"id": -1, "state": "unknown"}
+	facts := map[string]any{}
+	data["facts"] = facts
+	dom, err := conn.LookupDomainByUUIDString(s.uuid)
+	if err != nil {
+		facts["libvirt_error"] = err.Error()
+		return newEvent(host.EventLibvirtDomain, data, now)
+	}
+	defer dom.Free()
+	if st, _, err := dom.GetState(); err == nil {
+		data["state"] = StateName(int(st))
+	}
+	if id, err := dom.GetID(); err == nil && id != ^uint(0) && data["state"] != "shutoff" {
+		data["id"] = id
+	}
+	if doc, err := dom.GetXMLDesc(golibvirt.DOMAIN_XML_INACTIVE); err == nil {
+		facts["domain_xml_sha3"] = XMLDigest(doc)
+	}
+	if doc, err := dom.GetXMLDesc(0); err == nil {
+		if info, err := ParseDomainXML(doc); err == nil {
+			data["agent_path"] = info.AgentPath
+			data["agent_alias"] = info.AgentAlias
+			data["agent_open"] = info.AgentOpen
+			if info.LaunchSecurity != "" {
+				facts["launch_security"] = info.LaunchSecurity
+			}
+		} else {
+			s.log.Warn("cannot read the domain XML", "error", err)
+		}
+	}
+	if data["state"] != "shutoff" {
+		for k, v := range launchSecurityFacts(dom) {
+			facts[k] = v
+		}
+	}
+	return newEvent(host.EventLibvirtDomain, data, now)
+}
+
+// currentSnapshot names the domain's current snapshot, "" when it has none.
+func currentSnapshot(conn *golibvirt.Connect, uuid string) string {
+	dom, err := conn.LookupDomainByUUIDString(uuid)
+	if err != nil {
+		return ""
+	}
+	defer dom.Free()
+	snap, err := dom.SnapshotCurrent(0)
+	if err != nil {
+		return ""
+	}
+	defer snap.Free()
+	name, _ := snap.GetName()
+	return name
+}
+
+// launchSecurityFacts records what libvirt knows of the domain's launch
+// (SEV and SEV-SNP: the launch measurement, API version and policy).
+// Domains without launch security return nothing.
+func launchSecurityFacts(dom *golibvirt.Domain) map[string]string {
+	p, err := dom.GetLaunchSecurityInfo(0)
+	if err != nil || p == nil {
+		return nil
+	}
+	f := map[string]string{}
+	if p.SEVMeasurementSet {
+		f["sev_launch_measurement"] = p.SEVMeasurement
+	}
+	if p.SEVAPIMajorSet && p.SEVAPIMinorSet {
+		f["sev_api_version"] = fmt.Sprintf("%d.%d", p.SEVAPIMajor, p.SEVAPIMinor)
+	}
+	if p.SEVBuildIDSet {
+		f["sev_build_id"] = fmt.Sprint(p.SEVBuildID)
+	}
+	if p.SEVPolicySet {
+		f["sev_policy"] = fmt.Sprintf("%#x", p.SEVPolicy)
+	}
+	if p.SEVSNPPolicySet {
+		f["sev_snp_policy"] = fmt.Sprintf("%#x", p.SEVSNPPolicy)
+	}
+	return f
+}
+
+// monitorEvent converts a QEMU monitor event libvirt forwarded.
+func monitorEvent(e *golibvirt.DomainQemuMonitorEvent) event {
+	var data map[string]any
+	if d := strings.TrimSpace(e.Details); d != "" {
+		if err := json.Unmarshal([]byte(d), &data); err != nil {
+			data = map[string]any{"hvmon_raw": d}
+		}
+	}
+	ev := event{Event: e.Event, Data: data}
+	ev.Timestamp.Seconds = e.Seconds
+	ev.Timestamp.Microseconds = int64(e.Micros)
+	return ev
+}

@@ -1,0 +1,220 @@
+package host
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"hvmon.dev/hvmon/attest"
+)
+
+// The sequences below are the events libvirt 9.0 delivered on this
+// project's test machine (lifecycle events from the Go binding, QEMU
+// monitor events from DomainQemuMonitorEventRegister) for each operation,
+// in order; the migration sequences follow libvirt's documented order for
+// a live migration's source and destination.
+
+type step struct {
+	event string
+	data  map[string]any
+}
+
+func lcEv(event, detail string, extra ...string) step {
+	d := map[string]any{"event": event, "detail": detail}
+	for i := 0; i+1 < len(extra); i += 2 {
+		d[extra[i]] = extra[i+1]
+	}
+	return step{EventLibvirtLifecycle, d}
+}
+
+func qmpEv(name string, kv ...any) step {
+	d := map[string]any{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		d[kv[i].(string)] = kv[i+1]
+	}
+	return step{name, d}
+}
+
+func libvirtRig(t *testing.T) *rig {
+	t.Helper()
+	r := newRigWith(t, func(c *VMConfig) {
+		c.Source, c.Agent, c.AgentPortID = SourceLibvirt, "", ""
+	})
+	return r
+}
+
+// domain is the transport's description of the instance with libvirt id.
+func (r *rig) domain(id int, state string, agentOpen bool) step {
+	return step{EventLibvirtDomain, map[string]any{"id": float64(id), "state": state, "agent_path": r.agent.Path,
+		"agent_alias": "channel0", "agent_open": agentOpen, "facts": map[string]any{"domain_xml_sha3": "ab12"}}}
+}
+
+func (r *rig) play(steps ...step) {
+	for _, s := range steps {
+		r.qemu.Inject(s.event, s.data)
+	}
+}
+
+func (r *rig) bootLibvirt(id int) {
+	r.play(r.domain(-1, "shutoff", false),
+		qmpEv("RESUME"), lcEv("resumed", "unpaused"),
+		r.domain(id, "running", false), lcEv("started", "booted"),
+		qmpEv("VSERPORT_CHANGE", "id", "channel0", "open", true))
+}
+
+func events(es []Entry) []attest.Event {
+	var out []attest.Event
+	for _, e := range es {
+		out = append(out, e.Event)
+	}
+	return out
+}
+
+// expectExactly waits for the worker to take in the events injected so far
+// and checks that the store holds exactly want.
+func (r *rig) expectExactly(want ...attest.Event) []Entry {
+	r.t.Helper()
+	r.waitReports(len(want))
+	time.Sleep(100 * time.Millisecond)
+	es, _ := r.store.List(context.Background(), Query{VM: "vm-1"})
+	if got := events(es); !slices.Equal(got, want) {
+		r.t.Fatalf("reports = %v, want %v", got, want)
+	}
+	return es
+}
+
+func TestLibvirtLifecycle(t *testing.T) {
+	r := libvirtRig(t)
+	r.bootLibvirt(5)
+	es := r.expectExactly(attest.EventBoot)
+	boot := r.verify(es[0])
+	if boot.Guest == nil || boot.Report.Host.Facts["domain_xml_sha3"] != "ab12" {
+		t.Fatalf("boot report: agent %q facts %v", boot.Report.Host.Agent, boot.Report.Host.Facts)
+	}
+
+	// virsh snapshot-create-as (internal snapshot of a running domain):
+	// savevm pauses, transfers state, resumes.
+	r.play(qmpEv("STOP"), lcEv("suspended", "paused"),
+		qmpEv("MIGRATION", "status", "setup"), qmpEv("MIGRATION_PASS", "pass", 1.0), qmpEv("MIGRATION", "status", "completed"),
+		qmpEv("RESUME"), lcEv("resumed", "unpaused", "snapshot", "s1"))
+	es = r.expectExactly(attest.EventBoot, attest.EventSnapshot)
+	snap := r.verify(es[1])
+	if snap.Guest == nil || snap.Report.Host.Facts["snapshot"] != "s1" || snap.Report.Host.Facts["libvirt_event"] != "resumed/unpaused" {
+		t.Fatalf("snapshot report: agent %q facts %v", snap.Report.Host.Agent, snap.Report.Host.Facts)
+	}
+
+	// virsh snapshot-revert: libvirt stops the QEMU and starts another
+	// with -loadvm. The stop is not a shutdown; the port opening is not a
+	// boot.
+	r.play(lcEv("stopped", "from_snapshot"), r.domain(6, "running", false),
+		lcEv("started", "from_snapshot", "snapshot", "s1"), qmpEv("RESUME"), lcEv("resumed", "from_snapshot"),
+		qmpEv("VSERPORT_CHANGE", "id", "channel0", "open", true), lcEv("defined", "from_snapshot"))
+	es = r.expectExactly(attest.EventBoot, attest.EventSnapshot, attest.EventRestore)
+	rev := r.verify(es[2])
+	if rev.Guest == nil || rev.Report.Host.Facts["restore_from"] != "from_snapshot" || rev.Report.Host.Facts["snapshot"] != "s1" {
+		t.Fatalf("revert report: agent %q facts %v", rev.Report.Host.Agent, rev.Report.Host.Facts)
+	}
+
+	// virsh save: paused, state to a file, QEMU ends. No agent to ask.
+	r.play(qmpEv("STOP"), lcEv("suspended", "paused"), qmpEv("MIGRATION", "status", "setup"),
+		qmpEv("MIGRATION", "status", "active"), qmpEv("MIGRATION", "status", "completed"), lcEv("stopped", "saved"))
+	es = r.expectExactly(attest.EventBoot, attest.EventSnapshot, attest.EventRestore, attest.EventSnapshot)
+	saved := r.verify(es[3])
+	if saved.Guest != nil || saved.Report.Host.Agent != "none" || saved.Report.Host.Facts["libvirt_event"] != "stopped/saved" {
+		t.Fatalf("save report: agent %q facts %v", saved.Report.Host.Agent, saved.Report.Host.Facts)
+	}
+
+	// virsh restore: the incoming state transfer comes before "started".
+	r.play(qmpEv("MIGRATION", "status", "setup"), qmpEv("MIGRATION", "status", "active"), qmpEv("MIGRATION", "status", "completed"),
+		r.domain(7, "running", false), lcEv("started", "restored"), qmpEv("RESUME"), lcEv("resumed", "from_snapshot"),
+		qmpEv("VSERPORT_CHANGE", "id", "channel0", "open", true))
+	es = r.expectExactly(attest.EventBoot, attest.EventSnapshot, attest.EventRestore, attest.EventSnapshot, attest.EventRestore)
+	if res := r.verify(es[4]); res.Guest == nil || res.Report.Host.Facts["restore_from"] != "restored" {
+		t.Fatalf("restore report: agent %q facts %v", res.Report.Host.Agent, res.Report.Host.Facts)
+	}
+
+	// virsh destroy: one shutdown report, not one per event.
+	r.play(qmpEv("SHUTDOWN", "guest", false, "reason", "host-signal"), lcEv("shutdown", "host"), lcEv("stopped", "destroyed"))
+	es = r.expectExactly(attest.EventBoot, attest.EventSnapshot, attest.EventRestore, attest.EventSnapshot, attest.EventRestore, attest.EventShutdown)
+	if res := r.verify(es[5]); res.Report.Host.Facts["shutdown_reason"] != "destroyed" {
+		t.Fatalf("shutdown facts %v", res.Report.Host.Facts)
+	}
+}
+
+func TestLibvirtMigration(t *testing.T) {
+	t.Run("source", func(t *testing.T) {
+		r := libvirtRig(t)
+		r.bootLibvirt(3)
+		r.expectExactly(attest.EventBoot)
+		// A live migration: reported while the guest still runs; the
+		// source's end is not a shutdown.
+		r.play(qmpEv("MIGRATION", "status", "setup"), qmpEv("MIGRATION", "status", "active"),
+			qmpEv("MIGRATION_PASS", "pass", 2.0), qmpEv("STOP"), lcEv("suspended", "migrated"),
+			qmpEv("MIGRATION", "status", "completed"), lcEv("stopped", "migrated"))
+		es := r.expectExactly(attest.EventBoot, attest.EventMigrateOut)
+		if res := r.verify(es[1]); res.Guest == nil {
+			t.Fatalf("migrate-out without guest evidence: %q", res.Report.Host.Agent)
+		}
+	})
+	t.Run("destination", func(t *testing.T) {
+		r := libvirtRig(t)
+		r.play(r.domain(-1, "shutoff", false), r.domain(9, "paused", false), lcEv("started", "migrated"),
+			qmpEv("MIGRATION", "status", "active"), qmpEv("MIGRATION", "status", "completed"),
+			qmpEv("RESUME"), lcEv("resumed", "migrated"), qmpEv("VSERPORT_CHANGE", "id", "channel0", "open", true))
+		es := r.expectExactly(attest.EventMigrateIn)
+		if res := r.verify(es[0]); res.Guest == nil || res.Report.Host.Facts["libvirt_event"] != "resumed/migrated" {
+			t.Fatalf("migrate-in: agent %q facts %v", res.Report.Host.Agent, res.Report.Host.Facts)
+		}
+	})
+	t.Run("paused source", func(t *testing.T) {
+		// An offline migration of a paused guest has no running phase: the
+		// hand-over itself is the migrate-out, without evidence.
+		r := libvirtRig(t)
+		r.bootLibvirt(4)
+		r.expectExactly(attest.EventBoot)
+		r.play(qmpEv("STOP"), lcEv("suspended", "paused"), qmpEv("MIGRATION", "status", "setup"),
+			qmpEv("MIGRATION", "status", "completed"), lcEv("stopped", "migrated"))
+		r.expectExactly(attest.EventBoot, attest.EventMigrateOut)
+	})
+}
+
+// TestLibvirtReconnect: what happened while libvirtd was away is reported
+// from the description of the domain the transport sends on reconnecting.
+func TestLibvirtReconnect(t *testing.T) {
+	t.Run("stopped while away", func(t *testing.T) {
+		r := libvirtRig(t)
+		r.bootLibvirt(5)
+		r.expectExactly(attest.EventBoot)
+		r.play(r.domain(-1, "shutoff", false))
+		es := r.expectExactly(attest.EventBoot, attest.EventShutdown)
+		if res := r.verify(es[1]); res.Report.Host.Facts["shutdown_reason"] != "unobserved" {
+			t.Fatalf("facts %v", res.Report.Host.Facts)
+		}
+	})
+	t.Run("restarted while away", func(t *testing.T) {
+		r := libvirtRig(t)
+		r.bootLibvirt(5)
+		r.expectExactly(attest.EventBoot)
+		r.play(r.domain(8, "running", true))
+		r.expectExactly(attest.EventBoot, attest.EventShutdown, attest.EventBoot)
+	})
+	t.Run("agent came up while away", func(t *testing.T) {
+		r := libvirtRig(t)
+		r.play(r.domain(-1, "shutoff", false), r.domain(5, "running", false), lcEv("started", "booted"))
+		// The port opened while libvirtd restarted; the description after
+		// reconnecting shows it open.
+		r.play(r.domain(5, "running", true))
+		es := r.expectExactly(attest.EventBoot)
+		if res := r.verify(es[0]); res.Guest == nil || res.Report.Host.Facts["observed"] == "" {
+			t.Fatalf("boot after reconnect: agent %q facts %v", res.Report.Host.Agent, res.Report.Host.Facts)
+		}
+	})
+	t.Run("unchanged", func(t *testing.T) {
+		r := libvirtRig(t)
+		r.bootLibvirt(5)
+		r.expectExactly(attest.EventBoot)
+		r.play(r.domain(5, "running", true))
+		r.expectExactly(attest.EventBoot)
+	})
+}
