@@ -33,7 +33,8 @@ snapshot-save, tampering with the weights inside the guest, an on-demand
 report, snapshot-load (restore) and shutdown. It prints a timeline (event,
 host seq, guest seq, verdict, drift), writes the host public key to
 DIR/host.pub and every report to DIR/reports/*.cose, then verifies each
-with hvmon verify.
+with hvmon verify and audits them as one history with hvmon verify --chain
+(the restore shows as a rollback there: exit 5 is the expected verdict).
 
 It needs qemu-system-x86, qemu-utils, linux-image-amd64, busybox-static,
 xz-utils and cpio (make test installs them), and a static hvmon to put in
