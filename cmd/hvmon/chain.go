@@ -115,22 +115,28 @@ func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.
 		if err != nil {
 			return err
 		}
-		o := opts
+		// Without --at, each report is verified as of its own issued-at,
+		// as hvmon log verify does: a history is audited long after its
+		// reports expired.
+		var (
+			res  *attest.Result
+			verr error
+		)
 		if opts.Now.IsZero() {
-			// As of its own issued-at: a history is audited long after its
-			// reports expired. The time is read before the signature is
-			// checked, and Verify then checks the signed one.
-			if insp, err := attest.Inspect(data); err == nil {
-				o.Now = insp.Report.IssuedAt
-			}
+			res, verr = verifyStored(data, opts)
+		} else {
+			res, verr = attest.Verify(data, opts)
 		}
-		res, verr := attest.Verify(data, o)
 		cr := policy.ChainReport{Name: names[i], Result: res, Err: verr}
 		if pol != nil && verr == nil {
-			cr.Findings = aboutReport(pol.At(o.Now).AppraiseResult(res), res.Report.Workload)
+			at := opts.Now
+			if at.IsZero() {
+				at = res.Report.IssuedAt
+			}
+			cr.Findings = aboutReport(pol.At(at).AppraiseResult(res), res.Report.Workload)
 		}
 		in = append(in, cr)
-		rj := chainReportJSON{Report: names[i], Path: p, Hash: res.ReportHash, Valid: verr == nil}
+		rj := chainReportJSON{Report: names[i], Path: p, Hash: attest.ReportHash(data), Valid: verr == nil}
 		if verr != nil {
 			rj.Error = verr.Error()
 			if c := exitCode(verr); c != exitAppraisal && (failed == nil || c < exitCode(failed)) {

@@ -38,6 +38,7 @@ func TestChainScript(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exits":    cmdExits,
 			"flipbyte": cmdFlipByte,
+			"truncate": cmdTruncate,
 		},
 	})
 }
