@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/evidence"
+	"hvmon.dev/hvmon/evidence/sim"
+	"hvmon.dev/hvmon/internal/keyfile"
+	"hvmon.dev/hvmon/measure"
+	"hvmon.dev/hvmon/policy"
+)
+
+// policySimSeed is the seed of the simulated hardware in the policy
+// scripts; they trust it as $SIMSEED.
+var policySimSeed = []byte("hvmon policy scripts simulated hw")
+
+// policyScriptTime is when simreport's reports are issued; they live an
+// hour, and scripts verify them with --at.
+var policyScriptTime = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
+
+// TestPolicyScripts runs the policy*.txtar scripts with $SIMSEED, the
+// simreport command, and $POLICY_RUNNER, an executable marker that scripts
+// test with [exec:$POLICY_RUNNER]; other runners of the directory skip them.
+//
+//	simreport [-tdx] [-debug] [-event EV] [-host-region ID=FILE] KEY OUT ID=FILE...
+//
+// signs (with the host KEY) a report of VM vm-1 issued at
+// 2026-01-15T12:00:00Z, whose guest evidence holds the regions ID=FILE and
+// simulated SEV-SNP (or TDX) evidence from $SIMSEED, and writes it to OUT.
+func TestPolicyScripts(t *testing.T) {
+	files, err := filepath.Glob("testdata/script/policy*.txtar")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no policy scripts: %v", err)
+	}
+	self, err := filepath.Abs(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	testscript.Run(t, testscript.Params{
+		Files:               files,
+		RequireExplicitExec: true,
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("SIMSEED", hex.EncodeToString(policySimSeed))
+			e.Setenv("POLICY_RUNNER", self)
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"exits":     cmdExits,
+			"simreport": cmdSimReport,
+		},
+	})
+}
+
+var (
+	simOnce sync.Once
+	simSNP  *evidence.SimulatedSNP
+	simTDX  *evidence.SimulatedTDX
+	simDbg  *evidence.SimulatedSNP
+	simErr  error
+)
+
+func simProviders() error {
+	simOnce.Do(func() {
+		if simSNP, simErr = evidence.NewSimulatedSNP(sim.Options{Seed: policySimSeed}); simErr != nil {
+			return
+		}
+		if simDbg, simErr = evidence.NewSimulatedSNP(sim.Options{Seed: policySimSeed, Debug: true}); simErr != nil {
+			return
+		}
+		simTDX, simErr = evidence.NewSimulatedTDX(sim.Options{Seed: policySimSeed})
+	})
+	return simErr
+}
+
+func cmdSimReport(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! simreport")
+	}
+	ts.Check(simProviders())
+	var p evidence.SimulatedProvider = simSNP
+	event := attest.EventBoot
+	var hostRegions []string
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "-tdx":
+			p = simTDX
+		case "-debug":
+			p = simDbg
+		case "-event":
+			event, args = attest.Event(args[1]), args[1:]
+		case "-host-region":
+			hostRegions, args = append(hostRegions, args[1]), args[1:]
+		default:
+			ts.Fatalf("simreport: unknown option %s", args[0])
+		}
+		args = args[1:]
+	}
+	if len(args) < 3 {
+		ts.Fatalf("usage: simreport [-tdx] [-debug] [-event EV] [-host-region ID=FILE] KEY OUT ID=FILE...")
+	}
+	hk, err := keyfile.LoadPrivate(ts.MkAbs(args[0]), keyfile.LoadOptions{})
+	ts.Check(err)
+	claims := func(specs []string, platform attest.Platform) []attest.Claim {
+		var out []attest.Claim
+		for _, s := range specs {
+			id, file, ok := strings.Cut(s, "=")
+			if !ok {
+				ts.Fatalf("simreport: region %q: want ID=FILE", s)
+			}
+			data := []byte(ts.ReadFile(file))
+			out = append(out, attest.Claim{
+				Region:   attest.Region{ID: id, Size: uint64(len(data)), Source: "file:" + file},
+				Snapshot: attest.Snapshot{RegionID: id, Root: measure.Bytes(data), Size: uint64(len(data)), TakenAt: policyScriptTime, PageSize: 4096},
+				Workload: "vm-1", Platform: platform,
+			})
+		}
+		return out
+	}
+	gk, err := attest.NewKeyFromSeed(bytes.Repeat([]byte{0x47}, attest.SeedSize))
+	ts.Check(err)
+	nonce := make([]byte, 32)
+	_, err = rand.Read(nonce)
+	ts.Check(err)
+	g := &attest.GuestEvidence{
+		IssuedAt: policyScriptTime, Nonce: nonce, Event: event, VM: "vm-1",
+		Platform: p.Type(), GuestKey: gk.PublicKey().Bytes(), Claims: claims(args[2:], p.Type()),
+	}
+	rd, err := attest.GuestReportData(g)
+	ts.Check(err)
+	if g.Hardware, err = p.Evidence(context.Background(), rd); err != nil {
+		ts.Fatalf("simreport: %v", err)
+	}
+	guest, err := attest.SignGuestEvidence(gk, g, &attest.SignOptions{Deterministic: true})
+	ts.Check(err)
+	r := &attest.Report{
+		IssuedAt: policyScriptTime, ExpiresAt: policyScriptTime.Add(time.Hour), Nonce: nonce,
+		Event: event, Workload: "vm-1", Platform: attest.PlatformHost,
+		Attester: attest.Identity{Name: "hv-1"}, Guest: guest,
+		Claims: claims(hostRegions, attest.PlatformHost),
+	}
+	signed, err := attest.Sign(hk, r, &attest.SignOptions{Deterministic: true})
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), signed, 0o644))
+}
+
+// A bad --policy is a usage error (exit 1) whatever it wraps; a
+// contraindicated verdict is an appraisal failure (exit 5).
+func TestPolicyExitCodes(t *testing.T) {
+	_, err := loadPolicyFlag(filepath.Join(t.TempDir(), "none.hcl"))
+	if exitCode(err) != exitUsage || !errors.Is(err, policy.ErrInvalidPolicy) {
+		t.Errorf("missing policy: %v exits %d", err, exitCode(err))
+	}
+	v := policy.Verdict{}
+	v.Add(policy.Finding{Check: "x", Status: policy.Contraindicated, Reason: "r"})
+	if exitCode(v.Err()) != exitAppraisal || countClasses(v.Err()) != 1 {
+		t.Errorf("contraindicated verdict exits %d", exitCode(v.Err()))
+	}
+}
