@@ -450,16 +450,17 @@ func checkHostLink(k hostChain, n *node, chain []*node, bySeq map[uint64][]*node
 	}
 	preds := bySeq[seq-1]
 	if len(preds) == 0 {
-		below := -1
+		var below uint64
+		found := false
 		for _, m := range chain {
-			if m.rep.Seq < seq && int64(m.rep.Seq) > int64(below) {
-				below = int(m.rep.Seq)
+			if m.rep.Seq < seq && (!found || m.rep.Seq > below) {
+				below, found = m.rep.Seq, true
 			}
 		}
-		if below < 0 {
+		if !found {
 			add(Contraindicated, ReasonGap, "the history starts at seq %d: the reports at seq 0 to %d are missing%s", seq, seq-1, n.vm.missing)
 		} else {
-			add(Contraindicated, ReasonGap, "seq %d follows seq %d: %d report(s) missing%s", seq, below, seq-uint64(below)-1, n.vm.missing)
+			add(Contraindicated, ReasonGap, "seq %d follows seq %d: %d report(s) missing%s", seq, below, seq-below-1, n.vm.missing)
 		}
 		return
 	}

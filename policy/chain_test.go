@@ -240,3 +240,56 @@ func TestAuditChainExtraFindings(t *testing.T) {
 		t.Errorf("extra finding %+v, audit %s, entry %s: want it on %s, contraindicated", f, a.Status, a.VMs[0].Timeline[1].Status, in[1].Name)
 	}
 }
+
+// FuzzChainLinks audits histories made up from the fuzzer's bytes —
+// arbitrary seqs, prev links (to reports, guest evidence or nothing known),
+// events, hosts, guest keys and VMs — as results that stand for verified
+// reports: the audit never panics and does not depend on input order.
+func FuzzChainLinks(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 1, 0, 0, 1, 1, 1, 1, 0, 1, 2, 2, 2, 2})
+	f.Add([]byte{0, 0, 0, 0, 0, 1, 0, 0, 1, 1, 1, 2, 0, 0, 1, 1, 4, 1, 0, 255, 255, 7, 2, 9})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		const width = 6
+		var in []ChainReport
+		var hashes, ghashes []attest.Digest
+		pick := func(b byte, from []attest.Digest) *attest.Digest {
+			switch {
+			case b == 0:
+				return nil
+			case int(b) <= len(from):
+				d := from[int(b)-1]
+				return &d
+			}
+			d := attest.KeyIDOf([]byte{b})
+			return &d
+		}
+		for i := 0; i+width <= len(data) && i < 64*width; i += width {
+			b := data[i : i+width]
+			n := len(in)
+			h := attest.KeyIDOf(fmt.Appendf(nil, "report %d", n))
+			seq := uint64(b[2] % 8)
+			if b[2] == 255 {
+				seq = ^uint64(0)
+			}
+			host := []string{"hv-a", "hv-b", "hv-c"}[b[1]%3]
+			rep := &attest.Report{Workload: []string{"vm-1", "vm-2"}[b[0]%2], Event: attest.Events[b[4]%8], Seq: seq,
+				Prev: pick(b[3], hashes), Attester: attest.Identity{Name: host}, Host: &attest.Observations{Host: host, Agent: "ok"}}
+			res := &attest.Result{Valid: true, ReportHash: h, KeyID: attest.KeyIDOf([]byte(host[:4])), Report: rep}
+			if b[5] != 0 {
+				gh := attest.KeyIDOf(fmt.Appendf(nil, "guest %d", n))
+				if b[5] == 1 && len(ghashes) > 0 {
+					gh = ghashes[0] // replayed evidence
+				}
+				res.Guest = &attest.GuestEvidence{Seq: uint64(b[5] % 8), Prev: pick(b[5]/8, ghashes), GuestKey: []byte{b[5] & 1}, Event: rep.Event}
+				res.GuestHash = &gh
+				ghashes = append(ghashes, gh)
+			}
+			hashes = append(hashes, h)
+			in = append(in, ChainReport{Name: fmt.Sprintf("r%02d", n), Result: res})
+		}
+		a := AuditChain(in)
+		if got, want := auditJSON(t, a), auditJSON(t, AuditChain(reversed(in))); got != want {
+			t.Fatalf("the reversed input gives another audit:\n%s\nwant\n%s", got, want)
+		}
+	})
+}
