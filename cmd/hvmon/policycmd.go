@@ -49,6 +49,9 @@ func policyVerifyOptions(cmd *cobra.Command, path string, opts *attest.VerifyOpt
 	if err != nil {
 		return nil, configErr(fmt.Errorf("--policy %s: %w", path, err))
 	}
+	if len(o.TrustedKeys) == 0 {
+		return nil, configErr(fmt.Errorf("--policy %s names no host key file (trust { host_keys = [...] }) and no --trust was given", path))
+	}
 	*opts = o
 	return pol, nil
 }

@@ -53,6 +53,16 @@ func TestPolicyScripts(t *testing.T) {
 		Files:               files,
 		RequireExplicitExec: true,
 		Setup: func(e *testscript.Env) error {
+			// The host key of the shared vectors, as seeded.key.
+			for src, dst := range map[string]string{"host.key": "seeded.key", "host.pub": "seeded.key.pub"} {
+				b, err := os.ReadFile(filepath.Join(vectorDir, "keys", src))
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(filepath.Join(e.WorkDir, dst), b, 0o600); err != nil {
+					return err
+				}
+			}
 			e.Setenv("SIMSEED", hex.EncodeToString(policySimSeed))
 			e.Setenv("POLICY_RUNNER", self)
 			return nil
