@@ -54,11 +54,20 @@ line VALID, "VALID (drift: N region(s))" or "INVALID: <reason>". --json
 prints the verification result as JSON instead, with an "error" field when
 the report is not valid; the exit code is the same either way.
 
+--policy FILE appraises the report after it verified (docs/POLICY.md): the
+policy's host keys are pinned next to any --trust keys, its hardware_roots
+replace the evidence flags (which cannot be combined with it), and its rules
+for the report's VM give one finding per rule (affirming, warning or
+contraindicated, with a reason code), listed after the verification lines,
+then a last line "VERDICT: <status>". --json adds a "verdict" object. A
+contraindicated verdict exits 5; warnings exit 0.
+
 ` + chainHelp + `
 
 ` + exitCodeHelp,
 		Example: `  hvmon verify --trust attester.key.pub report.cose
   hvmon verify --trust host.pub --chain reports/
+  hvmon verify --policy vm.policy.hcl report.cose
   hvmon verify --trust attester.key.pub --nonce "$NONCE" --strict \
       --expect weights=3f1c...9a --expect weights=77de...01 report.cose`,
 		Args: verifyArgs(&chain),
