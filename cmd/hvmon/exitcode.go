@@ -28,8 +28,9 @@ const exitCodeHelp = `Exit codes:
      key is not among --trust, or guest evidence is not bound to the report
   4  freshness failure: expired, not yet valid, lifetime above
      --max-lifetime, or the report answers another --nonce
-  5  appraisal failure: a region drifted from --expect in --strict mode, or
-     an --expect region is missing from the report`
+  5  appraisal failure: a region drifted from --expect in --strict mode,
+     an --expect region is missing from the report, or --policy gives a
+     contraindicated verdict (warnings exit 0)`
 
 // configError marks an error about the command's own inputs (flags, key
 // files, output files). It exits with exitUsage even when it wraps an error
