@@ -171,6 +171,14 @@ type Message struct {
 	XMLSize int    `json:"xml_size"`
 }
 
+// Decision is the daemon's answer to a hook event.
+type Decision struct {
+	Allow  bool   `json:"allow"`
+	Reason string `json:"reason,omitempty"`
+	// Seq is the daemon's journal sequence number of the recorded event.
+	Seq uint64 `json:"event_seq,omitempty"`
+}
+
 // Parse checks the arguments of a hook run for driver and reads the domain
 // XML from r (at most MaxXML bytes). It returns ErrIgnored, without
 // reading r, for events Followed rejects, and an error matching

@@ -43,14 +43,10 @@ type HookEvent struct {
 // VM is the name of the event's domain.
 func (e HookEvent) VM() string { return e.Domain.Name }
 
-// HookDecision is the daemon's answer to a hook.
-type HookDecision struct {
-	Allow  bool   `json:"allow"`
-	Reason string `json:"reason,omitempty"`
-	// Seq is the journal sequence number of the recorded event (in an
-	// answer; zero in a journal line, where HookEvent.Seq says it).
-	Seq uint64 `json:"event_seq,omitempty"`
-}
+// HookDecision is the daemon's answer to a hook. Its Seq is the journal
+// sequence number of the recorded event in an answer, and zero in a
+// journal line, where HookEvent.Seq says it.
+type HookDecision = hook.Decision
 
 // HookJournalOptions configure a HookJournal. Zero values take defaults.
 type HookJournalOptions struct {

@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"log/syslog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +18,7 @@ import (
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/hook"
 	"hvmon.dev/hvmon/host"
+	"hvmon.dev/hvmon/internal/hookrun"
 	"hvmon.dev/hvmon/internal/keyfile"
 )
 
@@ -103,110 +102,37 @@ The hook prints nothing on stdout.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.socket, "api-socket", host.DefaultAPISocket, "the daemon's API socket `PATH`")
+	fl.StringVar(&f.socket, "api-socket", hookrun.DefaultSocket, "the daemon's API socket `PATH`")
 	fl.BoolVar(&f.failClosed, "fail-closed", false, "refuse prepare/start of domains that require attestation, and incoming migrations, when the daemon cannot vouch for them")
-	fl.DurationVar(&f.timeout, "timeout", 2*time.Second, "deadline for the daemon's answer")
+	fl.DurationVar(&f.timeout, "timeout", hookrun.DefaultTimeout, "deadline for the daemon's answer")
 	fl.StringVar(&f.driver, "driver", hook.DriverQEMU, "libvirt hook `DRIVER` this runs for; only qemu events are forwarded")
 	fl.BoolVar(&f.syslog, "syslog", true, "also write warnings and refusals to syslog (when /dev/log is there)")
 	cmd.AddCommand(a.hookInstallCmd(), a.hookUninstallCmd())
 	return cmd
 }
 
-// hookRefusal is a refusal of a fail-closed hook. It exits exitTrust when
-// the daemon denied the event (it matches attest.ErrTrust for exitCode),
-// and exitUsage when nobody could vouch for it.
-type hookRefusal struct {
-	err  error
-	code int
-}
+// hookRefusal is a failed hook run. It exits exitTrust when the daemon
+// denied the event (it matches attest.ErrTrust for exitCode), and
+// exitUsage otherwise.
+type hookRefusal struct{ err *hookrun.Error }
 
-func (e *hookRefusal) Error() string { return e.err.Error() }
-func (e *hookRefusal) Unwrap() error { return e.err }
-func (e *hookRefusal) Is(target error) bool {
-	return e.code == exitTrust && target == attest.ErrTrust
+func (e hookRefusal) Error() string { return e.err.Error() }
+func (e hookRefusal) Unwrap() error { return e.err }
+func (e hookRefusal) Is(target error) bool {
+	return e.err.Code == hookrun.ExitRefused && target == attest.ErrTrust
 }
 
 func (a *app) runHook(ctx context.Context, f hookFlags, args []string) error {
-	if f.timeout <= 0 {
-		return configErr(errors.New("--timeout must be positive"))
-	}
-	m, err := hook.Parse(f.driver, args, a.stdin)
-	if errors.Is(err, hook.ErrIgnored) {
-		// Let libvirt write its XML: a closed pipe is not our business,
-		// but neither should it see one.
-		io.Copy(io.Discard, io.LimitReader(a.stdin, hook.MaxXML+1))
-		return nil
-	}
-	if err != nil {
-		var me *hook.MalformedError
-		if errors.As(err, &me) && me.What == "arguments" {
-			return configErr(fmt.Errorf("hook: %w", err))
+	err := hookrun.Run(ctx, hookrun.Options{Socket: f.socket, FailClosed: f.failClosed, Timeout: f.timeout, Driver: f.driver, Syslog: f.syslog},
+		args, a.stdin, a.stderr, "hvmon: ")
+	var he *hookrun.Error
+	if errors.As(err, &he) {
+		if !he.Refusal {
+			return configErr(he)
 		}
-		if f.failClosed && hook.Gates(args[1]) {
-			return a.hookRefuse(f, 1, "refusing %s of domain %q: %v (fail-closed)", args[1], args[0], err)
-		}
-		a.hookWarn(f, "%s of domain %q not forwarded: %v (fail-open)", args[1], args[0], err)
-		return nil
+		return hookRefusal{he}
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	d, err := host.NewAPIClient(f.socket).Hook(ctx, m)
-	if err != nil {
-		gated := m.Op == hook.OpMigrate || (hook.Gates(m.Op) && m.Domain.AttestationRequired)
-		if f.failClosed && gated {
-			why := "its policy requires attestation"
-			if m.Op == hook.OpMigrate {
-				why = "an incoming migration needs the daemon's word on the source's last report"
-			}
-			return a.hookRefuse(f, 1, "refusing %s of domain %q: %s and the hvmon daemon at %s did not answer: %v (fail-closed)", m.Op, m.Object, why, f.socket, err)
-		}
-		a.hookWarn(f, "%s of domain %q not recorded: the hvmon daemon at %s did not answer: %v (fail-open)", m.Op, m.Object, f.socket, err)
-		return nil
-	}
-	if !d.Allow {
-		if f.failClosed {
-			return a.hookRefuse(f, exitTrust, "refusing %s of domain %q: %s (fail-closed)", m.Op, m.Object, d.Reason)
-		}
-		a.hookWarn(f, "the hvmon daemon would refuse %s of domain %q: %s (fail-open: allowed)", m.Op, m.Object, d.Reason)
-	}
-	return nil
-}
-
-func (a *app) hookWarn(f hookFlags, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	fmt.Fprintf(a.stderr, "hvmon: hook: warning: %s\n", oneLine(msg))
-	if f.syslog {
-		toSyslog(syslog.LOG_WARNING, msg)
-	}
-}
-
-func (a *app) hookRefuse(f hookFlags, code int, format string, args ...any) error {
-	err := fmt.Errorf("hook: "+format, args...)
-	if f.syslog {
-		toSyslog(syslog.LOG_ERR, err.Error())
-	}
-	return &hookRefusal{err: err, code: code}
-}
-
-// toSyslog writes one message to the local syslog socket, if there is one,
-// and gives up silently otherwise: it must not slow down or fail the hook.
-func toSyslog(p syslog.Priority, msg string) {
-	for _, path := range []string{"/dev/log", "/var/run/syslog"} {
-		if _, err := os.Stat(path); err != nil {
-			continue
-		}
-		w, err := syslog.Dial("", "", p|syslog.LOG_DAEMON, "hvmon-hook")
-		if err != nil {
-			return
-		}
-		defer w.Close()
-		if p == syslog.LOG_ERR {
-			w.Err(oneLine(msg))
-		} else {
-			w.Warning(oneLine(msg))
-		}
-		return
-	}
+	return err
 }
 
 func (a *app) hookInstallCmd() *cobra.Command {
@@ -218,8 +144,10 @@ func (a *app) hookInstallCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "install [--dir DIR] [--binary PATH] [--fail-closed] [--api-socket PATH] [--timeout D]",
 		Short: "Install hvmon as a libvirt QEMU hook (DIR/qemu.d/hvmon)",
-		Long: `Write DIR/qemu.d/hvmon, a wrapper script that runs "BINARY hook" with the
-given flags for every QEMU domain event. libvirt (6.5 and later) runs every
+		Long: `Write DIR/qemu.d/hvmon, a wrapper script that runs the hook with the given
+flags for every QEMU domain event: hvmon-hook (the same hook in a small
+binary that starts several times faster) when it lies next to this hvmon
+executable or --binary names it, otherwise "hvmon hook". libvirt (6.5 and later) runs every
 executable in qemu.d, in alphabetical order, after DIR/qemu: an existing
 qemu script is kept and still runs first, and a failure of any of them
 aborts the operation.
@@ -236,11 +164,14 @@ libvirtd (or virtqemud) afterwards.`,
 					return configErr(fmt.Errorf("--binary: %w", err))
 				}
 				binary = exe
+				if small := filepath.Join(filepath.Dir(exe), "hvmon-hook"); isExecutable(small) {
+					binary = small
+				}
 			}
 			if !filepath.IsAbs(binary) || !filepath.IsAbs(socket) {
 				return configErr(errors.New("--binary and --api-socket must be absolute paths"))
 			}
-			if st, err := os.Stat(binary); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			if !isExecutable(binary) {
 				return configErr(fmt.Errorf("--binary %s: not an executable file", binary))
 			}
 			if timeout <= 0 {
@@ -260,7 +191,7 @@ libvirtd (or virtqemud) afterwards.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&dir, "dir", "/etc/libvirt/hooks", "libvirt's hooks `DIR`")
-	fl.StringVar(&binary, "binary", "", "the hvmon `PATH` the wrapper runs (default: this executable)")
+	fl.StringVar(&binary, "binary", "", "the hvmon-hook or hvmon `PATH` the wrapper runs (default: hvmon-hook next to this executable, else this executable)")
 	fl.StringVar(&socket, "api-socket", host.DefaultAPISocket, "the daemon's API socket `PATH`")
 	fl.BoolVar(&failClosed, "fail-closed", false, "install the hook in fail-closed mode (see hvmon hook --help)")
 	fl.DurationVar(&timeout, "timeout", 2*time.Second, "deadline for the daemon's answer")
@@ -287,6 +218,11 @@ func (a *app) hookUninstallCmd() *cobra.Command {
 	return cmd
 }
 
+func isExecutable(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+}
+
 // shellQuote quotes s for a POSIX shell.
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
@@ -295,7 +231,11 @@ func hookWrapper(binary, socket string, timeout time.Duration, failClosed bool) 
 	fmt.Fprintf(&b, "#!/bin/sh\n%s\n", hookWrapperMarker)
 	b.WriteString("# Written by \"hvmon hook install\"; \"hvmon hook uninstall\" removes it.\n")
 	b.WriteString("# libvirt runs it for every QEMU domain event, after ../qemu if that exists.\n")
-	fmt.Fprintf(&b, "exec %s hook --api-socket %s --timeout %s", shellQuote(binary), shellQuote(socket), timeout)
+	sub := " hook"
+	if strings.HasPrefix(filepath.Base(binary), "hvmon-hook") {
+		sub = "" // the small binary is the hook command itself
+	}
+	fmt.Fprintf(&b, "exec %s%s --api-socket %s --timeout %s", shellQuote(binary), sub, shellQuote(socket), timeout)
 	if failClosed {
 		b.WriteString(" --fail-closed")
 	}

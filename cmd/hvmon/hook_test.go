@@ -357,6 +357,19 @@ func TestHookWrapperRuns(t *testing.T) {
 	if string(b) != want {
 		t.Errorf("the wrapper ran the binary with\n%s\nwant\n%s", b, want)
 	}
+	// The small binary takes the same flags without the subcommand.
+	small := filepath.Join(dir, "hvmon-hook")
+	os.WriteFile(small, []byte("#!/bin/sh\nprintf '%s\\n' \"$@\" > "+shellQuote(out)+"\n"), 0o755)
+	if code, stdout, stderr := runWith(nil, "hook", "install", "--dir", dir, "--binary", small, "--fail-closed"); code != 0 || !strings.Contains(stdout, "updated") {
+		t.Fatalf("install hvmon-hook: %s %s", stdout, stderr)
+	}
+	if err := runProgram(filepath.Join(dir, "qemu.d", "hvmon"), "vm", "migrate", "begin", "-"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(out)
+	if want := "--api-socket\n/run/hvmon/api.sock\n--timeout\n2s\n--fail-closed\n--\nvm\nmigrate\nbegin\n-\n"; string(b) != want {
+		t.Errorf("the wrapper ran hvmon-hook with\n%s\nwant\n%s", b, want)
+	}
 	// And the real command line treats "install" after "--" as a domain.
 	code, _, stderr := runWith(domainXML(t, "install", true), "hook", "--syslog=false", "--api-socket", filepath.Join(dir, "none.sock"), "--", "install", "prepare", "begin", "-")
 	if code != 0 || !strings.Contains(stderr, `prepare of domain "install" not recorded`) {
