@@ -78,6 +78,9 @@ type step struct {
 	// keep leaves the host and guest chains where they were (the report
 	// is a fork that the next report ignores).
 	keep bool
+	// reject: the agent signs evidence (its chain moves on) that the host
+	// rejects, recording its hash, as host supervisors do.
+	reject bool
 }
 
 func (h *history) add(s step) []byte {
@@ -113,6 +116,11 @@ func (h *history) add(s step) []byte {
 			t.Fatal(err)
 		}
 		r.Guest = gs
+		if s.reject {
+			r.Guest = nil
+			obs.Agent, obs.Detail = "bad-evidence", "evidence binding failure in this test history"
+			obs.Facts = map[string]string{"rejected_evidence_hash": attest.ReportHash(gs).String()}
+		}
 		if !s.keep {
 			gh := attest.ReportHash(gs)
 			h.agent = chainState{seq: g.Seq + 1, prev: &gh}
@@ -294,6 +302,15 @@ func generateChainVectors(t testing.TB) []chainVector {
 	h.add(step{host: "hv-a", event: attest.EventShutdown})
 	vec("agent-down", "one periodic report without guest evidence (agent timeout): the guest chain skips it; a warning",
 		h, Warning, f(CheckChainReport, Warning, ReasonNoEvidence, "02-hv-a-periodic.cose"))
+
+	h = newHistory(t, "vm-1")
+	h.add(step{host: "hv-a", event: attest.EventBoot})
+	h.add(step{host: "hv-a", event: attest.EventPeriodic, reject: true})
+	h.add(step{host: "hv-a", event: attest.EventPeriodic})
+	vec("rejected-evidence", "the host rejected one guest evidence and recorded its hash: the guest chain skips one seq, a warning, not a gap",
+		h, Warning,
+		f(CheckChainReport, Warning, ReasonNoEvidence, "02-hv-a-periodic.cose"),
+		f(CheckChainGuest, Warning, ReasonGap, "03-hv-a-periodic.cose"))
 	return out
 }
 
