@@ -32,6 +32,13 @@ periodic = "10m"
 # (a QMP socket for hvmon) and, optionally, NAME.agent (the agent channel).
 # watch_dir = "/run/hvmon/vms"
 
+# Public keys of peer hosts whose reports reach this host's store (a shared
+# data_dir). The libvirt hook (hvmon hook) allows an incoming migration only
+# when the domain's newest stored report verifies under this host's key or
+# one of these; that decision matters only for hooks installed with
+# --fail-closed.
+# trust_peers = ["/etc/hvmon/peers/host-b.pub"]
+
 # One block per VM. qmp is a QMP socket reserved for hvmon
 # (QEMU: -qmp unix:/run/hvmon/llm-1.qmp,server=on,wait=off); agent is the
 # unix socket of the agent's virtio-serial chardev.
