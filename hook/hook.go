@@ -149,8 +149,11 @@ func Gates(op string) bool { return op == OpPrepare || op == OpStart || op == Op
 type Domain struct {
 	Name string `json:"name"`
 	UUID string `json:"uuid,omitempty"`
-	// AgentSocket is the host path of the unix channel whose target is
-	// AgentChannel; empty when the domain has none.
+	// Agent says the domain has the unix channel whose target is
+	// AgentChannel.
+	Agent bool `json:"agent"`
+	// AgentSocket is that channel's host path; empty when the domain has no
+	// channel, or when libvirt chooses the path (see Parse).
 	AgentSocket string `json:"agent_socket,omitempty"`
 	// LaunchSecurity is <launchSecurity type=...>: "sev", "sev-snp",
 	// "tdx", "s390-pv"; empty for none.
@@ -317,11 +320,19 @@ func ParseDomain(b []byte) (Domain, error) {
 			if len(c.Target) != 1 || c.Target[0].Name != AgentChannel {
 				continue
 			}
-			if d.AgentSocket != "" {
+			if d.Agent {
 				return Domain{}, malformed("domain XML", "more than one channel named %s", AgentChannel)
 			}
-			if c.Type != "unix" || len(c.Source) != 1 || c.Source[0].Path == "" {
-				return Domain{}, malformed("domain XML", "channel %s: want type='unix' with one <source path=...>", AgentChannel)
+			d.Agent = true
+			// A unix channel may have no source at all, or one without a
+			// path: libvirt then picks the socket per start, and drops paths
+			// under its own channel directory from the persistent XML. The
+			// path is known only in the live XML (started, and later ops).
+			if c.Type != "unix" || len(c.Source) > 1 {
+				return Domain{}, malformed("domain XML", "channel %s: want type='unix' with at most one <source>", AgentChannel)
+			}
+			if len(c.Source) == 0 || c.Source[0].Path == "" {
+				continue
 			}
 			d.AgentSocket = c.Source[0].Path
 			if err := checkText(d.AgentSocket, 4096); err != nil || !strings.HasPrefix(d.AgentSocket, "/") {

@@ -29,7 +29,7 @@ func TestParse(t *testing.T) {
 	sum := sha3.Sum256(snp)
 	want := Message{
 		Driver: "qemu", Args: Args{Object: "llm-1", Op: "prepare", SubOp: "begin", Extra: "-"},
-		Domain: Domain{Name: "llm-1", UUID: "4dea22b3-1d52-d8f3-2516-782e98ab3fa0", AgentSocket: "/run/hvmon/agents/llm-1.agent",
+		Domain: Domain{Name: "llm-1", UUID: "4dea22b3-1d52-d8f3-2516-782e98ab3fa0", Agent: true, AgentSocket: "/run/hvmon/agents/llm-1.agent",
 			LaunchSecurity: "sev-snp", AttestationRequired: true},
 		XMLSHA3: hex.EncodeToString(sum[:]), XMLSize: len(snp),
 	}
@@ -44,6 +44,30 @@ func TestParse(t *testing.T) {
 	}
 	if m.Domain != (Domain{Name: "plain-1", UUID: "c7a5fdbd-cdaf-9455-926a-d65c16db1809"}) || m.Extra != "shutdown" {
 		t.Errorf("Parse(domain-plain.xml) = %+v", m)
+	}
+}
+
+// TestParseLibvirtChosenPath: libvirt drops a channel path under its own
+// channel directory from the persistent XML (what prepare and start get) and
+// fills the per-start path in the live XML; both are the agent channel.
+func TestParseLibvirtChosenPath(t *testing.T) {
+	const persistent = `<domain type='qemu'><name>vm-2</name><devices>
+    <channel type='unix'>
+      <target type='virtio' name='org.hvmon.agent.0'/>
+      <address type='virtio-serial' controller='0' bus='0' port='1'/>
+    </channel></devices></domain>`
+	m, err := Parse("qemu", []string{"vm-2", "prepare", "begin", "-"}, strings.NewReader(persistent))
+	if err != nil || !m.Domain.Agent || m.Domain.AgentSocket != "" {
+		t.Fatalf("persistent XML: %+v, %v", m, err)
+	}
+	live := strings.Replace(persistent, "<target", "<source mode='bind' path='/var/lib/libvirt/qemu/channel/target/domain-3-vm-2/org.hvmon.agent.0'/><target", 1)
+	m, err = Parse("qemu", []string{"vm-2", "started", "begin", "-"}, strings.NewReader(live))
+	if err != nil || !m.Domain.Agent || m.Domain.AgentSocket != "/var/lib/libvirt/qemu/channel/target/domain-3-vm-2/org.hvmon.agent.0" {
+		t.Fatalf("live XML: %+v, %v", m, err)
+	}
+	pty := strings.Replace(persistent, "type='unix'", "type='pty'", 1)
+	if _, err := Parse("qemu", []string{"vm-2", "prepare", "begin", "-"}, strings.NewReader(pty)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a pty channel named %s: %v, want ErrMalformed", AgentChannel, err)
 	}
 }
 
