@@ -135,7 +135,8 @@ type Options struct {
 	// hardware evidence cannot be appraised (a contraindicated finding).
 	Hardware Hardware
 	// ReadFile reads the key and root files the policy names, resolved
-	// against the policy file's directory. Nil means os.ReadFile.
+	// against the policy file's directory. Nil means reading the file
+	// system, at most 1 MiB per file.
 	ReadFile func(name string) ([]byte, error)
 }
 
@@ -191,7 +192,7 @@ func Parse(src []byte, filename string, opts Options) (*Policy, error) {
 	p := &Policy{file: filename, hw: opts.Hardware, defaults: builtinDefaults()}
 	read := opts.ReadFile
 	if read == nil {
-		read = os.ReadFile
+		read = readBounded
 	}
 	dir := filepath.Dir(filename)
 	r := reader{file: filename, dir: dir, read: read}
@@ -255,6 +256,17 @@ func diagError(filename string, diags hcl.Diagnostics) error {
 		return fe
 	}
 	return &FileError{File: filename, Msg: diags.Error()}
+}
+
+// readBounded reads at most maxNamedFile+1 bytes of a file, so that a
+// policy naming a device or a huge file fails instead of filling memory.
+func readBounded(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxNamedFile+1))
 }
 
 // reader reads files a policy names, relative to the policy.
@@ -755,6 +767,10 @@ func (p *Policy) VMPatterns() []string {
 	}
 	return out
 }
+
+// Defaults returns the rules of the defaults block (over the built-in
+// ones), before any vm block applies.
+func (p *Policy) Defaults() Rules { return p.defaults.clone() }
 
 // KeyCount is the number of host keys and key ids the policy pins.
 func (p *Policy) KeyCount() int { return len(p.keyIDs) }

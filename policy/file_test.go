@@ -106,6 +106,13 @@ func TestParseSize(t *testing.T) {
 	if _, err := Load(name, Options{}); !errors.Is(err, ErrInvalidPolicy) || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("Load of %d bytes = %v", len(src), err)
 	}
+	// A named file that never ends is cut off, not read into memory.
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		_, err := Parse([]byte("trust {\n  host_keys = [\"/dev/zero\"]\n}\n"), name, Options{})
+		if !errors.Is(err, ErrInvalidPolicy) || !strings.Contains(err.Error(), "larger than") {
+			t.Errorf("a policy naming /dev/zero as a key: %v", err)
+		}
+	}
 }
 
 // Relative paths resolve against the policy's directory; absolute ones
@@ -159,6 +166,9 @@ vm "\\[odd\\]*" { require_hardware = false }`, nil)
 		t.Errorf("built-in defaults = %+v: want hardware required, debug and migration agents forbidden, SMT allowed, no age or event bound", empty)
 	}
 
+	if d := p.Defaults(); d.MaxAge != 10*time.Minute || len(d.Regions) != 1 || d.RequireHardware != true {
+		t.Errorf("Defaults() = %+v", d)
+	}
 	other := p.RulesFor("db-1")
 	if other.MaxAge != 10*time.Minute || len(other.Regions) != 1 || !other.SNP.AllowDebug || *other.SNP.MinimumGuestSVN != 1 || !other.RequireHardware {
 		t.Errorf("rules for db-1 = %+v, want the defaults block", other)

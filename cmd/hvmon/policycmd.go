@@ -224,7 +224,7 @@ not, with the file and line of the first error.`,
 			if err != nil {
 				return err
 			}
-			d := p.RulesFor("")
+			d := p.Defaults()
 			_, err = fmt.Fprintf(a.stdout, "%s: OK: %d host key(s), %d vm block(s) %q; defaults: require_hardware=%t, %d region rule(s)\n",
 				args[0], p.KeyCount(), len(p.VMPatterns()), p.VMPatterns(), d.RequireHardware, len(d.Regions))
 			return configErr(err)
