@@ -90,6 +90,7 @@ func (PolicyHardware) Facts(hw *attest.HardwareEvidence) (*policy.HardwareFacts,
 			GuestSVN:       r.GetGuestSvn(),
 			VMPL:           r.GetVmpl(),
 			HostData:       bytes.Clone(r.GetHostData()),
+			IDKeyDigest:    bytes.Clone(r.GetIdKeyDigest()),
 			Product:        e.productLine(),
 			Signer:         e.signer.String(),
 		}

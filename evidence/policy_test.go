@@ -72,7 +72,7 @@ func TestPolicyMilan(t *testing.T) {
 	if hex.EncodeToString(f.Measurement) != milanMeasurement || !f.Debug || f.SNP == nil || f.TDX != nil {
 		t.Fatalf("facts = %+v", f)
 	}
-	if s := f.SNP; !s.TCBKnown || s.ReportedTCB != (policy.TCBParts{Bootloader: 2, TEE: 0, SNP: 5, Microcode: 68}) || s.Product != "Milan" || s.Signer != "VCEK" || s.Policy != 0xb0000 || !s.SMT || s.MigrateMA {
+	if s := f.SNP; len(s.IDKeyDigest) != 48 || len(s.HostData) != 32 || !s.TCBKnown || s.ReportedTCB != (policy.TCBParts{Bootloader: 2, TEE: 0, SNP: 5, Microcode: 68}) || s.Product != "Milan" || s.Signer != "VCEK" || s.Policy != 0xb0000 || !s.SMT || s.MigrateMA {
 		t.Fatalf("SNP facts = %+v", s)
 	}
 
@@ -124,6 +124,9 @@ func TestPolicySPR(t *testing.T) {
 	}
 	if f.Debug || f.TDX == nil || len(f.TDX.MRTD) != 48 || !bytes.Equal(f.Measurement, f.TDX.MRTD) || hex.EncodeToString(f.TDX.TEETCBSVN) != "03000400000000000000000000000000" {
 		t.Fatalf("facts = %+v %+v", f, f.TDX)
+	}
+	if len(f.TDX.MRSeam) != 48 || f.TDX.XFAM == 0 || f.TDX.TDAttributes&1 != 0 {
+		t.Errorf("TDX facts: MRSEAM %x, XFAM %x, TD_ATTRIBUTES %x", f.TDX.MRSeam, f.TDX.XFAM, f.TDX.TDAttributes)
 	}
 	for i, r := range f.TDX.RTMRs {
 		if len(r) != 48 {

@@ -322,6 +322,14 @@ func appraiseSNP(v *Verdict, r SNPRules, subject string, f *HardwareFacts) {
 		v.Add(Finding{Check: "snp.migration_agent", Status: Contraindicated, Reason: ReasonMANotAllowed, Subject: subject, Detail: "the guest policy allows a migration agent and the policy does not"})
 	}
 	oneOf(v, "snp.host_data", subject, r.HostData, s.HostData, ReasonValueAllowed, ReasonValueNotAllowed)
+	oneOf(v, "snp.id_key_digest", subject, r.IDKeyDigests, s.IDKeyDigest, ReasonValueAllowed, ReasonValueNotAllowed)
+	if r.RequireSingleSocket {
+		if s.SingleSocket {
+			v.Add(Finding{Check: "snp.single_socket", Status: Affirming, Reason: ReasonValueAllowed, Subject: subject, Detail: "guest policy SINGLE_SOCKET=true"})
+		} else {
+			v.Add(Finding{Check: "snp.single_socket", Status: Contraindicated, Reason: ReasonValueNotAllowed, Subject: subject, Detail: "the guest policy does not restrict the guest to one socket"})
+		}
+	}
 	if r.VMPL != nil {
 		if s.VMPL == *r.VMPL {
 			v.Add(Finding{Check: "snp.vmpl", Status: Affirming, Reason: ReasonValueAllowed, Subject: subject, Detail: fmt.Sprint(s.VMPL)})
@@ -342,6 +350,7 @@ func appraiseTDX(v *Verdict, r TDXRules, subject string, t *TDXFacts) {
 	}
 	oneOf(v, "tdx.mr_config_id", subject, r.MRConfigID, t.MRConfigID, ReasonValueAllowed, ReasonValueNotAllowed)
 	oneOf(v, "tdx.mr_owner", subject, r.MROwner, t.MROwner, ReasonValueAllowed, ReasonValueNotAllowed)
+	oneOf(v, "tdx.mr_seam", subject, r.MRSeam, t.MRSeam, ReasonMeasurementAllowed, ReasonMeasurementNot)
 	if m := r.MinimumTEETCBSVN; m != nil {
 		// Component by component, as go-tdx-guest's MinimumTeeTcbSvn.
 		ok := len(t.TEETCBSVN) == len(m)
@@ -354,11 +363,17 @@ func appraiseTDX(v *Verdict, r TDXRules, subject string, t *TDXFacts) {
 			v.Add(Finding{Check: "tdx.tee_tcb_svn", Status: Contraindicated, Reason: ReasonSVNTooLow, Subject: subject, Detail: fmt.Sprintf("%x, want every component at least %x", t.TEETCBSVN, m)})
 		}
 	}
-	if a := r.TDAttributes; a != nil {
-		if t.TDAttributes == *a {
-			v.Add(Finding{Check: "tdx.td_attributes", Status: Affirming, Reason: ReasonValueAllowed, Subject: subject, Detail: fmt.Sprintf("%016x", t.TDAttributes)})
-		} else {
-			v.Add(Finding{Check: "tdx.td_attributes", Status: Contraindicated, Reason: ReasonValueNotAllowed, Subject: subject, Detail: fmt.Sprintf("%016x, want %016x", t.TDAttributes, *a)})
+	for _, e := range []struct {
+		check string
+		want  *uint64
+		got   uint64
+	}{{"tdx.td_attributes", r.TDAttributes, t.TDAttributes}, {"tdx.xfam", r.XFAM, t.XFAM}} {
+		switch {
+		case e.want == nil:
+		case e.got == *e.want:
+			v.Add(Finding{Check: e.check, Status: Affirming, Reason: ReasonValueAllowed, Subject: subject, Detail: fmt.Sprintf("%016x", e.got)})
+		default:
+			v.Add(Finding{Check: e.check, Status: Contraindicated, Reason: ReasonValueNotAllowed, Subject: subject, Detail: fmt.Sprintf("%016x, want %016x", e.got, *e.want)})
 		}
 	}
 }

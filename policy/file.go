@@ -110,6 +110,8 @@ type (
 		AllowSMT            *bool     `hcl:"allow_smt,optional"`
 		AllowMigrationAgent *bool     `hcl:"allow_migration_agent,optional"`
 		HostData            *[]string `hcl:"host_data,optional"`
+		IDKeyDigests        *[]string `hcl:"id_key_digests,optional"`
+		RequireSingleSocket *bool     `hcl:"require_single_socket,optional"`
 		VMPL                *uint32   `hcl:"vmpl,optional"`
 		Range               hcl.Range `hcl:",def_range"`
 	}
@@ -121,6 +123,8 @@ type (
 		RTMR3            *[]string `hcl:"rtmr3,optional"`
 		MRConfigID       *[]string `hcl:"mr_config_id,optional"`
 		MROwner          *[]string `hcl:"mr_owner,optional"`
+		MRSeam           *[]string `hcl:"mr_seam,optional"`
+		XFAM             *string   `hcl:"xfam,optional"`
 		MinimumTEETCBSVN *string   `hcl:"minimum_tee_tcb_svn,optional"`
 		TDAttributes     *string   `hcl:"td_attributes,optional"`
 		AllowDebug       *bool     `hcl:"allow_debug,optional"`
@@ -415,6 +419,8 @@ type SNPRules struct {
 	AllowSMT            bool // default true
 	AllowMigrationAgent bool
 	HostData            [][]byte
+	IDKeyDigests        [][]byte
+	RequireSingleSocket bool
 	VMPL                *uint32
 }
 
@@ -425,8 +431,10 @@ type TDXRules struct {
 	RTMR             [4][][]byte
 	MRConfigID       [][]byte
 	MROwner          [][]byte
+	MRSeam           [][]byte
 	MinimumTEETCBSVN []byte
 	TDAttributes     *uint64
+	XFAM             *uint64
 	AllowDebug       bool
 }
 
@@ -482,17 +490,20 @@ type snpPatch struct {
 	allowMA         *bool
 	hostData        [][]byte
 	setHostData     bool
+	idKeys          [][]byte
+	setIDKeys       bool
+	singleSocket    *bool
 	vmpl            *uint32
 }
 
 type tdxPatch struct {
-	mrtd, mrConfigID, mrOwner          [][]byte
-	setMRTD, setMRConfigID, setMROwner bool
-	rtmr                               [4][][]byte
-	setRTMR                            [4]bool
-	minimumTEETCBSVN                   []byte
-	tdAttributes                       *uint64
-	allowDebug                         *bool
+	mrtd, mrConfigID, mrOwner, mrSeam             [][]byte
+	setMRTD, setMRConfigID, setMROwner, setMRSeam bool
+	rtmr                                          [4][][]byte
+	setRTMR                                       [4]bool
+	minimumTEETCBSVN                              []byte
+	tdAttributes, xfam                            *uint64
+	allowDebug                                    *bool
 }
 
 func (x *rulesPatch) apply(r *Rules) {
@@ -540,6 +551,12 @@ func (x *rulesPatch) apply(r *Rules) {
 	if s.setHostData {
 		r.SNP.HostData = s.hostData
 	}
+	if s.setIDKeys {
+		r.SNP.IDKeyDigests = s.idKeys
+	}
+	if s.singleSocket != nil {
+		r.SNP.RequireSingleSocket = *s.singleSocket
+	}
 	if s.vmpl != nil {
 		r.SNP.VMPL = s.vmpl
 	}
@@ -557,6 +574,12 @@ func (x *rulesPatch) apply(r *Rules) {
 	}
 	if t.setMROwner {
 		r.TDX.MROwner = t.mrOwner
+	}
+	if t.setMRSeam {
+		r.TDX.MRSeam = t.mrSeam
+	}
+	if t.xfam != nil {
+		r.TDX.XFAM = t.xfam
 	}
 	if t.minimumTEETCBSVN != nil {
 		r.TDX.MinimumTEETCBSVN = t.minimumTEETCBSVN
@@ -663,6 +686,13 @@ func parseRules(file, where string, b *rulesBlock) (*rulesPatch, error) {
 				return nil, bad(l, "snp: host_data: %v", err)
 			}
 		}
+		if s.IDKeyDigests != nil {
+			p.setIDKeys = true
+			if p.idKeys, err = hexList(*s.IDKeyDigests, 48); err != nil {
+				return nil, bad(l, "snp: id_key_digests: %v", err)
+			}
+		}
+		p.singleSocket = s.RequireSingleSocket
 		p.minimumTCB, p.minimumGuestSVN, p.vmpl = s.MinimumTCB, s.MinimumGuestSVN, s.VMPL
 		p.allowDebug, p.allowSMT, p.allowMA = s.AllowDebug, s.AllowSMT, s.AllowMigrationAgent
 		if p.vmpl != nil && *p.vmpl > 3 {
@@ -685,6 +715,7 @@ func parseRules(file, where string, b *rulesBlock) (*rulesPatch, error) {
 			{"rtmr3", t.RTMR3, &p.rtmr[3], &p.setRTMR[3]},
 			{"mr_config_id", t.MRConfigID, &p.mrConfigID, &p.setMRConfigID},
 			{"mr_owner", t.MROwner, &p.mrOwner, &p.setMROwner},
+			{"mr_seam", t.MRSeam, &p.mrSeam, &p.setMRSeam},
 		}
 		for _, li := range lists {
 			if li.in == nil {
@@ -704,14 +735,21 @@ func parseRules(file, where string, b *rulesBlock) (*rulesPatch, error) {
 			}
 			p.minimumTEETCBSVN = v
 		}
-		if t.TDAttributes != nil {
-			// Written as the field's value in 16 hex digits, as
-			// hvmon evidence verify prints it.
-			a, err := strconv.ParseUint(*t.TDAttributes, 16, 64)
-			if err != nil || len(*t.TDAttributes) != 16 {
-				return nil, bad(l, "tdx: td_attributes: %q is not 16 hex digits", *t.TDAttributes)
+		// TD_ATTRIBUTES and XFAM are written as the field's value in 16
+		// hex digits, as hvmon evidence verify prints TD_ATTRIBUTES.
+		for _, f := range []struct {
+			name string
+			in   *string
+			out  **uint64
+		}{{"td_attributes", t.TDAttributes, &p.tdAttributes}, {"xfam", t.XFAM, &p.xfam}} {
+			if f.in == nil {
+				continue
 			}
-			p.tdAttributes = &a
+			a, err := strconv.ParseUint(*f.in, 16, 64)
+			if err != nil || len(*f.in) != 16 {
+				return nil, bad(l, "tdx: %s: %q is not 16 hex digits", f.name, *f.in)
+			}
+			*f.out = &a
 		}
 		p.allowDebug = t.AllowDebug
 	}

@@ -39,6 +39,8 @@ func TestParseErrors(t *testing.T) {
 		{"region without roots key", "defaults {\n  region \"a\" {\n  }\n}\n", 2, `The argument "roots" is required`},
 		{"bad on_mismatch", "defaults {\n  region \"a\" {\n    roots = [\"" + zeros(32) + "\"]\n    on_mismatch = \"ignore\"\n  }\n}\n", 2, `on_mismatch: "ignore" is not`},
 		{"short measurement", "defaults {\n  snp {\n    measurements = [\"abcd\"]\n  }\n}\n", 2, `snp: measurements: "abcd" is not 96 hex digits`},
+		{"bad id key digest", "defaults {\n  snp {\n    id_key_digests = [\"" + zeros(32) + "\"]\n  }\n}\n", 2, `snp: id_key_digests: "` + zeros(32) + `" is not 96 hex digits`},
+		{"bad xfam", "defaults {\n  tdx {\n    xfam = \"e7\"\n  }\n}\n", 2, `tdx: xfam: "e7" is not 16 hex digits`},
 		{"bad vmpl", "defaults {\n  snp {\n    vmpl = 4\n  }\n}\n", 2, `snp: vmpl: 4 is not 0 to 3`},
 		{"tcb out of range", "defaults {\n  snp {\n    minimum_tcb {\n      snp = 256\n    }\n  }\n}\n", 4, "Unsuitable value"},
 		{"bad rtmr", "defaults {\n  tdx {\n    rtmr3 = [\"00\"]\n  }\n}\n", 2, `tdx: rtmr3: "00" is not 96 hex digits`},

@@ -66,6 +66,7 @@ type SNPFacts struct {
 	GuestSVN       uint32
 	VMPL           uint32
 	HostData       []byte // 32 bytes
+	IDKeyDigest    []byte // 48 bytes: the ID key of the launch's ID block, zero without one
 	Product        string // AMD product line, when known
 	Signer         string // VCEK or VLEK
 }

@@ -127,7 +127,7 @@ func snpFacts() *HardwareFacts {
 		Type: "sev-snp", Measurement: bytes.Clone(meas),
 		SNP: &SNPFacts{
 			Policy: 0x30000, SMT: true, ReportedTCB: TCBParts{Bootloader: 3, TEE: 0, SNP: 8, Microcode: 115}, TCBKnown: true,
-			GuestSVN: 2, VMPL: 0, HostData: make([]byte, 32), Product: "Milan", Signer: "VCEK",
+			GuestSVN: 2, VMPL: 0, HostData: make([]byte, 32), IDKeyDigest: make([]byte, 48), Product: "Milan", Signer: "VCEK",
 		},
 	}
 }
@@ -136,7 +136,7 @@ func snpFacts() *HardwareFacts {
 func tdxFacts() *HardwareFacts {
 	t := &TDXFacts{
 		MRTD: bytes.Clone(meas), MRConfigID: make([]byte, 48), MROwner: make([]byte, 48),
-		TDAttributes: 1 << 28, TEETCBSVN: []byte{3, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		TDAttributes: 1 << 28, XFAM: 0x61ae7, MRSeam: bytes.Repeat([]byte{0x5e}, 48), TEETCBSVN: []byte{3, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 	}
 	for i := range t.RTMRs {
 		t.RTMRs[i] = bytes.Repeat([]byte{byte(0x10 + i)}, 48)
