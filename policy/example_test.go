@@ -57,3 +57,51 @@ func ExampleParse() {
 	// Output:
 	// vm.hcl:3: Unsupported argument; An argument named "alowed_events" is not expected here. Did you mean "allowed_events"?
 }
+
+// A starting policy from a golden report without hardware evidence.
+func ExampleGenerate() {
+	now := time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
+	res := &attest.Result{
+		Valid: true,
+		Report: &attest.Report{
+			IssuedAt: now, Event: attest.EventOnDemand, Workload: "llm-1", Platform: "file",
+			Claims: []attest.Claim{{
+				Region:   attest.Region{ID: "weights", Size: 16},
+				Snapshot: attest.Snapshot{RegionID: "weights", Root: attest.Digest{0x9f}, Size: 16, TakenAt: now, PageSize: 4096},
+				Workload: "llm-1", Platform: "file",
+			}},
+		},
+	}
+	text, err := policy.Generate(policy.Golden{Result: res, HostKeys: []string{"host.key.pub"}})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Print(string(text))
+	// Output:
+	// # hvmon policy, generated from the golden report 0000000000000000000000000000000000000000000000000000000000000000
+	// # (VM llm-1, event on-demand, issued 2026-01-15T12:00:00Z).
+	// # Review every value before trusting it: it says what this one report held,
+	// # not what the VM should hold. docs/POLICY.md describes every setting.
+	//
+	// # The host keys whose reports are accepted (PEM SPKI, relative to this file).
+	// trust {
+	//   host_keys = ["host.key.pub"]
+	// }
+	//
+	// defaults {
+	//   # The golden report carries NO hardware evidence: its regions are only as
+	//   # trustworthy as its signer. Set require_hardware = true for confidential VMs.
+	//   require_hardware = false
+	//   # Reports older than this are contraindicated; uncomment to bound them.
+	//   # max_age = "15m"
+	//   # The lifecycle events accepted; remove those this VM should never report.
+	//   allowed_events = ["boot", "migrate-out", "migrate-in", "snapshot", "restore", "periodic", "on-demand", "shutdown"]
+	// }
+	//
+	// vm "llm-1" {
+	//   # Reference roots, one region each; add roots to accept other versions.
+	//   region "weights" {
+	//     roots = ["9f00000000000000000000000000000000000000000000000000000000000000"]
+	//   }
+	// }
+}
