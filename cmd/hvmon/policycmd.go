@@ -81,6 +81,8 @@ func verdictLine(v policy.Verdict) string {
 		return fmt.Sprintf("VERDICT: contraindicated (%d finding(s) contraindicated, %d warning(s))", n[policy.Contraindicated], n[policy.Warning])
 	case policy.Warning:
 		return fmt.Sprintf("VERDICT: warning (%d warning(s))", n[policy.Warning])
+	case policy.None, "":
+		return "VERDICT: none (no rule of the policy applied to this report)"
 	default:
 		return "VERDICT: " + string(v.Status)
 	}
