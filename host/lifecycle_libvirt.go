@@ -17,6 +17,10 @@ const (
 	// Data["event"] and Data["detail"] are libvirt's names in lower case
 	// ("started"/"booted", "stopped"/"saved", ...).
 	EventLibvirtLifecycle = "HVMON_LIBVIRT_LIFECYCLE"
+	// CommandLibvirtSnapshots is a command the libvirt transport answers
+	// itself (QEMU never sees it): the domain's snapshots as a list of
+	// {"name", "creation_time"} (Unix seconds).
+	CommandLibvirtSnapshots = "x-hvmon-libvirt-snapshots"
 	// EventLibvirtDomain describes the domain's current QEMU instance: sent
 	// after every (re)connection and before every "started" lifecycle
 	// event. Data: "id" (libvirt domain id, a number; -1 when shut off),
@@ -46,13 +50,13 @@ const SourceLibvirt = "libvirt"
 type libvirtLifecycle struct {
 	id          int64 // libvirt domain id of the QEMU instance; -1 when none
 	running     bool
-	booted      bool   // the agent's port opened in this instance
-	incoming    bool   // started/migrated, not yet resumed
-	restore     string // "restored" or "from_snapshot" until resumed
-	pausedSave  bool   // a state transfer started while paused (savevm or save)
-	migrating   bool   // a live migration out is under way
-	migratedOut bool   // the live migration out completed
-	snapshot    string // the snapshot a revert started from
+	booted      bool      // the agent's port opened in this instance
+	incoming    bool      // started/migrated, not yet resumed
+	restore     string    // "restored" or "from_snapshot" until resumed
+	pausedSave  bool      // a state transfer started while paused (savevm or save)
+	migrating   bool      // a live migration out is under way
+	migratedOut bool      // the live migration out completed
+	pausedAt    time.Time // when the guest was last paused
 }
 
 func newLibvirtLifecycle() libvirtLifecycle { return libvirtLifecycle{id: -1} }
@@ -99,9 +103,6 @@ func (v *vm) onLibvirtEvent(ctx context.Context, e qmp.Event) []request {
 				lc.incoming = true
 			case "restored", "from_snapshot":
 				lc.restore = detail
-				if detail == "from_snapshot" {
-					lc.snapshot = str("snapshot")
-				}
 			default:
 				if v.cfg.Agent == "" {
 					lc.booted = true
@@ -117,22 +118,19 @@ func (v *vm) onLibvirtEvent(ctx context.Context, e qmp.Event) []request {
 				return req(attest.EventMigrateIn, facts)
 			case lc.restore != "":
 				facts["restore_from"] = lc.restore
-				if lc.restore == "from_snapshot" && lc.snapshot != "" {
-					facts["snapshot"] = lc.snapshot
-				}
 				lc.restore, lc.booted = "", true
 				return req(attest.EventRestore, facts)
 			case lc.pausedSave:
 				// A state transfer while paused, then resumed in the same
 				// QEMU: an internal snapshot (savevm).
 				lc.pausedSave = false
-				if name := str("snapshot"); name != "" {
+				if name := v.libvirtSnapshotSince(ctx, lc.pausedAt); name != "" {
 					facts["snapshot"] = name
 				}
 				return req(attest.EventSnapshot, facts)
 			}
 		case "suspended":
-			lc.running = false
+			lc.running, lc.pausedAt = false, at
 			v.setState("paused")
 		case "stopped":
 			reportedOut := lc.migrating || lc.migratedOut
@@ -246,4 +244,38 @@ func (v *vm) libvirtDomain(d map[string]any, at time.Time) []request {
 		lc.booted = true
 	}
 	return out
+}
+
+// libvirtSnapshotSince names the snapshot libvirt made for a snapshot
+// event: the newest whose creation time is not before the pause that began
+// it (libvirt stamps the time when the request starts, and lists the
+// snapshot only once the guest has resumed, so it is asked a few times).
+// It returns "" when libvirt lists none: a name is never guessed.
+func (v *vm) libvirtSnapshotSince(ctx context.Context, paused time.Time) string {
+	since := paused.Add(-2 * time.Second).Unix()
+	for try := 0; try < 10; try++ {
+		var list []struct {
+			Name         string `json:"name"`
+			CreationTime int64  `json:"creation_time"`
+		}
+		if err := v.qmp.Execute(ctx, CommandLibvirtSnapshots, nil, &list); err != nil {
+			v.log.Debug("cannot list snapshots", "error", err)
+			return ""
+		}
+		best, bestAt := "", int64(0)
+		for _, s := range list {
+			if s.CreationTime >= since && s.CreationTime >= bestAt {
+				best, bestAt = s.Name, s.CreationTime
+			}
+		}
+		if best != "" {
+			return best
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return ""
 }

@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	golibvirt "libvirt.org/go/libvirt"
+	"libvirt.org/go/libvirtxml"
 
 	"hvmon.dev/hvmon/host"
 )
@@ -192,11 +194,6 @@ func (s *session) serve(conn *golibvirt.Connect, pipe net.Conn) {
 					return
 				}
 			}
-			if e.Event == host.EventLibvirtLifecycle && (e.Data["event"] == "started" || e.Data["event"] == "resumed") {
-				if name := currentSnapshot(conn, s.uuid); name != "" {
-					e.Data["snapshot"] = name
-				}
-			}
 			if err := write(e); err != nil {
 				s.requeue(e)
 				return
@@ -246,6 +243,13 @@ func (s *session) command(conn *golibvirt.Connect, name string, cmd map[string]j
 		return fail("DeviceNotFound", fmt.Errorf("libvirt domain %s: %w", s.name, err))
 	}
 	defer dom.Free()
+	if name == host.CommandLibvirtSnapshots {
+		list, err := snapshots(dom)
+		if err != nil {
+			return fail("GenericError", fmt.Errorf("listing snapshots: %w", err))
+		}
+		return map[string]any{"return": list, "id": id}
+	}
 	out, err := dom.QemuMonitorCommand(string(body), golibvirt.DOMAIN_QEMU_MONITOR_COMMAND_DEFAULT)
 	if err != nil {
 		return fail("GenericError", fmt.Errorf("%s through libvirt: %w", name, err))
@@ -299,20 +303,29 @@ func (s *session) describe(conn *golibvirt.Connect, now time.Time) event {
 	return newEvent(host.EventLibvirtDomain, data, now)
 }
 
-// currentSnapshot names the domain's current snapshot, "" when it has none.
-func currentSnapshot(conn *golibvirt.Connect, uuid string) string {
-	dom, err := conn.LookupDomainByUUIDString(uuid)
+// snapshots answers host.CommandLibvirtSnapshots: the domain's snapshots
+// with their creation times.
+func snapshots(dom *golibvirt.Domain) (any, error) {
+	snaps, err := dom.ListAllSnapshots(0)
 	if err != nil {
-		return ""
+		return nil, err
 	}
-	defer dom.Free()
-	snap, err := dom.SnapshotCurrent(0)
-	if err != nil {
-		return ""
+	out := []map[string]any{}
+	for i := range snaps {
+		name, err := snaps[i].GetName()
+		doc, err2 := snaps[i].GetXMLDesc(0)
+		snaps[i].Free()
+		if err != nil || err2 != nil {
+			continue
+		}
+		var def libvirtxml.DomainSnapshot
+		if def.Unmarshal(doc) != nil {
+			continue
+		}
+		created, _ := strconv.ParseInt(def.CreationTime, 10, 64)
+		out = append(out, map[string]any{"name": name, "creation_time": created})
 	}
-	defer snap.Free()
-	name, _ := snap.GetName()
-	return name
+	return out, nil
 }
 
 // launchSecurityFacts records what libvirt knows of the domain's launch
