@@ -247,6 +247,10 @@ type HookOptions struct {
 	Logger     hclog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// OnEvent, when set, is called with every recorded event before the
+	// hook gets its answer (for example to start following a domain that
+	// libvirt reports started). It must not block: libvirt waits.
+	OnEvent func(HookEvent)
 }
 
 // HookService answers libvirt hook events on the local API.
@@ -303,6 +307,9 @@ func (h *HookService) serveHook(w http.ResponseWriter, r *http.Request) {
 		h.log.Error("recording a hook event failed", "vm", m.Domain.Name, "op", m.Op, "error", err)
 		writeError(w, http.StatusInternalServerError, err)
 		return
+	}
+	if h.opts.OnEvent != nil {
+		h.opts.OnEvent(ev)
 	}
 	decision := "allow"
 	if !d.Allow {

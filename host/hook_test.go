@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,7 +168,12 @@ func TestHookAPI(t *testing.T) {
 	}
 	defer j.Close()
 	reg := prometheus.NewRegistry()
-	hooks, err := NewHookService(HookOptions{Journal: j, Store: store, TrustedKeys: []*attest.PublicKey{own.PublicKey(), peer.PublicKey()}, Registerer: reg})
+	var (
+		mu   sync.Mutex
+		seen []HookEvent // OnEvent runs in the handler, before the answer
+	)
+	hooks, err := NewHookService(HookOptions{Journal: j, Store: store, TrustedKeys: []*attest.PublicKey{own.PublicKey(), peer.PublicKey()}, Registerer: reg,
+		OnEvent: func(ev HookEvent) { mu.Lock(); seen = append(seen, ev); mu.Unlock() }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +227,11 @@ func TestHookAPI(t *testing.T) {
 	}
 	if evs, _ := c.Hooks(ctx, "", 2); len(evs) != 2 || evs[1].VM() != "unknown" {
 		t.Errorf("Hooks(all, 2) = %+v", evs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != len(j.List("", 0)) || seen[0].Seq != 1 || seen[0].VM() != "own" {
+		t.Errorf("OnEvent saw %d events (first %+v), the journal holds %d", len(seen), seen[0], len(j.List("", 0)))
 	}
 	if p := j.Pending("own"); len(p) != 3 {
 		t.Errorf("Pending(own) = %d events, want 3", len(p))
