@@ -5,8 +5,11 @@ GO ?= go
 
 all: build
 
+# hvmon with cgo (the libvirt watcher needs libvirt-dev); hvmon-hook, the
+# small libvirt hook, static (it starts faster without the dynamic loader).
 build:
 	$(GO) build -o bin/hvmon ./cmd/hvmon
+	CGO_ENABLED=0 $(GO) build -o bin/hvmon-hook ./cmd/hvmon-hook
 
 # The main job: a real VM under QEMU through boot, periodic, live
 # migration, snapshot, tampering, on-demand, restore and shutdown, with one
@@ -42,9 +45,11 @@ bench:
 	@echo "OpenSSL, same run (bytes/s in thousands, 16 KiB blocks):"
 	@openssl speed -evp sha3-256 -seconds 3 -bytes 16384 2>/dev/null | tail -n 2
 
-# Regenerate testdata/vectors and testdata/keys after a deliberate format change.
+# Regenerate testdata/vectors and testdata/keys after a deliberate format
+# change, and the chain-audit vectors (policy/testdata/chain) after them.
 vectors:
 	$(GO) generate ./attest
+	$(GO) generate ./policy
 
 clean:
 	rm -rf bin out
