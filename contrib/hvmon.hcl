@@ -39,6 +39,16 @@ periodic = "10m"
 # --fail-closed.
 # trust_peers = ["/etc/hvmon/peers/host-b.pub"]
 
+# Follow libvirt domains: every domain whose XML has hvmon's agent channel
+# (hvmon libvirt channel-xml), plus the domains matching `domains`.
+# Needs an hvmon built with cgo against libvirt. Do not also list a libvirt
+# domain in a vm block.
+# libvirt {
+#   uri     = "qemu:///system"
+#   domains = ["ai-*"]
+#   regions = ["weights"]
+# }
+
 # One block per VM. qmp is a QMP socket reserved for hvmon
 # (QEMU: -qmp unix:/run/hvmon/llm-1.qmp,server=on,wait=off); agent is the
 # unix socket of the agent's virtio-serial chardev.
