@@ -3,11 +3,14 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/hook"
 )
 
 // The sequences below are the events libvirt 9.0 delivered on this
@@ -224,4 +227,34 @@ func TestLibvirtReconnect(t *testing.T) {
 		r.play(r.domain(5, "running", true))
 		r.expectExactly(attest.EventBoot)
 	})
+}
+
+// TestHookFacts: the hook events the daemon recorded for a VM since its
+// previous report are listed in the next report, once.
+func TestHookFacts(t *testing.T) {
+	j, err := OpenHookJournal(filepath.Join(t.TempDir(), "hooks.jsonl"), HookJournalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	r := newRigOpts(t, nil, func(o *Options) { o.Hooks = j })
+	for _, op := range []string{"prepare", "start", "started"} {
+		ev := HookEvent{Message: hook.Message{Driver: "qemu", Args: hook.Args{Object: "vm-1", Op: op, SubOp: "begin", Extra: "-"},
+			Domain: hook.Domain{Name: "vm-1"}, XMLSHA3: strings.Repeat("ab", 32)}}
+		if _, err := j.Record(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.qemu.Inject("VSERPORT_CHANGE", map[string]any{"id": "agentport0", "open": true})
+	boot := r.verify(r.waitReports(1)[0])
+	if f := boot.Report.Host.Facts; f["libvirt_hooks"] != "prepare/begin,start/begin,started/begin" || f["libvirt_hook_xml_sha3"] != strings.Repeat("ab", 32) {
+		t.Fatalf("boot facts %v", f)
+	}
+	e, err := r.sup.Attest(context.Background(), "vm-1", attest.EventOnDemand, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := r.verify(e).Report.Host.Facts; f["libvirt_hooks"] != "" {
+		t.Fatalf("hooks listed twice: %v", f)
+	}
 }

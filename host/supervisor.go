@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +43,11 @@ type Options struct {
 	AgentTimeout time.Duration
 	// Metrics, when set, receives counters and latencies.
 	Metrics *Metrics
+	// Hooks, when set, gives the libvirt hook events recorded for a VM
+	// since its previous report; each report lists them as facts.
+	Hooks interface {
+		Pending(vm string) []HookEvent
+	}
 }
 
 // VMConfig names a VM and where to reach it.
@@ -441,6 +447,16 @@ func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 	}
 	if v.qemu != "" {
 		facts["qemu"] = v.qemu
+	}
+	if o.Hooks != nil {
+		if evs := o.Hooks.Pending(v.cfg.Name); len(evs) > 0 {
+			ops := make([]string, len(evs))
+			for i, e := range evs {
+				ops[i] = e.Op + "/" + e.SubOp
+			}
+			facts["libvirt_hooks"] = strings.Join(ops, ",")
+			facts["libvirt_hook_xml_sha3"] = evs[len(evs)-1].XMLSHA3
+		}
 	}
 	if st, err := v.qmp.QueryStatus(ctx); err == nil {
 		facts["qmp_status"] = st.Status

@@ -96,17 +96,20 @@ type rig struct {
 	jobs  map[string]string
 	mu    sync.Mutex
 	cfg   func(*VMConfig) // adjusts the VM's configuration
+	opts  func(*Options)  // adjusts the supervisor's options
 }
 
 func newRig(t *testing.T) *rig { return newRigWith(t, nil) }
 
-func newRigWith(t *testing.T, cfg func(*VMConfig)) *rig {
+func newRigWith(t *testing.T, cfg func(*VMConfig)) *rig { return newRigOpts(t, cfg, nil) }
+
+func newRigOpts(t *testing.T, cfg func(*VMConfig), opts func(*Options)) *rig {
 	dir, err := os.MkdirTemp("", "hvmon-host")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	r := &rig{t: t, dir: dir, jobs: map[string]string{}, cfg: cfg}
+	r := &rig{t: t, dir: dir, jobs: map[string]string{}, cfg: cfg, opts: opts}
 	r.qemu, err = qmptest.New(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +138,11 @@ func newRigWith(t *testing.T, cfg func(*VMConfig)) *rig {
 }
 
 func (r *rig) start() {
-	sup, err := New(Options{Signer: r.key, HostName: "hv-test", Store: r.store})
+	o := Options{Signer: r.key, HostName: "hv-test", Store: r.store}
+	if r.opts != nil {
+		r.opts(&o)
+	}
+	sup, err := New(o)
 	if err != nil {
 		r.t.Fatal(err)
 	}

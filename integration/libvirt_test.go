@@ -358,6 +358,10 @@ func TestLibvirt(t *testing.T) {
 			t.Errorf("the daemon recorded hooks %v: no %s", ops, op)
 		}
 	}
+	// ... and the boot report lists them.
+	if h := boot.Report.Host.Facts["libvirt_hooks"]; !strings.Contains(h, "prepare/begin") || !strings.Contains(h, "started/begin") {
+		t.Errorf("boot report facts libvirt_hooks = %q", h)
+	}
 
 	// snapshot-create → snapshot, with evidence.
 	snap, err := dom.CreateSnapshotXML("<domainsnapshot><name>s1</name></domainsnapshot>", 0)

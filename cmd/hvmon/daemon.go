@@ -90,9 +90,14 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) e
 	if hostName == "" {
 		hostName, _ = os.Hostname()
 	}
+	hooks, journal, err := newHookService(cfg, key, store, verifier, reg, log.Named("hook"))
+	if err != nil {
+		return err
+	}
+	defer journal.Close()
 	sup, err := host.New(host.Options{
 		Logger: log, Signer: key, HostName: hostName, Store: store, Evidence: verifier,
-		TTL: ttl, AgentTimeout: agentTimeout, Metrics: host.NewMetrics(reg),
+		TTL: ttl, AgentTimeout: agentTimeout, Metrics: host.NewMetrics(reg), Hooks: journal,
 	})
 	if err != nil {
 		return err
@@ -111,11 +116,6 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) e
 		return configErr(err)
 	}
 
-	hooks, journal, err := newHookService(cfg, key, store, verifier, reg, log.Named("hook"))
-	if err != nil {
-		return err
-	}
-	defer journal.Close()
 
 	ln, err := host.ListenAPI(cfg.APISocket, cfg.APIGroup)
 	if err != nil {
