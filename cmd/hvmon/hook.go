@@ -281,7 +281,9 @@ func installHook(dir string, wrapper []byte) (string, error) {
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return "", fmt.Errorf("hook install: %w", err)
 	}
-	tmp, err := os.CreateTemp(d, ".hvmon.tmp-*")
+	// The temporary file goes in DIR, where libvirt runs only files with
+	// the drivers' names, not in qemu.d, where it runs every executable.
+	tmp, err := os.CreateTemp(dir, ".hvmon-hook.tmp-*")
 	if err != nil {
 		return "", fmt.Errorf("hook install: %w", err)
 	}
@@ -301,8 +303,7 @@ func installHook(dir string, wrapper []byte) (string, error) {
 	if err := tmp.Close(); err != nil {
 		return "", fmt.Errorf("hook install: %w", err)
 	}
-	// A hidden temporary name: libvirt skips nothing, but it runs only
-	// executables, and the rename makes the whole script appear at once.
+	// The rename makes the whole script appear at once.
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return "", fmt.Errorf("hook install: %w", err)
 	}

@@ -292,6 +292,11 @@ func TestHookInstall(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(hooks, "qemu")); !bytes.Equal(got, mine) {
 		t.Errorf("install changed the existing qemu hook: %q", got)
 	}
+	for _, d := range []string{hooks, filepath.Join(hooks, "qemu.d")} {
+		if es, _ := os.ReadDir(d); len(es) != 2 && d == hooks || len(es) != 1 && d != hooks {
+			t.Errorf("install left files behind in %s: %v", d, es)
+		}
+	}
 	// Again with the same flags: nothing changes.
 	if code, stdout, _ := runWith(nil, "hook", "install", "--dir", hooks, "--binary", bin, "--fail-closed"); code != 0 || !strings.Contains(stdout, "already installed") {
 		t.Errorf("second install = %d %s", code, stdout)
