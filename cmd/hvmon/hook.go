@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -112,7 +114,53 @@ than hvmon, whose start-up libvirt would wait for at every domain event.
 	fl.DurationVar(&f.timeout, "timeout", hookrun.DefaultTimeout, "deadline for the daemon's answer")
 	fl.StringVar(&f.driver, "driver", hook.DriverQEMU, "libvirt hook `DRIVER` this runs for; only qemu events are forwarded")
 	fl.BoolVar(&f.syslog, "syslog", true, "also write warnings and refusals to syslog (when /dev/log is there)")
-	cmd.AddCommand(a.hookInstallCmd(), a.hookUninstallCmd())
+	cmd.AddCommand(a.hookInstallCmd(), a.hookUninstallCmd(), a.hookEventsCmd())
+	return cmd
+}
+
+func (a *app) hookEventsCmd() *cobra.Command {
+	var (
+		socket, vm string
+		limit      int
+		asJSON     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "events [--vm NAME] [--limit N] [--json] [--api-socket PATH]",
+		Short: "List the hook events a running daemon recorded, oldest first",
+		Long: `List the libvirt hook events a running daemon recorded (GET /v1/hooks):
+the newest ones it holds in memory, oldest first. The complete record is
+data_dir/hooks.jsonl, one JSON object a line.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return configErr(errors.New("--limit must not be negative"))
+			}
+			evs, err := host.NewAPIClient(socket).Hooks(cmd.Context(), vm, limit)
+			if err != nil {
+				return configErr(err)
+			}
+			if asJSON {
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(evs)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "SEQ\tRECEIVED\tVM\tOP\tSUB-OP\tDECISION\tREASON")
+			for _, e := range evs {
+				d := "allow"
+				if !e.Allow {
+					d = "deny"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Received.Format(time.RFC3339), printable(e.VM()), printable(e.Op), printable(e.SubOp), d, printable(e.Reason))
+			}
+			return tw.Flush()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&socket, "api-socket", host.DefaultAPISocket, "the daemon's API socket `PATH`")
+	f.StringVar(&vm, "vm", "", "only the events of domain `NAME`")
+	f.IntVar(&limit, "limit", 0, "at most the newest `N` events (0: all the daemon holds)")
+	f.BoolVar(&asJSON, "json", false, "print the events as JSON")
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -248,7 +249,20 @@ trust_peers = ["`+filepath.Join(dir, "peer.key.pub")+`"]
 	if e := evs[4]; e.VM() != "from-rogue" || e.Allow || e.Domain.LaunchSecurity != "sev-snp" || e.Domain.AgentSocket != "/run/hvmon/agents/from-rogue.agent" {
 		t.Errorf("recorded event 5 = %+v", e)
 	}
+	// hvmon hook events shows the record.
+	code, stdout, stderr := runWith(nil, "hook", "events", "--api-socket", sock, "--vm", "from-rogue")
+	if code != 0 || strings.Count(stdout, "\n") != 3 || !strings.HasPrefix(stdout, "SEQ ") || !strings.Contains(stdout, "from-rogue  migrate  begin   deny") {
+		t.Errorf("hook events --vm from-rogue = %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, _ = runWith(nil, "hook", "events", "--api-socket", sock, "--limit", "1", "--json")
+	var last []host.HookEvent
+	if err := json.Unmarshal([]byte(stdout), &last); code != 0 || err != nil || len(last) != 1 || last[0].Seq != 8 || last[0].VM() != "unseen" {
+		t.Errorf("hook events --limit 1 --json = %d %v\n%s", code, err, stdout)
+	}
 	stop()
+	if code, _, stderr := runWith(nil, "hook", "events", "--api-socket", sock); code != exitUsage || !strings.Contains(stderr, "api.sock") {
+		t.Errorf("hook events without a daemon = %d %s", code, stderr)
+	}
 
 	// The record survives a restart of the daemon.
 	if b, err := os.ReadFile(filepath.Join(dataDir, "hooks.jsonl")); err != nil || bytes.Count(b, []byte("\n")) != 8 {
