@@ -40,6 +40,9 @@ type libvirtRig struct {
 	daemonLog *bytes.Buffer
 	client    *host.APIClient
 	pub       *attest.PublicKey
+	// enter, when set, runs the daemon inside another host's namespaces
+	// (the migration destination's: nsenter and its arguments).
+	enter []string
 }
 
 // hooksDir is where libvirtd (a root daemon) reads its hooks; it cannot be
@@ -56,8 +59,8 @@ func newLibvirtRig(t *testing.T) *libvirtRig {
 			t.Fatalf("%s not found: scripts/deps.sh installs libvirt-daemon-system and qemu-utils", b)
 		}
 	}
-	if out, err := exec.Command("pgrep", "-x", "libvirtd").Output(); err == nil {
-		t.Fatalf("a libvirtd is already running (pid %s); the libvirt tier needs the machine's libvirt to itself", strings.TrimSpace(string(out)))
+	if pid := runningProcess("libvirtd"); pid != "" {
+		t.Fatalf("a libvirtd is already running (pid %s); the libvirt tier needs the machine's libvirt to itself", pid)
 	}
 	dir, err := os.MkdirTemp("", "hvmon-libvirt")
 	if err != nil {
@@ -100,8 +103,7 @@ func newLibvirtRig(t *testing.T) *libvirtRig {
 		t.Fatal(err)
 	}
 	r.conf = filepath.Join(dir, "libvirtd.conf")
-	conf := fmt.Sprintf("unix_sock_dir = %q\nunix_sock_rw_perms = \"0700\"\nauth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\n"+
-		"log_outputs = \"3:file:%s\"\n", sock, filepath.Join(dir, "libvirtd.log"))
+	conf := libvirtdConf(sock, filepath.Join(dir, "libvirtd.log"), "0b6f3c2a-9d8e-4f71-8a6b-1c2d3e4f5a6b")
 	if err := os.WriteFile(r.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +117,34 @@ func newLibvirtRig(t *testing.T) *libvirtRig {
 	r.startLibvirtd()
 	t.Cleanup(r.stopLibvirtd)
 	return r
+}
+
+// runningProcess returns the pid of a live (not zombie) process named
+// comm, or "".
+func runningProcess(comm string) string {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		c, err := os.ReadFile(filepath.Join(d, "comm"))
+		if err != nil || strings.TrimSpace(string(c)) != comm {
+			continue
+		}
+		if st, err := os.ReadFile(filepath.Join(d, "stat")); err == nil {
+			if f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:])); len(f) > 0 && f[0] == "Z" {
+				continue
+			}
+		}
+		return filepath.Base(d)
+	}
+	return ""
+}
+
+// libvirtdConf is a private libvirtd configuration: its own socket
+// directory and log, no authentication on the (root-only) socket, and a
+// host UUID of its own (libvirt refuses to migrate between two hosts with
+// the same one).
+func libvirtdConf(sockDir, log, hostUUID string) string {
+	return fmt.Sprintf("unix_sock_dir = %q\nunix_sock_rw_perms = \"0700\"\nauth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\n"+
+		"log_outputs = \"3:file:%s\"\nhost_uuid = %q\n", sockDir, log, hostUUID)
 }
 
 // run runs the hvmon binary and fails the test on error.
@@ -190,7 +220,8 @@ evidence {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		r.t.Fatal(err)
 	}
-	r.daemon = exec.Command(r.bin, "daemon", "--config", path, "--log-level", "debug")
+	args := append(append([]string{}, r.enter...), r.bin, "daemon", "--config", path, "--log-level", "debug")
+	r.daemon = exec.Command(args[0], args[1:]...)
 	r.daemon.Stdout, r.daemon.Stderr = r.daemonLog, r.daemonLog
 	if err := r.daemon.Start(); err != nil {
 		r.t.Fatal(err)
