@@ -43,11 +43,14 @@ func (a *app) channelXMLCmd() *cobra.Command {
 or virsh attach-device --config on a stopped domain). It makes a
 virtio-serial port named ` + hook.AgentChannel + ` in the guest, where the agent
 listens, and a unix socket on the host that QEMU creates (mode bind) and
-the daemon connects to. Give the daemon that path as the VM's agent.
+the daemon connects to.
 
-Without --path the socket is ` + defaultChannelDir + `/NAME.` + hook.AgentChannel + `,
-in a directory libvirt makes for channel sockets. QEMU must be able to
-create the socket in the directory you choose.
+With --name the socket is ` + defaultChannelDir + `/NAME.` + hook.AgentChannel + `,
+in libvirt's channel directory: libvirt then picks the path itself at every
+start (domain-ID-NAME/` + hook.AgentChannel + `) and keeps it only in the live
+XML, where the libvirt watcher and the hook's started event find it. For a
+fixed path (a vm block in the daemon's configuration) give --path, in a
+directory where QEMU (libvirt's QEMU user) may create sockets.
 
 The domain needs a virtio-serial controller; libvirt adds one when the
 channel is added.`,
