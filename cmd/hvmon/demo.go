@@ -157,7 +157,48 @@ func (a *app) demoReport(res *demo.Result, out string) error {
 		return fmt.Errorf("demo: %d report(s) failed verification", failed)
 	}
 	fmt.Fprintln(a.stdout, "\nEvery report is authentic; drift and missing evidence are shown where they happened.")
-	return a.demoChain(pubPath, filepath.Join(out, "reports"))
+	if err := a.demoChain(pubPath, filepath.Join(out, "reports")); err != nil {
+		return err
+	}
+	return a.demoPolicy(pubPath, out, files[0])
+}
+
+// demoPolicy writes a starting policy from the boot report (hvmon policy
+// init) and audits the history against it (hvmon verify --policy
+// --chain): the tampered region and the rollback are contraindicated.
+func (a *app) demoPolicy(pubPath, out, golden string) error {
+	b, err := os.ReadFile(golden)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	in, err := attest.Inspect(b)
+	if err != nil {
+		return fmt.Errorf("demo: %s: %w", golden, err)
+	}
+	pol := filepath.Join(out, "policy.hcl")
+	os.Remove(pol) // policy init never overwrites: this run's policy replaces the last run's
+	args := []string{"policy", "init", "--from", golden, "--trust", pubPath, "--at", in.Report.IssuedAt.Format(time.RFC3339),
+		"--allow-simulated", "--simulated-seed", demo.SimulatedSeed, "--out", pol}
+	var sink strings.Builder
+	if code := run(args, nil, &sink, &sink); code != exitOK {
+		return fmt.Errorf("demo: hvmon policy init: exit %d\n%s", code, sink.String())
+	}
+	dir := filepath.Join(out, "reports")
+	fmt.Fprintf(a.stdout, "\n== Against a policy made from the boot report: hvmon policy init --from %s ... --out %s\n", filepath.Base(golden), pol)
+	fmt.Fprintf(a.stdout, "   then hvmon verify --policy %s --chain %s\n", pol, dir)
+	sink.Reset()
+	code := run([]string{"verify", "--policy", pol, "--chain", dir}, nil, &sink, &sink)
+	for _, l := range strings.Split(strings.TrimSpace(sink.String()), "\n") {
+		f := strings.Fields(l)
+		if strings.HasPrefix(l, "VERDICT: ") || (len(f) >= 4 && (f[2] == "contraindicated" || f[2] == "warning")) {
+			fmt.Fprintf(a.stdout, "  %s\n", l)
+		}
+	}
+	fmt.Fprintf(a.stdout, "  (exit %d)\n", code)
+	if code != exitAppraisal {
+		return fmt.Errorf("demo: the policy audit gave exit %d, want %d (the tampering and the rollback are contraindicated)", code, exitAppraisal)
+	}
+	return nil
 }
 
 // demoChain audits the demo's reports as one history with hvmon verify
