@@ -116,7 +116,6 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) e
 		return configErr(err)
 	}
 
-
 	ln, err := host.ListenAPI(cfg.APISocket, cfg.APIGroup)
 	if err != nil {
 		return configErr(fmt.Errorf("api socket: %w", err))
