@@ -276,6 +276,18 @@ func (r *libvirtRig) waitReport(vm string, n int, want attest.Event) (host.APIEn
 	}
 }
 
+// hooks returns the hook events the daemon recorded for vm.
+func (r *libvirtRig) hooks(vm string) []host.HookEvent {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hs, err := r.client.Hooks(ctx, vm, 0)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return hs
+}
+
 func apiEvents(es []host.APIEntry) []attest.Event {
 	var out []attest.Event
 	for _, e := range es {
@@ -375,14 +387,8 @@ func TestLibvirt(t *testing.T) {
 
 	// libvirtd ran the hook for prepare, start and started, and the hook
 	// reached the daemon: its journal holds them.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	hooks, err := r.client.Hooks(ctx, name, 0)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ops []string
-	for _, h := range hooks {
+	for _, h := range r.hooks(name) {
 		ops = append(ops, h.Op)
 		if h.Domain.UUID != uuid || h.XMLSHA3 == "" {
 			t.Errorf("hook event %s: uuid %q xml digest %q", h.Op, h.Domain.UUID, h.XMLSHA3)
@@ -475,7 +481,7 @@ func TestLibvirt(t *testing.T) {
 	// Nothing more than one report per operation, and one unbroken host
 	// chain.
 	time.Sleep(time.Second)
-	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	es, err := r.client.Reports(ctx, name, 0)
 	cancel()
 	if err != nil {
@@ -522,14 +528,8 @@ func (r *libvirtRig) hookLatency(t *testing.T, name string, xml []byte) {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	t.Logf("hook run time through the installed wrapper, %d runs, %d-byte domain XML: p50 %v, p99 %v, max %v",
 		runs, len(xml), d[runs/2], d[runs*99/100-1], d[runs-1])
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	hooks, err := r.client.Hooks(ctx, name, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for _, h := range hooks {
+	for _, h := range r.hooks(name) {
 		if h.Op == "started" {
 			n++
 		}
