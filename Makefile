@@ -44,6 +44,9 @@ bench:
 	@echo
 	@echo "OpenSSL, same run (bytes/s in thousands, 16 KiB blocks):"
 	@openssl speed -evp sha3-256 -seconds 3 -bytes 16384 2>/dev/null | tail -n 2
+	@echo
+	@echo "libvirt hook run time, /bin/true in the same run:"
+	$(GO) test -run '^$$' -bench HookProcess -benchtime 200x ./cmd/hvmon/
 
 # Regenerate testdata/vectors and testdata/keys after a deliberate format
 # change, and the chain-audit vectors (policy/testdata/chain) after them.

@@ -45,7 +45,7 @@ step "soft-dirty re-measurement on a kernel that has it (Debian's, under QEMU TC
 measure/proc/vmtest.sh >/tmp/hvmon-vmtest.log 2>&1 || { cat /tmp/hvmon-vmtest.log; exit 1; }
 
 step "integration: the agent in a QEMU guest (TCG when KVM does not run guests)"
-go test -tags integration -count=1 -timeout 30m -v ./integration/ 2>&1 | tee /tmp/hvmon-integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok )|agent_test.go' || true
+go test -tags integration -count=1 -timeout 30m -v ./integration/ 2>&1 | tee /tmp/hvmon-integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok )|^    [a-z_]+_test\.go:[0-9]+: ' || true
 grep -q '^ok ' /tmp/hvmon-integration.log || { echo "integration tier failed:"; tail -n 100 /tmp/hvmon-integration.log; exit 1; }
 
 step "fuzz smoke ($FUZZTIME per target)"
