@@ -57,6 +57,9 @@ type libvirtLifecycle struct {
 	migrating   bool      // a live migration out is under way
 	migratedOut bool      // the live migration out completed
 	pausedAt    time.Time // when the guest was last paused
+	// stopReported: a stop seen only in a description after reconnecting
+	// was reported; libvirt's "stopped" event for it may still come.
+	stopReported bool
 }
 
 func newLibvirtLifecycle() libvirtLifecycle { return libvirtLifecycle{id: -1} }
@@ -133,6 +136,12 @@ func (v *vm) onLibvirtEvent(ctx context.Context, e qmp.Event) []request {
 			lc.running, lc.pausedAt = false, at
 			v.setState("paused")
 		case "stopped":
+			if lc.stopReported {
+				// The stop was already reported from the description sent
+				// on reconnecting; libvirt's own event came after it.
+				lc.stopReported = false
+				return nil
+			}
 			reportedOut := lc.migrating || lc.migratedOut
 			*lc = newLibvirtLifecycle()
 			v.closeAgent()
@@ -223,6 +232,7 @@ func (v *vm) libvirtDomain(d map[string]any, at time.Time) []request {
 		out = append(out, request{event: attest.EventShutdown, at: at, facts: map[string]string{
 			"shutdown_reason": "unobserved", "observed": "after reconnecting to libvirt"}})
 		*lc = newLibvirtLifecycle()
+		lc.stopReported = id < 0
 		v.closeAgent()
 		if id >= 0 && (agentOpen || v.cfg.Agent == "") {
 			out = append(out, request{event: attest.EventBoot, at: at, facts: map[string]string{

@@ -353,7 +353,7 @@ func TestLibvirt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { conn.Close() }() // the connection in use at the end: it is replaced after each libvirtd restart
 
 	const name = "hvmon-it"
 	disk := filepath.Join(r.dir, "disk.qcow2")
@@ -478,6 +478,26 @@ func TestLibvirt(t *testing.T) {
 		t.Fatalf("shutdown facts %v", down.Report.Host.Facts)
 	}
 
+	// QEMU dies while libvirtd is down: nothing can tell hvmon at that
+	// moment. Once libvirtd is back, the stop is reported, once.
+	if err := dom.Create(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitReport(name, 7, attest.EventBoot)
+	pidText, err := os.ReadFile(filepath.Join("/run/libvirt/qemu", name+".pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qemuPid, err := strconv.Atoi(strings.TrimSpace(string(pidText)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.stopLibvirtd()
+	syscall.Kill(qemuPid, syscall.SIGKILL)
+	r.startLibvirtd()
+	_, lost := r.waitReport(name, 8, attest.EventShutdown)
+	t.Logf("QEMU killed while libvirtd was down: shutdown reported with facts %v", lost.Report.Host.Facts)
+
 	// Nothing more than one report per operation, and one unbroken host
 	// chain.
 	time.Sleep(time.Second)
@@ -487,7 +507,8 @@ func TestLibvirt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []attest.Event{attest.EventBoot, attest.EventSnapshot, attest.EventRestore, attest.EventSnapshot, attest.EventRestore, attest.EventShutdown}
+	want := []attest.Event{attest.EventBoot, attest.EventSnapshot, attest.EventRestore, attest.EventSnapshot, attest.EventRestore, attest.EventShutdown,
+		attest.EventBoot, attest.EventShutdown}
 	if got := apiEvents(es); !slices.Equal(got, want) {
 		t.Fatalf("reports %v, want %v", got, want)
 	}
@@ -501,6 +522,14 @@ func TestLibvirt(t *testing.T) {
 		"--allow-simulated", "--simulated-seed", simulatedSeed).CombinedOutput()
 	if err != nil {
 		t.Errorf("hvmon log verify: %v\n%s", err, out)
+	}
+	conn.Close()
+	if conn, err = golibvirt.NewConnect(r.uri); err != nil {
+		t.Fatal(err)
+	}
+	dom.Free()
+	if dom, err = conn.LookupDomainByName(name); err != nil {
+		t.Fatal(err)
 	}
 	xml, err := dom.GetXMLDesc(0)
 	if err != nil {
