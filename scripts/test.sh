@@ -50,19 +50,31 @@ grep -q '^ok ' /tmp/hvmon-integration.log || { echo "integration tier failed:"; 
 
 step "fuzz smoke ($FUZZTIME per target)"
 # A real finding always leaves a crasher under testdata/fuzz, which fails
-# every later run as a seed. A run that fails without one (the fuzzing
-# engine timing out a busy worker on this 2-core machine) is tried once more.
+# every later run as a seed. Go 1.26's fuzzing coordinator can end a
+# duration-bounded run with a bare "context deadline exceeded" and no
+# crasher when a busy worker is still mid-input as -fuzztime expires
+# (go.dev/issue/75804, fixed in Go 1.27): no input failed, so that alone is
+# noted, not failed. Any other failure without a crasher is tried once more.
+crashers() { git status --porcelain --untracked-files=all | grep -c '/testdata/fuzz/' || true; }
 for pkg in $(go list ./...); do
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		echo "-- $pkg $target"
 		for try in 1 2; do
+			before=$(crashers)
 			if go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 5s -parallel 1 "$pkg" >/tmp/hvmon-fuzz.log 2>&1; then
 				break
 			fi
-			if [ "$try" = 2 ] || git status --porcelain --untracked-files=all | grep -q '/testdata/fuzz/'; then
+			if [ "$(crashers)" != "$before" ]; then
 				cat /tmp/hvmon-fuzz.log; exit 1
 			fi
-			echo "   (no crasher written; the fuzzing engine timed out: trying once more)"
+			if grep -A1 -- "^--- FAIL: ${target} " /tmp/hvmon-fuzz.log | tail -n 1 | grep -qx '    context deadline exceeded'; then
+				echo "   (the fuzzing coordinator's deadline race, go.dev/issue/75804: no crasher, no failing input)"
+				break
+			fi
+			if [ "$try" = 2 ]; then
+				cat /tmp/hvmon-fuzz.log; exit 1
+			fi
+			echo "   (failed without a crasher: trying once more)"
 		done
 	done
 done
