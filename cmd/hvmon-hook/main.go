@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"hvmon.dev/hvmon/hook"
 	"hvmon.dev/hvmon/internal/hookrun"
@@ -33,10 +34,23 @@ func main() {
 	os.Exit(run(os.Args, os.Stdin, os.Stderr))
 }
 
+const maxHookFile = 64 << 10
+
 func run(argv []string, stdin io.Reader, stderr io.Writer) int {
 	opts := hookrun.Options{Timeout: hookrun.DefaultTimeout, Syslog: true}
 	args := argv[1:]
-	if !invokedByLibvirt(argv[0]) {
+	var fromFile []string
+	if len(argv) >= 3 && argv[1] == hookrun.ConfigFlag {
+		// libvirt's arguments follow the file's path as they are: a domain
+		// may be named like a flag.
+		var err error
+		if fromFile, err = hookFileFlags(argv[2]); err != nil {
+			fmt.Fprintf(stderr, "hvmon-hook: %v\n", err)
+			return hookrun.ExitUsage
+		}
+		args = argv[3:]
+	}
+	if fromFile != nil || !invokedByLibvirt(argv[0]) {
 		fs := flag.NewFlagSet("hvmon-hook", flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		fs.StringVar(&opts.Socket, "api-socket", hookrun.DefaultSocket, "the daemon's API socket `PATH`")
@@ -48,13 +62,20 @@ func run(argv []string, stdin io.Reader, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "usage: hvmon-hook [flags] [--] OBJECT OPERATION SUB-OPERATION EXTRA (see hvmon hook --help)")
 			fs.PrintDefaults()
 		}
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return hookrun.ExitOK
+		if fromFile != nil {
+			if err := fs.Parse(fromFile); err != nil || fs.NArg() != 0 {
+				fmt.Fprintf(stderr, "hvmon-hook: %s: the %q line holds flags only\n", argv[2], strings.TrimSpace(hookrun.FlagsPrefix))
+				return hookrun.ExitUsage
 			}
-			return hookrun.ExitUsage
+		} else {
+			if err := fs.Parse(args); err != nil {
+				if errors.Is(err, flag.ErrHelp) {
+					return hookrun.ExitOK
+				}
+				return hookrun.ExitUsage
+			}
+			args = fs.Args()
 		}
-		args = fs.Args()
 	}
 	if len(args) != 4 {
 		fmt.Fprintf(stderr, "hvmon-hook: want OBJECT OPERATION SUB-OPERATION EXTRA (libvirt's hook arguments), got %d argument(s)\n", len(args))
@@ -67,6 +88,40 @@ func run(argv []string, stdin io.Reader, stderr io.Writer) int {
 		return he.Code
 	}
 	return hookrun.ExitOK
+}
+
+// hookFileFlags reads the flags of a hook file: the words of its one line
+// that starts with hookrun.FlagsPrefix.
+func hookFileFlags(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxHookFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxHookFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxHookFile)
+	}
+	var flags []string
+	found := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, hookrun.FlagsPrefix); ok {
+			if found {
+				return nil, fmt.Errorf("%s: more than one %q line", path, strings.TrimSpace(hookrun.FlagsPrefix))
+			}
+			found, flags = true, strings.Fields(rest)
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("%s: no %q line", path, strings.TrimSpace(hookrun.FlagsPrefix))
+	}
+	if flags == nil {
+		flags = []string{}
+	}
+	return flags, nil
 }
 
 // invokedByLibvirt reports whether argv0 is a hook path libvirt runs: a

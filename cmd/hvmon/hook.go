@@ -279,8 +279,27 @@ func isExecutable(path string) bool {
 // shellQuote quotes s for a POSIX shell.
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
+// maxShebang keeps the "#!" line within what every Linux kernel reads
+// of it (127 bytes before 5.1).
+const maxShebang = 127
+
 func hookWrapper(binary, socket string, timeout time.Duration, failClosed bool) []byte {
 	var b bytes.Buffer
+	flags := fmt.Sprintf("--api-socket %s --timeout %s", socket, timeout)
+	if failClosed {
+		flags += " --fail-closed"
+	}
+	shebang := "#!" + binary + " " + hookrun.ConfigFlag
+	if strings.HasPrefix(filepath.Base(binary), "hvmon-hook") && len(shebang) <= maxShebang && !strings.ContainsAny(binary+socket, " \t\n") {
+		// The kernel runs hvmon-hook with this file's path; hvmon-hook reads
+		// the flags line. No shell in between.
+		fmt.Fprintf(&b, "%s\n%s\n", shebang, hookWrapperMarker)
+		b.WriteString("# Written by \"hvmon hook install\"; \"hvmon hook uninstall\" removes it.\n")
+		b.WriteString("# libvirt runs it for every QEMU domain event, after ../qemu if that exists:\n")
+		b.WriteString("# the kernel starts hvmon-hook, which reads its flags from the next line.\n")
+		fmt.Fprintf(&b, "%s%s\n", hookrun.FlagsPrefix, flags)
+		return b.Bytes()
+	}
 	fmt.Fprintf(&b, "#!/bin/sh\n%s\n", hookWrapperMarker)
 	b.WriteString("# Written by \"hvmon hook install\"; \"hvmon hook uninstall\" removes it.\n")
 	b.WriteString("# libvirt runs it for every QEMU domain event, after ../qemu if that exists.\n")

@@ -385,8 +385,30 @@ func TestHookWrapperRuns(t *testing.T) {
 	if err := runProgram(filepath.Join(dir, "qemu.d", "hvmon"), "vm", "migrate", "begin", "-"); err != nil {
 		t.Fatal(err)
 	}
+	// For hvmon-hook the file is no shell script: the kernel runs
+	// hvmon-hook through its "#!" line, with the file's path, and
+	// hvmon-hook reads the flags line.
+	hookFile := filepath.Join(dir, "qemu.d", "hvmon")
 	b, _ = os.ReadFile(out)
-	if want := "--api-socket\n/run/hvmon/api.sock\n--timeout\n2s\n--fail-closed\n--\nvm\nmigrate\nbegin\n-\n"; string(b) != want {
+	if want := "--config\n" + hookFile + "\nvm\nmigrate\nbegin\n-\n"; string(b) != want {
+		t.Errorf("the hook file ran hvmon-hook with\n%s\nwant\n%s", b, want)
+	}
+	if content, _ := os.ReadFile(hookFile); !strings.HasPrefix(string(content), "#!"+small+" --config\n") ||
+		!strings.Contains(string(content), "\nflags: --api-socket /run/hvmon/api.sock --timeout 2s --fail-closed\n") {
+		t.Errorf("hook file:\n%s", content)
+	}
+	// A binary path with a space cannot go in a "#!" line: a shell wrapper.
+	spaced := filepath.Join(dir, "a b")
+	os.Mkdir(spaced, 0o755)
+	os.WriteFile(filepath.Join(spaced, "hvmon-hook"), []byte("#!/bin/sh\nprintf '%s\\n' \"$@\" > "+shellQuote(out)+"\n"), 0o755)
+	if code, _, stderr := runWith(nil, "hook", "install", "--dir", dir, "--binary", filepath.Join(spaced, "hvmon-hook")); code != 0 {
+		t.Fatalf("install: %s", stderr)
+	}
+	if err := runProgram(hookFile, "vm", "migrate", "begin", "-"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(out)
+	if want := "--api-socket\n/run/hvmon/api.sock\n--timeout\n2s\n--\nvm\nmigrate\nbegin\n-\n"; string(b) != want {
 		t.Errorf("the wrapper ran hvmon-hook with\n%s\nwant\n%s", b, want)
 	}
 	// And the real command line treats "install" after "--" as a domain.

@@ -26,6 +26,16 @@ import (
 	"hvmon.dev/hvmon/hook"
 )
 
+// The hook file "hvmon hook install" writes for hvmon-hook is not a shell
+// script: its first line is "#!HVMON-HOOK --config", so the kernel runs
+// hvmon-hook as "HVMON-HOOK --config FILE ARGS..." and hvmon-hook takes its
+// flags from FILE's line that starts with FlagsPrefix. Without /bin/sh in
+// between, libvirt waits a few milliseconds less for each event.
+const (
+	ConfigFlag  = "--config"
+	FlagsPrefix = "flags: "
+)
+
 // Defaults.
 const (
 	DefaultSocket  = "/run/hvmon/api.sock"
