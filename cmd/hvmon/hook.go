@@ -197,10 +197,14 @@ func (a *app) hookInstallCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "install [--dir DIR] [--binary PATH] [--fail-closed] [--api-socket PATH] [--timeout D]",
 		Short: "Install hvmon as a libvirt QEMU hook (DIR/qemu.d/hvmon)",
-		Long: `Write DIR/qemu.d/hvmon, a wrapper script that runs the hook with the given
-flags for every QEMU domain event: hvmon-hook (the same hook in a small
-binary that starts several times faster) when it lies next to this hvmon
-executable or --binary names it, otherwise "hvmon hook". libvirt (6.5 and later) runs every
+		Long: `Write DIR/qemu.d/hvmon, which runs the hook with the given flags for
+every QEMU domain event: hvmon-hook (the same hook in a small binary that
+starts several times faster) when it lies next to this hvmon executable or
+--binary names it, otherwise "hvmon hook". For hvmon-hook the file starts
+with "#!HVMON-HOOK --config": the kernel runs hvmon-hook directly, which
+reads its flags from the file's "flags:" line; no shell runs per event. A
+path that cannot go in a "#!" line, and "hvmon hook", get a /bin/sh
+wrapper instead. libvirt (6.5 and later) runs every
 executable in qemu.d, in alphabetical order, after DIR/qemu: an existing
 qemu script is kept and still runs first, and a failure of any of them
 aborts the operation.
