@@ -31,6 +31,8 @@ import (
 
 	goqmp "github.com/digitalocean/go-qemu/qmp"
 	"github.com/hashicorp/go-hclog"
+
+	"hvmon.dev/hvmon/internal/dropq"
 )
 
 // Event is go-qemu's event type; synthetic events use the names below.
@@ -456,20 +458,17 @@ func (c *Client) Execute(ctx context.Context, name string, args, result any) err
 
 // subscriber is one Events channel with its own bounded queue.
 type subscriber struct {
-	mu      sync.Mutex
-	queue   []Event
-	dropped int
-	wake    chan struct{}
-	out     chan Event
-	done    chan struct{}
-	once    sync.Once
+	queue *dropq.Queue[Event]
+	out   chan Event
+	done  chan struct{}
+	once  sync.Once
 }
 
 // Events implements qmp.Monitor: a channel of every event from now on,
 // fed from a queue of QueueSize that never blocks the client (see the
 // package doc). The channel closes when ctx ends or the client disconnects.
 func (c *Client) Events(ctx context.Context) (<-chan Event, error) {
-	s := &subscriber{wake: make(chan struct{}, 1), out: make(chan Event), done: make(chan struct{})}
+	s := &subscriber{queue: dropq.New[Event](QueueSize), out: make(chan Event), done: make(chan struct{})}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -479,31 +478,34 @@ func (c *Client) Events(ctx context.Context) (<-chan Event, error) {
 	c.mu.Unlock()
 	go func() {
 		defer close(s.out)
-		for {
-			s.mu.Lock()
-			var next *Event
-			if s.dropped > 0 {
-				next = &Event{Event: EventDropped, Data: map[string]any{"count": s.dropped}}
-				s.dropped = 0
-			} else if len(s.queue) > 0 {
-				e := s.queue[0]
-				s.queue = s.queue[1:]
-				next = &e
+		// send delivers one event; false when the subscriber is done.
+		send := func(e Event) bool {
+			select {
+			case s.out <- e:
+				return true
+			case <-s.done:
+				return false
+			case <-ctx.Done():
+				c.unsubscribe(s)
+				return false
 			}
-			s.mu.Unlock()
-			if next == nil {
-				select {
-				case <-s.wake:
-					continue
-				case <-s.done:
-					return
-				case <-ctx.Done():
-					c.unsubscribe(s)
+		}
+		for {
+			e, dropped, ok := s.queue.Pop()
+			if dropped > 0 && !send(Event{Event: EventDropped, Data: map[string]any{"count": dropped}}) {
+				return
+			}
+			if ok {
+				if !send(e) {
 					return
 				}
+				continue
+			}
+			if dropped > 0 {
+				continue
 			}
 			select {
-			case s.out <- *next:
+			case <-s.queue.Wake():
 			case <-s.done:
 				return
 			case <-ctx.Done():
@@ -524,19 +526,7 @@ func (c *Client) unsubscribe(s *subscriber) {
 
 func (s *subscriber) close() { s.once.Do(func() { close(s.done) }) }
 
-func (s *subscriber) push(e Event) {
-	s.mu.Lock()
-	if len(s.queue) >= QueueSize {
-		s.queue = s.queue[1:]
-		s.dropped++
-	}
-	s.queue = append(s.queue, e)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
+func (s *subscriber) push(e Event) { s.queue.Push(e) }
 
 func (c *Client) broadcast(e Event) {
 	c.mu.Lock()
