@@ -17,6 +17,8 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"hvmon.dev/hvmon/host"
+	"hvmon.dev/hvmon/internal/dropq"
+	"hvmon.dev/hvmon/qmp"
 )
 
 // maxQueued bounds the events a session keeps while the supervisor is not
@@ -58,46 +60,19 @@ type session struct {
 	name string
 	log  hclog.Logger
 
-	mu      sync.Mutex
-	queue   []event
-	dropped int
-	notify  chan struct{} // signalled when the queue grows
-	conn    net.Conn      // the session's end of the current pipe
+	queue *dropq.Queue[event]
+
+	mu   sync.Mutex
+	conn net.Conn // the session's end of the current pipe
 }
 
 func newSession(w *Watcher, uuid, name string) *session {
-	return &session{w: w, uuid: uuid, name: name, log: w.log.Named(name), notify: make(chan struct{}, 1)}
+	return &session{w: w, uuid: uuid, name: name, log: w.log.Named(name), queue: dropq.New[event](maxQueued)}
 }
 
 // push queues an event for the domain. It never blocks: libvirt's event
 // loop calls it.
-func (s *session) push(e event) {
-	s.mu.Lock()
-	if len(s.queue) >= maxQueued {
-		s.queue = s.queue[1:]
-		s.dropped++
-	}
-	s.queue = append(s.queue, e)
-	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
-}
-
-// pop takes the oldest queued event.
-func (s *session) pop() (event, int, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	dropped := s.dropped
-	s.dropped = 0
-	if len(s.queue) == 0 {
-		return event{}, dropped, false
-	}
-	e := s.queue[0]
-	s.queue = s.queue[1:]
-	return e, dropped, true
-}
+func (s *session) push(e event) { s.queue.Push(e) }
 
 // dial is the supervisor's qmp.Options.Dial for this domain: it waits for
 // the watcher's libvirt connection and returns a fresh QMP stream.
@@ -142,6 +117,10 @@ func (s *session) serve(conn *golibvirt.Connect, pipe net.Conn) {
 		_, err = pipe.Write(append(b, '\n'))
 		return err
 	}
+	// One handle on the domain for the stream's commands and descriptions:
+	// a lookup is a round trip to libvirtd.
+	dom := &domainRef{conn: conn, uuid: s.uuid}
+	defer dom.free()
 	if err := write(s.greeting(conn)); err != nil {
 		return
 	}
@@ -166,7 +145,7 @@ func (s *session) serve(conn *golibvirt.Connect, pipe net.Conn) {
 				once.Do(func() { close(negotiated) })
 				continue
 			}
-			if write(s.command(conn, name, cmd, id)) != nil {
+			if write(s.command(dom, name, cmd, id)) != nil {
 				return
 			}
 		}
@@ -176,42 +155,35 @@ func (s *session) serve(conn *golibvirt.Connect, pipe net.Conn) {
 	case <-done:
 		return
 	}
-	if err := write(s.describe(conn, time.Now())); err != nil {
+	if err := write(s.describe(dom, time.Now())); err != nil {
 		return
 	}
 	for {
 		for {
-			e, dropped, ok := s.pop()
+			e, dropped, ok := s.queue.Pop()
 			if dropped > 0 {
-				write(newEvent("HVMON_EVENTS_DROPPED", map[string]any{"count": dropped}, time.Now()))
+				write(newEvent(qmp.EventDropped, map[string]any{"count": dropped}, time.Now()))
 			}
 			if !ok {
 				break
 			}
 			if e.describe {
-				if err := write(s.describe(conn, time.Now())); err != nil {
-					s.push(e) // not delivered: keep it for the next stream
+				if err := write(s.describe(dom, time.Now())); err != nil {
+					s.queue.PushFront(e) // not delivered: first for the next stream
 					return
 				}
 			}
 			if err := write(e); err != nil {
-				s.requeue(e)
+				s.queue.PushFront(e)
 				return
 			}
 		}
 		select {
-		case <-s.notify:
+		case <-s.queue.Wake():
 		case <-done:
 			return
 		}
 	}
-}
-
-// requeue puts an event that could not be written back at the front.
-func (s *session) requeue(e event) {
-	s.mu.Lock()
-	s.queue = append([]event{e}, s.queue...)
-	s.mu.Unlock()
 }
 
 // greeting is the QMP banner: QEMU's version as libvirt reports it.
@@ -229,7 +201,7 @@ func (s *session) greeting(conn *golibvirt.Connect) map[string]any {
 // command passes one QMP command to libvirt and returns the reply with the
 // client's id. libvirt refuses commands while the domain is not running;
 // that comes back as a QMP GenericError.
-func (s *session) command(conn *golibvirt.Connect, name string, cmd map[string]json.RawMessage, id json.RawMessage) map[string]any {
+func (s *session) command(ref *domainRef, name string, cmd map[string]json.RawMessage, id json.RawMessage) map[string]any {
 	fail := func(class string, err error) map[string]any {
 		return map[string]any{"error": map[string]any{"class": class, "desc": err.Error()}, "id": id}
 	}
@@ -238,11 +210,10 @@ func (s *session) command(conn *golibvirt.Connect, name string, cmd map[string]j
 	if err != nil {
 		return fail("GenericError", err)
 	}
-	dom, err := conn.LookupDomainByUUIDString(s.uuid)
+	dom, err := ref.get()
 	if err != nil {
 		return fail("DeviceNotFound", fmt.Errorf("libvirt domain %s: %w", s.name, err))
 	}
-	defer dom.Free()
 	if name == host.CommandLibvirtSnapshots {
 		list, err := snapshots(dom)
 		if err != nil {
@@ -264,16 +235,15 @@ func (s *session) command(conn *golibvirt.Connect, name string, cmd map[string]j
 
 // describe builds the EventLibvirtDomain event for the domain's current
 // state.
-func (s *session) describe(conn *golibvirt.Connect, now time.Time) event {
+func (s *session) describe(ref *domainRef, now time.Time) event {
 	data := map[string]any{"id": -1, "state": "unknown"}
 	facts := map[string]any{}
 	data["facts"] = facts
-	dom, err := conn.LookupDomainByUUIDString(s.uuid)
+	dom, err := ref.get()
 	if err != nil {
 		facts["libvirt_error"] = err.Error()
 		return newEvent(host.EventLibvirtDomain, data, now)
 	}
-	defer dom.Free()
 	if st, _, err := dom.GetState(); err == nil {
 		data["state"] = StateName(int(st))
 	}
@@ -301,6 +271,39 @@ func (s *session) describe(conn *golibvirt.Connect, now time.Time) event {
 		}
 	}
 	return newEvent(host.EventLibvirtDomain, data, now)
+}
+
+// domainRef is a stream's handle on its domain, looked up by UUID on
+// first use (and again after a failed lookup: the domain may be defined
+// later). libvirt's handles are safe for concurrent calls.
+type domainRef struct {
+	conn *golibvirt.Connect
+	uuid string
+
+	mu  sync.Mutex
+	dom *golibvirt.Domain
+}
+
+func (r *domainRef) get() (*golibvirt.Domain, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dom == nil {
+		dom, err := r.conn.LookupDomainByUUIDString(r.uuid)
+		if err != nil {
+			return nil, err
+		}
+		r.dom = dom
+	}
+	return r.dom, nil
+}
+
+func (r *domainRef) free() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dom != nil {
+		r.dom.Free()
+		r.dom = nil
+	}
 }
 
 // snapshots answers host.CommandLibvirtSnapshots: the domain's snapshots
