@@ -104,18 +104,7 @@ func newDestination(t *testing.T, src *libvirtRig) *libvirtRig {
 	}
 	t.Cleanup(func() { killPidFile(t, logdPid) })
 	t.Cleanup(r.stopLibvirtd)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := golibvirt.NewConnect(r.uri)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the destination libvirtd did not answer: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	r.waitLibvirtd()
 	pid, err := os.ReadFile(r.pidFile)
 	if err != nil {
 		t.Fatal(err)

@@ -166,6 +166,12 @@ func (r *libvirtRig) startLibvirtd() {
 	if out, err := exec.Command("libvirtd", "-d", "--config", r.conf, "--pid-file", r.pidFile).CombinedOutput(); err != nil {
 		r.t.Fatalf("libvirtd: %v\n%s", err, out)
 	}
+	r.waitLibvirtd()
+}
+
+// waitLibvirtd waits until the rig's libvirtd answers on its socket.
+func (r *libvirtRig) waitLibvirtd() {
+	r.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := golibvirt.NewConnect(r.uri)
