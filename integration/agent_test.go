@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"hvmon.dev/hvmon/agentproto"
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/internal/tinyvm"
@@ -27,6 +29,9 @@ var (
 	image    *tinyvm.Image
 	imageDir string
 	keep     = flag.Bool("keep", false, "keep the image and VM directories")
+	// vmLog carries tinyvm's one line when KVM opens but cannot run guests
+	// here and the tier falls back to TCG.
+	vmLog = hclog.New(&hclog.LoggerOptions{Name: "tinyvm", Output: os.Stderr, Level: hclog.Warn})
 )
 
 // Four 16 MiB regions (the size the agent benchmark is specified for) and a
@@ -72,7 +77,7 @@ func bootVM(t *testing.T) *tinyvm.VM {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	vm, err := tinyvm.Boot(ctx, image, tinyvm.BootOptions{Dir: dir})
+	vm, err := tinyvm.Boot(ctx, image, tinyvm.BootOptions{Dir: dir, Log: vmLog})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,9 @@ func TestLifecycle(t *testing.T) {
 			t.Errorf("%s report: %v", v.Report.Entry.Event, v.Err)
 		}
 		if v.Guest == nil || v.Guest.Hardware == nil || v.Guest.Hardware.Type != "simulated-sev-snp" {
-			t.Errorf("%s report carries no simulated SEV-SNP guest evidence", v.Report.Entry.Event)
+			// Every check below reads the guest evidence: stop here.
+			t.Fatalf("%s report carries no simulated SEV-SNP guest evidence (agent %q: %s)", v.Report.Entry.Event,
+				v.Result.Report.Host.Agent, v.Result.Report.Host.Detail)
 		}
 	}
 	// The chain travelled with the VM: the destination's first guest
@@ -178,7 +180,7 @@ func TestFaults(t *testing.T) {
 		t.Logf("attestation during QEMU's death: %v", err)
 	}
 	// A new QEMU on the same sockets: the supervisor follows it again.
-	vm2, err := tinyvm.Boot(ctx, image, tinyvm.BootOptions{Dir: vm.Dir})
+	vm2, err := tinyvm.Boot(ctx, image, tinyvm.BootOptions{Dir: vm.Dir, Log: vmLog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +258,7 @@ func TestMigrationDowntime(t *testing.T) {
 		defer os.RemoveAll(dir)
 		sdir := filepath.Join(dir, "s")
 		os.Mkdir(sdir, 0o755)
-		src, err := tinyvm.Boot(ctx, image, tinyvm.BootOptions{Dir: sdir, ExtraQMP: true})
+		src, err := tinyvm.Boot(ctx, image, tinyvm.BootOptions{Dir: sdir, ExtraQMP: true, Log: vmLog})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +266,7 @@ func TestMigrationDowntime(t *testing.T) {
 		if err := src.WaitReady(ctx); err != nil {
 			t.Fatal(err)
 		}
-		dst, err := tinyvm.Boot(ctx, image, tinyvm.BootOptions{Dir: dir, Accel: src.Accel, Incoming: "defer", ExtraQMP: true})
+		dst, err := tinyvm.Boot(ctx, image, tinyvm.BootOptions{Dir: dir, Accel: src.Accel, Incoming: "defer", ExtraQMP: true, Log: vmLog})
 		if err != nil {
 			t.Fatal(err)
 		}

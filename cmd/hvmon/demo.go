@@ -27,7 +27,9 @@ func (a *app) demoCmd() *cobra.Command {
 
 It builds a small guest from this machine's kernel with the hvmon agent
 (simulated SEV-SNP evidence) and two measured regions, boots it under QEMU
-(KVM when it works, else TCG), and follows it with two host supervisors
+(KVM when a guest actually runs under it, else TCG: a /dev/kvm that opens
+but makes QEMU abort, exit or hang, as on many nested-virt hosts, means
+TCG, said in one warning), and follows it with two host supervisors
 (hv-a, hv-b) through: boot, periodic, live migration from QEMU A to QEMU B,
 snapshot-save, tampering with the weights inside the guest, an on-demand
 report, snapshot-load (restore) and shutdown. It prints a timeline (event,
@@ -42,6 +44,11 @@ the guest: this binary when it is static (make demo builds it so), else
 --agent FILE or --module-root DIR to build one.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch accel {
+			case "", "kvm", "tcg":
+			default:
+				return configErr(fmt.Errorf("--accel %q: want kvm or tcg (or leave it out: KVM when it runs guests here, else TCG)", accel))
+			}
 			if err := demo.Requirements(); err != nil {
 				return configErr(err)
 			}
@@ -70,7 +77,7 @@ the guest: this binary when it is static (make demo builds it so), else
 	f.StringVar(&out, "out", "", "write host.pub and reports/*.cose to `DIR` (default ./hvmon-demo)")
 	f.StringVar(&agent, "agent", "", "static hvmon binary `FILE` for the guest")
 	f.StringVar(&moduleRoot, "module-root", "", "build the guest's hvmon from the source tree at `DIR`")
-	f.StringVar(&accel, "accel", "", "QEMU accelerator: kvm or tcg (default: try kvm, fall back to tcg)")
+	f.StringVar(&accel, "accel", "", "QEMU accelerator: kvm or tcg (default: KVM when a guest runs under it, else TCG, said in one log line); an explicit kvm never falls back")
 	f.DurationVar(&periodic, "periodic", 5*time.Second, "interval of the source host's periodic reports")
 	return cmd
 }

@@ -244,7 +244,7 @@ func (r *run) lifecycle(ctx context.Context) error {
 	r.say("== Boot: QEMU A runs the VM; host supervisor hv-a follows it over its own QMP socket")
 	srcDir := filepath.Join(r.work, "a")
 	os.Mkdir(srcDir, 0o755)
-	src, err := tinyvm.Boot(ctx, img, tinyvm.BootOptions{Dir: srcDir, Accel: r.o.Accel, ExtraQMP: true})
+	src, err := tinyvm.Boot(ctx, img, tinyvm.BootOptions{Dir: srcDir, Accel: r.o.Accel, ExtraQMP: true, Log: r.o.Log})
 	if err != nil {
 		return err
 	}
@@ -267,7 +267,7 @@ func (r *run) lifecycle(ctx context.Context) error {
 	r.say("== Live migration: QEMU B waits for the VM; A sends it over a unix socket")
 	dstDir := filepath.Join(r.work, "b")
 	os.Mkdir(dstDir, 0o755)
-	dst, err := tinyvm.Boot(ctx, img, tinyvm.BootOptions{Dir: dstDir, Accel: src.Accel, ExtraQMP: true, Incoming: "defer"})
+	dst, err := tinyvm.Boot(ctx, img, tinyvm.BootOptions{Dir: dstDir, Accel: src.Accel, ExtraQMP: true, Incoming: "defer", Log: r.o.Log})
 	if err != nil {
 		return err
 	}

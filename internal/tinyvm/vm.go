@@ -3,6 +3,7 @@ package tinyvm
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // BootOptions describe one QEMU process.
@@ -22,7 +25,8 @@ type BootOptions struct {
 	// Dir holds the VM's sockets, pid file and console log; it must exist
 	// and its path must be short (unix socket paths are limited to 107 bytes).
 	Dir string
-	// Accel is "kvm", "tcg" or "" (try KVM when /dev/kvm opens, else TCG).
+	// Accel is "kvm", "tcg" or "" (KVM when it runs guests here, else TCG:
+	// see Boot). An explicit "kvm" never falls back.
 	Accel string
 	// MemoryMiB is the guest memory; 0 means 256.
 	MemoryMiB int
@@ -34,6 +38,15 @@ type BootOptions struct {
 	ExtraQMP bool
 	// Binary is the QEMU binary; empty means qemu-system-x86_64.
 	Binary string
+	// KVMDevice is the KVM device Boot opens to decide whether to try KVM;
+	// empty means /dev/kvm. (Tests put a stand-in for a broken one here.)
+	KVMDevice string
+	// Log receives the one line that says KVM was tried and could not run
+	// the guest; nil discards it.
+	Log hclog.Logger
+	// KVMProbeTimeout bounds the wait for the first guest under KVM; zero
+	// means DefaultKVMProbeTimeout.
+	KVMProbeTimeout time.Duration
 }
 
 // VM is a running QEMU process.
@@ -55,30 +68,144 @@ type VM struct {
 	exitErr error
 }
 
+// DefaultKVMProbeTimeout bounds how long Boot waits for a guest under KVM to get
+// ready before it decides that KVM cannot run guests here. A guest that
+// runs under KVM is ready in a second or two; one that does not either
+// makes QEMU exit at once or hangs in the kernel's decompressor.
+const DefaultKVMProbeTimeout = 20 * time.Second
+
+// The verdict on KVM, once Boot has tried it: per QEMU binary and KVM
+// device, for the life of the process, so that a test run or a demo tries
+// (and logs) it once.
+var (
+	accelMu    sync.Mutex
+	accelKnown = map[string]string{}
+)
+
 // Boot starts QEMU on img. It returns once the QEMU process runs and its
 // sockets exist; WaitReady waits for the guest.
+//
+// With Accel "" it uses KVM only when KVM actually runs a guest: the KVM
+// device must open, and the first guest booted under KVM must get ready
+// within the probe timeout. A KVM that opens but cannot run guests (nested
+// virtualisation: QEMU aborts with "failed to set MSR", exits, or hangs)
+// makes Boot fall back to TCG, say so in one log line, and remember it for
+// later boots. A migration destination (Incoming) cannot show that its
+// guest runs, so when the verdict is not known yet Boot first boots a
+// throwaway guest to find out. With Accel "kvm" there is no fallback: a
+// QEMU that cannot start under KVM is an error that quotes QEMU.
 func Boot(ctx context.Context, img *Image, o BootOptions) (*VM, error) {
-	accel := o.Accel
-	if accel == "" {
-		accel = "tcg"
-		if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
+	switch o.Accel {
+	case "tcg", "kvm":
+		vm, err := boot(ctx, img, o, o.Accel)
+		if err != nil && o.Accel == "kvm" {
+			return nil, fmt.Errorf("QEMU cannot start a guest under KVM (%s): %w", o.kvmDevice(), err)
+		}
+		return vm, err
+	case "":
+	default:
+		return nil, fmt.Errorf("unknown accelerator %q: want kvm, tcg or empty (KVM when it runs guests, else TCG)", o.Accel)
+	}
+	key := o.binary() + "\x00" + o.kvmDevice()
+	// Boots wait for a probe in progress, not for each other.
+	accelMu.Lock()
+	accel, known := accelKnown[key]
+	if !known {
+		if f, err := os.OpenFile(o.kvmDevice(), os.O_RDWR, 0); err != nil {
+			accel, known = "tcg", true
+			accelKnown[key] = accel
+		} else {
 			f.Close()
-			accel = "kvm"
 		}
 	}
-	vm, err := boot(ctx, img, o, accel)
-	if err != nil || o.Accel != "" || accel == "tcg" {
-		return vm, err
+	if known {
+		accelMu.Unlock()
+		return boot(ctx, img, o, accel)
 	}
-	// KVM may exist and still not run guests (nested virtualisation):
-	// give it a short chance, then fall back to TCG.
-	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if err := vm.WaitReady(wctx); err == nil {
+	defer accelMu.Unlock()
+	probe := o
+	if o.Incoming != "" {
+		// The real VM waits for a migration and prints nothing: try KVM
+		// on a throwaway guest in a directory of its own.
+		dir, err := os.MkdirTemp(o.Dir, "kvm-probe")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		probe = BootOptions{Dir: dir, MemoryMiB: o.MemoryMiB, Binary: o.Binary, KVMProbeTimeout: o.KVMProbeTimeout}
+	}
+	vm, reason := probeKVM(ctx, img, probe)
+	if ctx.Err() != nil {
+		if vm != nil {
+			vm.Kill()
+		}
+		return nil, ctx.Err()
+	}
+	if vm == nil {
+		accelKnown[key] = "tcg"
+		o.logger().Warn("KVM opens but cannot run guests here; using TCG (emulation, much slower)",
+			"device", o.kvmDevice(), "reason", reason)
+		return boot(ctx, img, o, "tcg")
+	}
+	accelKnown[key] = "kvm"
+	if o.Incoming == "" {
 		return vm, nil
 	}
 	vm.Kill()
-	return boot(ctx, img, o, "tcg")
+	return boot(ctx, img, o, "kvm")
+}
+
+// probeKVM boots o under KVM and waits for the guest. It returns the
+// running VM, or nil and why KVM did not run it (QEMU's last words).
+func probeKVM(ctx context.Context, img *Image, o BootOptions) (*VM, string) {
+	vm, err := boot(ctx, img, o, "kvm")
+	if err != nil {
+		if last := lastLine(filepath.Join(o.Dir, "qemu.log")); last != "" {
+			return nil, "QEMU: " + last
+		}
+		return nil, err.Error()
+	}
+	timeout := cmp.Or(o.KVMProbeTimeout, DefaultKVMProbeTimeout)
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err = vm.WaitReady(wctx)
+	if err == nil {
+		return vm, ""
+	}
+	vm.Kill()
+	if last := lastLine(vm.LogPath); last != "" {
+		return nil, "QEMU: " + last
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Sprintf("the guest was not ready within %s", timeout)
+	}
+	return nil, "QEMU exited before the guest was ready"
+}
+
+// lastLine returns the first line QEMU wrote to its log that says why it
+// stopped ("failed to set MSR ..."), or the last one.
+func lastLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for _, l := range lines {
+		if strings.Contains(l, "error") || strings.Contains(l, "failed") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+func (o BootOptions) kvmDevice() string { return cmp.Or(o.KVMDevice, "/dev/kvm") }
+func (o BootOptions) binary() string    { return cmp.Or(o.Binary, "qemu-system-x86_64") }
+
+func (o BootOptions) logger() hclog.Logger {
+	if o.Log == nil {
+		return hclog.NewNullLogger()
+	}
+	return o.Log
 }
 
 func boot(ctx context.Context, img *Image, o BootOptions, accel string) (*VM, error) {
@@ -86,10 +213,7 @@ func boot(ctx context.Context, img *Image, o BootOptions, accel string) (*VM, er
 	if mem == 0 {
 		mem = 256
 	}
-	bin := o.Binary
-	if bin == "" {
-		bin = "qemu-system-x86_64"
-	}
+	bin := o.binary()
 	vm := &VM{
 		Dir: o.Dir, QMPPath: filepath.Join(o.Dir, "qmp.sock"), AgentPath: filepath.Join(o.Dir, "agent.sock"),
 		SerialPath: filepath.Join(o.Dir, "serial.sock"), LogPath: filepath.Join(o.Dir, "qemu.log"),
@@ -201,7 +325,7 @@ func (vm *VM) waitConsole(ctx context.Context, offset int, s string) (int, error
 		case <-ctx.Done():
 			return 0, fmt.Errorf("waiting for %q on the guest console: %w; console so far:\n%s", s, ctx.Err(), tail(out, 2000))
 		case <-vm.exited:
-			return 0, fmt.Errorf("qemu exited (%v) while waiting for %q; console:\n%s", vm.exitErr, s, tail(out, 2000))
+			return 0, fmt.Errorf("qemu exited (%v: %s) while waiting for %q; console:\n%s", vm.exitErr, lastLine(vm.LogPath), s, tail(out, 2000))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
