@@ -206,9 +206,12 @@ func TestAgentInGuest(t *testing.T) {
 	if de.Regions[0].Got != measure.Bytes(tampered) {
 		t.Errorf("drifted root %s is not the root of the tampered content %s", de.Regions[0].Got, measure.Bytes(tampered))
 	}
-	vr2, _ := hostVerify(t, res2.Evidence, n2, attest.EventOnDemand, nil, false)
-	if vr2 == nil || vr2.Guest.Seq != 1 || *vr2.Guest.Prev != res.Hash {
-		t.Errorf("second evidence does not chain to the first")
+	vr2, err := hostVerify(t, res2.Evidence, n2, attest.EventOnDemand, nil, false)
+	if err != nil {
+		t.Fatalf("the second evidence without reference values: %v", err)
+	}
+	if vr2.Guest.Seq != 1 || vr2.Guest.Prev == nil || *vr2.Guest.Prev != res.Hash {
+		t.Errorf("second evidence seq %d prev %v does not chain to the first (%s)", vr2.Guest.Seq, vr2.Guest.Prev, res.Hash)
 	}
 }
 

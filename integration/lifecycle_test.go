@@ -105,11 +105,16 @@ func TestLifecycle(t *testing.T) {
 // so; QEMU killed in the middle of an attestation leaves the supervisor
 // running, and it reports again once a VM is back on the same sockets.
 func TestFaults(t *testing.T) {
-	dir, _ := os.MkdirTemp("", "hvmon-f")
-	defer os.RemoveAll(dir)
+	dir := t.TempDir()
 	vm := bootVM(t)
-	store, _ := host.NewFileStore(filepath.Join(dir, "store"))
-	key, _ := attest.GenerateKey(nil)
+	store, err := host.NewFileStore(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := attest.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sup, err := host.New(host.Options{Signer: key, HostName: "hv-f", Store: store, Evidence: evidenceVerifier(t), AgentTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +194,10 @@ func TestFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
-		es, _ := store.List(ctx, host.Query{VM: "vm-f", Event: attest.EventBoot})
+		es, err := store.List(ctx, host.Query{VM: "vm-f", Event: attest.EventBoot})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(es) == 1 {
 			if in := check(es[0]); in.Report.Host.Agent != "ok" {
 				t.Errorf("boot after QEMU restart: agent %q", in.Report.Host.Agent)
