@@ -1,7 +1,7 @@
 # The README's two commands are `make demo` and `make test`.
 GO ?= go
 
-.PHONY: all build demo demo-files test bench vectors clean
+.PHONY: all build demo demo-files test test-loaded bench vectors clean
 
 all: build
 
@@ -26,6 +26,12 @@ demo-files:
 # Every test tier; installs what the tests need first.
 test:
 	scripts/test.sh
+
+# The same, with every core kept busy by another process for the whole
+# run, as on a loaded hypervisor: one busy loop per core (BUSY, default
+# nproc), stopped when the tests end.
+test-loaded:
+	scripts/busy.sh $${BUSY:-$$(nproc)} scripts/test.sh
 
 # Sign and verify next to raw ML-DSA-65 in the same run; then the
 # measurement engine next to the standard library's SHA3-256 and OpenSSL's
