@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/measure"
 )
 
@@ -47,8 +48,10 @@ func (v *vm) measureHost(ctx context.Context) ([]attest.Claim, error) {
 	return claims, nil
 }
 
+// measureFile measures the file QEMU wrote. It must be a regular file: a
+// FIFO made in its place would block the read, and the VM's worker.
 func measureFile(path string, size int64) (measure.Digest, error) {
-	f, err := os.Open(path)
+	f, err := boundedfile.Open(path)
 	if err != nil {
 		return measure.Digest{}, err
 	}
