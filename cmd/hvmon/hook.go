@@ -417,7 +417,7 @@ func newHookService(cfg *host.Config, key *attest.PrivateKey, store host.Store, 
 		}
 		trusted = append(trusted, k)
 	}
-	j, err := host.OpenHookJournal(filepath.Join(cfg.DataDir, "hooks.jsonl"), host.HookJournalOptions{})
+	j, err := host.OpenHookJournal(filepath.Join(cfg.DataDir, "hooks.jsonl"), host.HookJournalOptions{Logger: log})
 	if err != nil {
 		return nil, nil, configErr(err)
 	}
