@@ -123,7 +123,7 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) e
 	}
 	api := &http.Server{Handler: host.APIHandler(sup, store, log.Named("api"), hooks.Routes), ReadHeaderTimeout: 5 * time.Second}
 	go api.Serve(ln)
-	defer os.Remove(cfg.APISocket)
+	defer ln.Close() // removes the socket, if the path still names this one
 
 	var msrv *http.Server
 	if cfg.MetricsListen != "off" {
