@@ -10,6 +10,9 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"hvmon.dev/hvmon/attest"
 )
 
@@ -141,4 +144,26 @@ func FuzzFitText(f *testing.F) {
 			t.Fatalf("fitted text does not round-trip")
 		}
 	})
+}
+
+// TestMetricsBounded: QMP event names and region ids are chosen by QEMU
+// and the guest; inventing new ones without end adds no series past the
+// bounds, and names that are not QEMU's are counted as "other".
+func TestMetricsBounded(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	for i := range 5000 {
+		m.event("vm-1", fmt.Sprintf("EVENT_%d", i))
+		m.event("vm-1", strings.Repeat("x", 10000)+fmt.Sprint(i))
+		m.regionChanged("vm-1", fmt.Sprintf("r%d", i))
+	}
+	if n := testutil.CollectAndCount(m.events); n > maxEventLabels+1 {
+		t.Errorf("%d event series, want at most %d", n, maxEventLabels+1)
+	}
+	if n := testutil.CollectAndCount(m.changes); n > maxRegionLabels+1 {
+		t.Errorf("%d region series, want at most %d", n, maxRegionLabels+1)
+	}
+	if got := testutil.ToFloat64(m.events.WithLabelValues("vm-1", "other")); got != 5000+5000-maxEventLabels {
+		t.Errorf("other = %v", got)
+	}
 }
