@@ -3,6 +3,7 @@ package qmp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -70,5 +71,29 @@ func TestLargeMessageUnderTheBound(t *testing.T) {
 	var got string
 	if err := c.Execute(context.Background(), "big", nil, &got); err != nil || got != big {
 		t.Fatalf("Execute(big) = %d bytes, %v", len(got), err)
+	}
+}
+
+// TestSilentQEMU: a command QEMU never answers ends with the client's
+// timeout when the caller gave no deadline, and the connection serves
+// the next command.
+func TestSilentQEMU(t *testing.T) {
+	s, err := qmptest.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	s.Handle("silent", func(json.RawMessage) (any, string, string) { return nil, "", "" })
+	s.Delay("silent", time.Hour)
+	c := New(s.Path, Options{Timeout: 100 * time.Millisecond})
+	t.Cleanup(func() { c.Disconnect() })
+	if err := c.Connect(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Execute(context.Background(), "silent", nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Execute(a command never answered) = %v, want DeadlineExceeded", err)
+	}
+	if _, err := c.QueryStatus(context.Background()); err != nil {
+		t.Fatalf("after a timeout: %v", err)
 	}
 }

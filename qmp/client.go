@@ -8,8 +8,9 @@
 //   - messages are read with a json.Decoder: no line-length limit, but at
 //     most MaxMessageSize bytes a message, whatever QEMU sends (an endless
 //     string or array costs the connection, not the daemon's memory);
-//   - every call takes a context (Run, the Monitor method, uses
-//     DefaultTimeout);
+//   - every call takes a context, and one without a deadline gets
+//     Options.Timeout (DefaultTimeout): a QEMU that never answers costs a
+//     timeout, not a stuck caller;
 //   - QMP errors keep their class in a *Error;
 //   - events go to per-subscriber queues that never block the reader or
 //     commands: when a subscriber falls QueueSize events behind, the oldest
@@ -120,6 +121,10 @@ type Options struct {
 	// Reconnect keeps reconnecting after the socket closes (the default
 	// for a supervisor is true; set false for one-shot tools).
 	Reconnect bool
+	// Timeout bounds a command whose context has no deadline; zero means
+	// DefaultTimeout. A QEMU that never answers costs its caller this
+	// long, never a goroutine for good.
+	Timeout time.Duration
 }
 
 // Client is a QMP connection to one QEMU.
@@ -158,6 +163,9 @@ type reply struct {
 func New(path string, opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
 	}
 	c := &Client{path: path, opts: opts, log: opts.Logger, pending: map[string]chan reply{},
 		subs: map[*subscriber]struct{}{}, up: make(chan struct{}), stop: make(chan struct{})}
@@ -400,8 +408,14 @@ func (c *Client) Run(command []byte) ([]byte, error) {
 	return c.RunContext(ctx, command)
 }
 
-// RunContext is Run with a context. A QMP error reply is a *Error.
+// RunContext is Run with a context. A QMP error reply is a *Error. A
+// context without a deadline gets Options.Timeout.
 func (c *Client) RunContext(ctx context.Context, command []byte) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
+		defer cancel()
+	}
 	var cmd map[string]json.RawMessage
 	if err := json.Unmarshal(command, &cmd); err != nil {
 		return nil, fmt.Errorf("qmp: command is not a JSON object: %w", err)
