@@ -59,13 +59,11 @@ func fitText(s string) string {
 		return s
 	}
 	sum := sha3.Sum256([]byte(s))
-	kind := "escaped"
-	if len(clean) > MaxObservedText {
-		kind = "truncated"
-	}
-	marker := fmt.Sprintf(" [%s from %d bytes, sha3-256 %s]", kind, len(s), hex.EncodeToString(sum[:]))
-	if kind == "truncated" {
-		marker = "…" + marker
+	digest := hex.EncodeToString(sum[:])
+	marker := fmt.Sprintf(" [escaped from %d bytes, sha3-256 %s]", len(s), digest)
+	if len(clean)+len(marker) > MaxObservedText {
+		// Too long, or too long once escaped and marked.
+		marker = fmt.Sprintf("… [truncated from %d bytes, sha3-256 %s]", len(s), digest)
 		clean = cutAtRune(clean, MaxObservedText-len(marker))
 	}
 	return clean + marker
