@@ -229,7 +229,8 @@ func (s *session) command(ref *domainRef, name string, cmd map[string]json.RawMe
 		return fail("GenericError", fmt.Errorf("%s through libvirt: %w", name, err))
 	}
 	if len(out) > qmp.MaxMessageSize {
-		// libvirt bounds QEMU's replies itself, but above hvmon's bound.
+		// libvirt bounds what it reads from QEMU itself (10 MiB), above
+		// hvmon's bound.
 		return fail("GenericError", fmt.Errorf("%s through libvirt: a reply of %d bytes is larger than %d", name, len(out), qmp.MaxMessageSize))
 	}
 	var reply map[string]any
