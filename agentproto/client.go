@@ -41,6 +41,11 @@ func NewClient(c Conn) *Client {
 // ErrNotSynced reports that the agent did not answer the sync exchange.
 var ErrNotSynced = errors.New("agentproto: agent did not answer sync")
 
+// ErrBadReply reports that the agent answered the request, but not as the
+// protocol says (a result that does not decode strictly, or evidence that
+// does not hash to the hash sent with it). The session stays in sync.
+var ErrBadReply = errors.New("agentproto: bad reply")
+
 // Sync starts a session: it ends any partial line a previous session left
 // in the channel, sends a sync request with a fresh random value, and
 // discards every line until the agent echoes that value. virtio-serial
@@ -116,7 +121,7 @@ func (c *Client) Attest(ctx context.Context, args AttestArgs) (*AttestResult, er
 		return nil, err
 	}
 	if attest.ReportHash(res.Evidence) != res.Hash {
-		return nil, fmt.Errorf("agent attest: hash does not match the evidence returned")
+		return nil, fmt.Errorf("agent attest: %w: hash does not match the evidence returned", ErrBadReply)
 	}
 	return &res, nil
 }
@@ -159,7 +164,7 @@ func (c *Client) call(ctx context.Context, timeout time.Duration, op string, arg
 			return resp.Error
 		case resp.ID == id:
 			if err := DecodeArgs(resp.Result, result); err != nil {
-				return fmt.Errorf("agent %s: bad result: %w", op, err)
+				return fmt.Errorf("agent %s: %w: %w", op, ErrBadReply, err)
 			}
 			return nil
 		case resp.ID == 0 && resp.Error != nil:

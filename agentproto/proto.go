@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"time"
+	"unicode/utf8"
 
 	"hvmon.dev/hvmon/attest"
 )
@@ -31,6 +32,10 @@ const (
 	MaxLine = 2 << 20
 	// MaxRegionSelector bounds the region ids an attest request may name.
 	MaxRegionSelector = attest.MaxRegions
+	// MaxErrorMessage bounds the message of an error response that
+	// ErrorResponse builds (a message can quote the request it refuses).
+	// A host does not rely on it: it bounds what it records itself.
+	MaxErrorMessage = 4096
 	// DefaultTimeout is how long the host waits for a reply to sync, hello
 	// and regions.
 	DefaultTimeout = 5 * time.Second
@@ -240,7 +245,16 @@ func ResultResponse(id uint64, result any) (*Response, error) {
 	return &Response{ID: id, Result: b}, nil
 }
 
-// ErrorResponse builds a failed response.
+// ErrorResponse builds a failed response. A message longer than
+// MaxErrorMessage bytes is cut (at a character boundary) and ends in "…".
 func ErrorResponse(id uint64, code, format string, args ...any) *Response {
-	return &Response{ID: id, Error: &Error{Code: code, Message: fmt.Sprintf(format, args...)}}
+	msg := fmt.Sprintf(format, args...)
+	if len(msg) > MaxErrorMessage {
+		n := MaxErrorMessage - len("…")
+		for n > 0 && !utf8.RuneStart(msg[n]) {
+			n--
+		}
+		msg = msg[:n] + "…"
+	}
+	return &Response{ID: id, Error: &Error{Code: code, Message: msg}}
 }

@@ -67,6 +67,11 @@ func signWithHeader(s Signer, hdr protectedHeader, payload []byte, opts *SignOpt
 	if err != nil {
 		return nil, fmt.Errorf("encoding protected header: %w", err)
 	}
+	// The size is fixed before signing (ML-DSA-65 signatures have one
+	// length): an object Verify would refuse as too large is never signed.
+	if n := sign1Size(len(raw), len(payload)); n > MaxReportSize {
+		return nil, tooLarge(hdr.Typ, n)
+	}
 	msg := cose.NewSign1Message()
 	msg.Headers.RawProtected = raw
 	msg.Headers.Protected.SetAlgorithm(cose.Algorithm(hdr.Alg))
@@ -79,7 +84,40 @@ func signWithHeader(s Signer, hdr protectedHeader, payload []byte, opts *SignOpt
 	if err != nil {
 		return nil, fmt.Errorf("encoding COSE_Sign1: %w", err)
 	}
+	if len(out) > MaxReportSize { // the finished size, whatever the estimate said
+		return nil, tooLarge(hdr.Typ, len(out))
+	}
 	return out, nil
+}
+
+// sign1Size is the length of a tagged COSE_Sign1 whose protected header
+// bstr is protLen bytes (head included) and whose payload is payloadLen
+// bytes: tag, array head, protected, the empty unprotected map, payload,
+// signature.
+func sign1Size(protLen, payloadLen int) int {
+	return 1 + 1 + protLen + 1 + bstrHeadLen(uint64(payloadLen)) + payloadLen + bstrHeadLen(SignatureSize) + SignatureSize
+}
+
+// checkSignedSize refuses a payload whose COSE_Sign1 under s would exceed
+// MaxReportSize.
+func checkSignedSize(s Signer, typ string, payload []byte) error {
+	kid := s.KeyID()
+	inner, err := encMode.Marshal(protectedHeader{Alg: int64(AlgMLDSA65), Kid: kid[:], Typ: typ})
+	if err != nil {
+		return fmt.Errorf("encoding protected header: %w", err)
+	}
+	if n := sign1Size(bstrLen(inner), len(payload)); n > MaxReportSize {
+		return tooLarge(typ, n)
+	}
+	return nil
+}
+
+func tooLarge(typ string, n int) error {
+	what := "report"
+	if typ == TypeGuestEvidence {
+		what = "guest evidence"
+	}
+	return &MalformedError{What: what, Reason: fmt.Sprintf("the signed object would be %d bytes, more than %d (docs/FORMAT.md §10)", n, MaxReportSize), Err: ErrTooLarge}
 }
 
 // wireSign1 is the COSE_Sign1 array (RFC 9052 §4.2), without its tag.
@@ -272,6 +310,9 @@ func Sign(s Signer, r *Report, opts *SignOptions) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding report: %w", err)
 	}
+	if err := checkSignedSize(s, TypeReport, payload); err != nil {
+		return nil, fmt.Errorf("refusing to sign: %w", err)
+	}
 	if _, err := decodeReport(payload); err != nil {
 		return nil, fmt.Errorf("refusing to sign: %w", err)
 	}
@@ -287,6 +328,9 @@ func SignGuestEvidence(s Signer, g *GuestEvidence, opts *SignOptions) ([]byte, e
 	payload, err := encMode.Marshal(g.toWire())
 	if err != nil {
 		return nil, fmt.Errorf("encoding guest evidence: %w", err)
+	}
+	if err := checkSignedSize(s, TypeGuestEvidence, payload); err != nil {
+		return nil, fmt.Errorf("refusing to sign: %w", err)
 	}
 	if _, err := decodeGuestEvidence(payload); err != nil {
 		return nil, fmt.Errorf("refusing to sign: %w", err)

@@ -64,6 +64,12 @@ var (
 	// verifier expects.
 	ErrIncomplete = &classError{"incomplete report", ErrAppraisal}
 
+	// ErrTooLarge: a signed object would exceed MaxReportSize (FORMAT.md
+	// §10). Sign and SignGuestEvidence return it (inside a
+	// *MalformedError, so it matches ErrMalformed too) instead of producing
+	// bytes Verify would refuse.
+	ErrTooLarge = errors.New("larger than the format allows")
+
 	// ErrInvalidRegion: a region definition is unusable. Use errors.As with
 	// *InvalidRegionError.
 	ErrInvalidRegion = errors.New("invalid region")

@@ -9,12 +9,12 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"sync"
 	"time"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/measure"
 )
 
@@ -183,7 +183,7 @@ func (f *File) Snapshot(_ context.Context, _ string, r attest.Region) (attest.Sn
 		return attest.Snapshot{}, fmt.Errorf("%w: %q", ErrNoRegion, r.ID)
 	}
 	fr := f.regions[i]
-	fh, err := os.Open(fr.Path)
+	fh, err := boundedfile.Open(fr.Path) // never waits on a FIFO or reads a device
 	if err != nil {
 		return attest.Snapshot{}, err
 	}
@@ -191,9 +191,6 @@ func (f *File) Snapshot(_ context.Context, _ string, r attest.Region) (attest.Sn
 	st, err := fh.Stat()
 	if err != nil {
 		return attest.Snapshot{}, err
-	}
-	if !st.Mode().IsRegular() {
-		return attest.Snapshot{}, fmt.Errorf("%s is not a regular file", fr.Path)
 	}
 	length := fr.Length
 	if length == 0 {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"hvmon.dev/hvmon/agentproto"
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/evidence"
+	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/measure"
 )
 
@@ -135,7 +135,7 @@ func newSource(rc RegionConfig) (source, error) {
 
 // measureFile measures size bytes of path from off (size 0: to the end).
 func measureFile(ctx context.Context, path string, off, size int64) (*measure.Tree, error) {
-	f, err := os.Open(path)
+	f, err := boundedfile.Open(path) // a FIFO or a device would hang the agent
 	if err != nil {
 		return nil, err
 	}

@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/boundedfile"
 )
 
 // MaxConfigSize bounds the agent's configuration file.
@@ -93,12 +93,7 @@ func ParseConfig(data []byte) (*Config, error) {
 
 // LoadConfig reads and parses a configuration file.
 func LoadConfig(path string) (*Config, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	data, err := boundedfile.Read(path, MaxConfigSize)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -150,42 +151,103 @@ func writeError(w http.ResponseWriter, status int, err error) {
 	writeJSON(w, status, map[string]string{"error": err.Error()})
 }
 
-// ListenAPI creates the API socket at path with mode 0600, or 0660 owned
-// by group when group is set. A stale socket file is replaced; anything
-// else at the path is an error.
+// ErrSocketPath is returned by ListenAPI when the socket path holds
+// something it must not replace: a symlink, a file that is not a socket,
+// or the socket of a daemon that still answers.
+var ErrSocketPath = errors.New("api socket path is taken")
+
+// ListenAPI creates the API socket at path, with mode 0600, or 0660 owned
+// by group when group is set, from the moment it can be reached.
+//
+// The socket is bound under a fresh 0700 directory next to path, where no
+// other user can connect whatever mode the umask gave it; there it gets
+// its owner and mode, and only then is it renamed into place. rename(2)
+// is atomic and works on the name, never through it: a symlink planted at
+// path is replaced, not followed, so its target is never touched. (Setting
+// the umask around bind would do the same, but the umask belongs to the
+// whole process and every goroutine creating files meanwhile.) A symlink
+// or a non-socket already at path is refused, and so is the socket of a
+// daemon that still answers on it; a stale socket is replaced.
+//
+// Closing the listener removes path if it is still this socket.
 func ListenAPI(path, group string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	if st, err := os.Lstat(path); err == nil {
-		if st.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		switch {
+		case st.Mode()&os.ModeSymlink != 0:
+			return nil, fmt.Errorf("%w: %s is a symbolic link; hvmon neither follows nor replaces one there", ErrSocketPath, path)
+		case st.Mode()&os.ModeSocket == 0:
+			return nil, fmt.Errorf("%w: %s exists and is not a socket", ErrSocketPath, path)
 		}
-		os.Remove(path)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%w: a daemon is listening on %s", ErrSocketPath, path)
+		}
 	}
 	mode := os.FileMode(0o600)
+	gid := -1
 	if group != "" {
 		g, err := user.LookupGroup(group)
 		if err != nil {
-			ln.Close()
 			return nil, err
 		}
-		gid, _ := strconv.Atoi(g.Gid)
-		if err := os.Chown(path, -1, gid); err != nil {
-			ln.Close()
-			return nil, err
+		if gid, err = strconv.Atoi(g.Gid); err != nil {
+			return nil, fmt.Errorf("group %s: gid %q", group, g.Gid)
 		}
 		mode = 0o660
 	}
-	if err := os.Chmod(path, mode); err != nil {
+	private, err := os.MkdirTemp(dir, ".hvmon-api-") // mode 0700
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(private)
+	tmp := filepath.Join(private, "api.sock")
+	ln, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, err
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false) // it will not be at tmp
+	fail := func(err error) (net.Listener, error) {
 		ln.Close()
 		return nil, err
 	}
-	return ln, nil
+	if gid >= 0 {
+		if err := os.Chown(tmp, -1, gid); err != nil {
+			return fail(err)
+		}
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(err)
+	}
+	st, err := os.Lstat(path)
+	if err != nil {
+		return fail(err)
+	}
+	return &apiListener{Listener: ln, path: path, st: st}, nil
+}
+
+// apiListener removes its socket file on Close, if the path still names it.
+type apiListener struct {
+	net.Listener
+	path string
+	st   os.FileInfo
+	once sync.Once
+}
+
+func (l *apiListener) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(func() {
+		if st, e := os.Lstat(l.path); e == nil && os.SameFile(st, l.st) {
+			os.Remove(l.path)
+		}
+	})
+	return err
 }
 
 // APIClient talks to a daemon's API socket.

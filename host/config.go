@@ -1,6 +1,7 @@
 package host
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/hcldepth"
 )
 
 // MaxConfigSize bounds the daemon's configuration file.
@@ -94,6 +96,12 @@ const (
 func ParseConfig(src []byte, filename string) (*Config, error) {
 	if len(src) > MaxConfigSize {
 		return nil, fmt.Errorf("%s: larger than %d bytes", filename, MaxConfigSize)
+	}
+	var deep *hcldepth.Error
+	if err := hcldepth.Check(src, 0); errors.As(err, &deep) {
+		// hcl's parser recurses: nesting this deep would overflow Go's
+		// stack, which is fatal (internal/hcldepth).
+		return nil, fmt.Errorf("%s:%d: %w", filename, deep.Line, deep)
 	}
 	f, diags := hclsyntax.ParseConfig(src, filename, hcl.Pos{Line: 1, Column: 1})
 	if diags.HasErrors() {

@@ -1,10 +1,13 @@
 package host
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"hvmon.dev/hvmon/internal/hcldepth"
 )
 
 func TestParseConfigExample(t *testing.T) {
@@ -84,4 +87,20 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		c.VMConfigs()
 	})
+}
+
+// TestConfigDeepNesting: a configuration nested a million deep gives an
+// error naming the file and line, never the parser's fatal stack overflow.
+func TestConfigDeepNesting(t *testing.T) {
+	for _, src := range []string{
+		"key = \"/k\"\nttl = " + strings.Repeat("-", 1e6) + "1\n", // just under MaxConfigSize
+		"key = \"/k\"\nttl = " + strings.Repeat("(", 1e6) + "1" + strings.Repeat(")", 1e6) + "\n",
+		"key = \"/k\"\n" + strings.Repeat("vm \"a\" {\n", 100) + strings.Repeat("}\n", 100),
+	} {
+		_, err := ParseConfig([]byte(src), "deep.hcl")
+		var deep *hcldepth.Error
+		if err == nil || (len(src) <= MaxConfigSize && !errors.As(err, &deep)) {
+			t.Errorf("ParseConfig(%d bytes nested deep) = %v, want a nesting error", len(src), err)
+		}
+	}
 }

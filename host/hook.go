@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -21,6 +22,7 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/hook"
+	"hvmon.dev/hvmon/internal/boundedfile"
 )
 
 // libvirt hook events, as "hvmon hook" forwards them:
@@ -58,6 +60,8 @@ type HookJournalOptions struct {
 	// PendingVMs bounds the VMs with pending events; default 4096. Events
 	// of further VMs are journaled but not held.
 	PendingVMs int
+	// Logger hears about lines of the file that could not be read back.
+	Logger hclog.Logger
 }
 
 // HookJournal records hook events: every event is appended to a JSON-lines
@@ -75,13 +79,20 @@ type HookJournal struct {
 	next    int
 	full    bool
 	pending map[string][]HookEvent
+	skipped int
 }
 
+// maxJournalLine bounds a journal line (Record refuses longer events), so
+// reading the journal back holds at most Keep lines of this size, however
+// large or damaged the file.
 const maxJournalLine = 64 << 10
 
 // OpenHookJournal opens (creating, mode 0640) the journal file at path and
 // reads back its events. A last line cut short by a crash is truncated
-// away; any other malformed line is an error.
+// away. Any other line that cannot be read back (not an event, longer
+// than a journal line may be, or a seq not after the one before) is
+// skipped and logged, and stays in the file: a damaged journal loses
+// nothing else, and the daemon starts. The file must be a regular file.
 func OpenHookJournal(path string, opts HookJournalOptions) (*HookJournal, error) {
 	if opts.Keep <= 0 {
 		opts.Keep = 1024
@@ -92,8 +103,20 @@ func OpenHookJournal(path string, opts HookJournalOptions) (*HookJournal, error)
 	if opts.PendingVMs <= 0 {
 		opts.PendingVMs = 4096
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	// O_NONBLOCK: a FIFO at the path must not block the open (it would
+	// block every read after it); fstat then refuses anything but a file.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NONBLOCK, 0o640)
 	if err != nil {
+		return nil, fmt.Errorf("hook journal: %w", err)
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = &boundedfile.Error{Path: path, Kind: boundedfile.Kind(st.Mode()), Err: boundedfile.ErrNotRegular}
+		}
 		return nil, fmt.Errorf("hook journal: %w", err)
 	}
 	j := &HookJournal{opts: opts, f: f, recent: make([]HookEvent, opts.Keep), pending: map[string][]HookEvent{}}
@@ -105,15 +128,29 @@ func OpenHookJournal(path string, opts HookJournalOptions) (*HookJournal, error)
 }
 
 func (j *HookJournal) load(path string) error {
-	r := bufio.NewReaderSize(j.f, 64<<10)
-	var good int64
+	r := bufio.NewReaderSize(j.f, maxJournalLine)
+	var good, read int64 // the end of the last complete line; bytes read
+	skip := func(line int, why error) {
+		j.skipped++
+		j.opts.Logger.Error("hook journal: skipping a line that cannot be read back; it stays in the file", "file", path, "line", line, "error", why)
+	}
 	for line := 1; ; line++ {
 		b, err := r.ReadSlice('\n')
+		read += int64(len(b))
 		if errors.Is(err, bufio.ErrBufferFull) {
-			return fmt.Errorf("hook journal %s: line %d longer than %d bytes", path, line, maxJournalLine)
+			// Too long for a journal line: skip to its end, holding none of it.
+			for errors.Is(err, bufio.ErrBufferFull) {
+				b, err = r.ReadSlice('\n')
+				read += int64(len(b))
+			}
+			if err == nil {
+				good = read
+				skip(line, fmt.Errorf("longer than %d bytes", maxJournalLine))
+				continue
+			}
 		}
 		if errors.Is(err, io.EOF) {
-			if len(b) > 0 {
+			if read > good {
 				// A write cut short: drop it so the next append starts a line.
 				if err := j.f.Truncate(good); err != nil {
 					return fmt.Errorf("hook journal %s: truncating a partial last line: %w", path, err)
@@ -124,6 +161,7 @@ func (j *HookJournal) load(path string) error {
 		if err != nil {
 			return fmt.Errorf("hook journal %s: %w", path, err)
 		}
+		good = read
 		var ev HookEvent
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
@@ -131,9 +169,9 @@ func (j *HookJournal) load(path string) error {
 			if err == nil {
 				err = fmt.Errorf("seq %d after seq %d", ev.Seq, j.seq)
 			}
-			return fmt.Errorf("hook journal %s: line %d: %v", path, line, err)
+			skip(line, err)
+			continue
 		}
-		good += int64(len(b))
 		j.seq = ev.Seq
 		j.remember(ev)
 	}
@@ -141,6 +179,14 @@ func (j *HookJournal) load(path string) error {
 		return fmt.Errorf("hook journal %s: %w", path, err)
 	}
 	return nil
+}
+
+// Skipped is the number of lines of the file that could not be read back
+// when the journal was opened.
+func (j *HookJournal) Skipped() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.skipped
 }
 
 func (j *HookJournal) remember(ev HookEvent) {

@@ -9,14 +9,18 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/hook"
+	"hvmon.dev/hvmon/internal/boundedfile"
 )
 
 func testHookMessage(vm, op string, required bool) *hook.Message {
@@ -87,16 +91,42 @@ func TestHookJournal(t *testing.T) {
 		t.Fatalf("journal has %d lines:\n%s", n, b)
 	}
 
-	// A damaged line that is not the last one is an error, not silently lost history.
+	// A damaged line that is not the last one is skipped and logged, and
+	// stays in the file: the events around it are read back, the daemon
+	// starts, and the sequence goes on after the highest.
 	bad := filepath.Join(t.TempDir(), "hooks.jsonl")
-	os.WriteFile(bad, append([]byte("{\"seq\":1}\nnot json\n"), b...), 0o600)
-	if _, err := OpenHookJournal(bad, HookJournalOptions{}); err == nil || !strings.Contains(err.Error(), "line 2") {
-		t.Errorf("OpenHookJournal(damaged) = %v, want an error naming line 2", err)
+	damaged := append([]byte("not json\n"+strings.Repeat("x", 3*maxJournalLine)+"\n"), b...)
+	os.WriteFile(bad, damaged, 0o600)
+	var logged bytes.Buffer
+	j, err = OpenHookJournal(bad, HookJournalOptions{Logger: hclog.New(&hclog.LoggerOptions{Output: &logged})})
+	if err != nil {
+		t.Fatalf("OpenHookJournal(damaged) = %v", err)
 	}
-	// Sequence numbers must grow.
+	if n := j.Skipped(); n != 2 || !strings.Contains(logged.String(), "line=1") || !strings.Contains(logged.String(), "line=2") {
+		t.Errorf("skipped %d lines, logged:\n%s", n, logged.String())
+	}
+	if l := j.List("", 0); len(l) != 5 {
+		t.Errorf("read back %d events after the damage, want 5", len(l))
+	}
+	if ev, err := j.Record(HookEvent{Message: *testHookMessage("b", "release", false)}); err != nil || ev.Seq != 6 {
+		t.Errorf("Record after damage = seq %d, %v; want 6", ev.Seq, err)
+	}
+	j.Close()
+	if after, _ := os.ReadFile(bad); !bytes.HasPrefix(after, damaged) {
+		t.Error("the damaged journal was changed, not only appended to")
+	}
+	// Sequence numbers must grow: a repeated one is skipped too.
 	os.WriteFile(bad, []byte("{\"seq\":2}\n{\"seq\":2}\n"), 0o600)
-	if _, err := OpenHookJournal(bad, HookJournalOptions{}); err == nil {
-		t.Error("OpenHookJournal(repeated seq) succeeded")
+	if j, err := OpenHookJournal(bad, HookJournalOptions{}); err != nil || j.Skipped() != 1 {
+		t.Errorf("OpenHookJournal(repeated seq) = %v, want one line skipped", err)
+	} else {
+		j.Close()
+	}
+	// A journal that is not a regular file is refused, at once.
+	fifo := filepath.Join(t.TempDir(), "hooks.jsonl")
+	syscall.Mkfifo(fifo, 0o600)
+	if _, err := OpenHookJournal(fifo, HookJournalOptions{}); !errors.Is(err, boundedfile.ErrNotRegular) {
+		t.Errorf("OpenHookJournal(a FIFO) = %v", err)
 	}
 }
 

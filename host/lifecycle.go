@@ -146,8 +146,11 @@ func (v *vm) onEvent(ctx context.Context, e qmp.Event) []request {
 		id, status := str("id"), str("status")
 		if _, known := lc.jobs[id]; !known || status == "concluded" {
 			if jobs, err := v.qmp.QueryJobs(ctx); err == nil {
+				if len(lc.jobs) >= maxJobs {
+					clear(lc.jobs) // a QEMU listing endless jobs costs re-queries, not memory
+				}
 				for _, j := range jobs {
-					if j.Type != "" {
+					if j.Type != "" && (len(lc.jobs) < maxJobs || j.ID == id) {
 						lc.jobs[j.ID] = j.Type
 					}
 				}
@@ -178,6 +181,9 @@ func (v *vm) onEvent(ctx context.Context, e qmp.Event) []request {
 	}
 	return nil
 }
+
+// maxJobs bounds the job types a VM's lifecycle remembers.
+const maxJobs = 256
 
 // timeOf is when QEMU says the event happened.
 func timeOf(e qmp.Event) time.Time {

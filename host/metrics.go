@@ -2,6 +2,7 @@ package host
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,55 @@ type Metrics struct {
 	latency       *prometheus.HistogramVec
 	agentFailures *prometheus.CounterVec
 	changes       *prometheus.CounterVec
+
+	// Label values that QEMU or a guest agent chooses (event names, region
+	// ids) are bounded: each distinct value is a series the daemon keeps
+	// for good, and a hostile peer could invent them without end.
+	eventNames labelSet
+	regions    labelSet
+}
+
+// Bounds of the label values peers choose; beyond them the value is
+// "other".
+const (
+	maxEventLabels  = 256  // distinct QMP event names (QEMU 7.2 defines about 80)
+	maxRegionLabels = 4096 // distinct VM and region pairs
+)
+
+// labelSet admits up to max distinct values and maps the rest to "other".
+type labelSet struct {
+	mu   sync.Mutex
+	max  int
+	seen map[string]bool
+}
+
+func (l *labelSet) value(v string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if v == "other" || l.seen[v] {
+		return v
+	}
+	if len(l.seen) >= l.max {
+		return "other"
+	}
+	if l.seen == nil {
+		l.seen = map[string]bool{}
+	}
+	l.seen[v] = true
+	return v
+}
+
+// qmpEventName: QEMU's event names are upper case, digits and underscores.
+func qmpEventName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // NewMetrics registers hvmon's metrics with reg.
@@ -34,6 +84,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		agentFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hvmon_agent_failures_total", Help: "Reports made without guest evidence, by VM and agent status.",
 		}, []string{"vm", "status"}),
+		eventNames: labelSet{max: maxEventLabels},
+		regions:    labelSet{max: maxRegionLabels},
 	}
 	m.changes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hvmon_region_changes_total", Help: "Reports in which the agent saw a region's pages change since its previous measurement, by VM and region (drift against reference values is a verifier's call).",
@@ -42,7 +94,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) event(vm, name string) { m.events.WithLabelValues(vm, name).Inc() }
+func (m *Metrics) event(vm, name string) {
+	if !qmpEventName(name) {
+		name = "other"
+	}
+	m.events.WithLabelValues(vm, m.eventNames.value(name)).Inc()
+}
 
 func (m *Metrics) observe(vm string, ev attest.Event, err error, d time.Duration) {
 	outcome := "stored"
@@ -64,4 +121,9 @@ func (m *Metrics) agentFailure(vm, status string) {
 	}
 }
 
-func (m *Metrics) regionChanged(vm, region string) { m.changes.WithLabelValues(vm, region).Inc() }
+func (m *Metrics) regionChanged(vm, region string) {
+	if m.regions.value(vm+"\x00"+region) == "other" {
+		region = "other"
+	}
+	m.changes.WithLabelValues(vm, region).Inc()
+}

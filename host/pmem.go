@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/measure"
+	"hvmon.dev/hvmon/qmp"
 )
 
 // measureHost measures the VM's host regions: QEMU writes each
@@ -28,7 +30,12 @@ func (v *vm) measureHost(ctx context.Context) ([]attest.Claim, error) {
 	for _, hr := range v.cfg.HostRegions {
 		path := fmt.Sprintf("%s/%s.bin", dir, hr.ID)
 		taken := v.s.opts.Now().Truncate(time.Second).UTC()
-		if err := v.qmp.Pmemsave(ctx, hr.Address, hr.Size, path); err != nil {
+		// QMP's default timeout is for queries; writing the range out takes
+		// its size's worth of disk time.
+		pctx, cancel := context.WithTimeout(ctx, qmp.DefaultTimeout+time.Duration(hr.Size>>20)*100*time.Millisecond)
+		err := v.qmp.Pmemsave(pctx, hr.Address, hr.Size, path)
+		cancel()
+		if err != nil {
 			return claims, fmt.Errorf("region %s: %w", hr.ID, err)
 		}
 		root, err := measureFile(path, int64(hr.Size))
@@ -47,8 +54,10 @@ func (v *vm) measureHost(ctx context.Context) ([]attest.Claim, error) {
 	return claims, nil
 }
 
+// measureFile measures the file QEMU wrote. It must be a regular file: a
+// FIFO made in its place would block the read, and the VM's worker.
 func measureFile(path string, size int64) (measure.Digest, error) {
-	f, err := os.Open(path)
+	f, err := boundedfile.Open(path)
 	if err != nil {
 		return measure.Digest{}, err
 	}

@@ -3,6 +3,8 @@ package host
 import (
 	"cmp"
 	"context"
+	"crypto/sha3"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +19,7 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/internal/atomicfile"
+	"hvmon.dev/hvmon/internal/boundedfile"
 )
 
 // Entry is a stored report's index record: everything a listing needs
@@ -72,28 +75,73 @@ func NewFileStore(dir string) (*FileStore, error) {
 	return &FileStore{Dir: dir}, nil
 }
 
+// VM directory names. A name escapes to at most maxVMDir bytes as it is;
+// a longer one (a VM name of up to 1024 bytes escapes to up to 3072) keeps
+// the start of its escaped form, cut at an escape, then hashedVM and the
+// SHA3-256 of the whole name in hex: at most 160+2+64 bytes, under the 255
+// bytes (NAME_MAX) a file name may have. Escaping never writes "%~", so a
+// directory name with it is always a hashed one; the full name is then in
+// the file vmNameFile inside, written before any report.
+const (
+	maxVMDir   = 200
+	vmDirKeep  = 160
+	hashedVM   = "%~"
+	vmNameFile = ".name"
+)
+
 // escapeVM makes a VM identifier a safe single path element.
 func escapeVM(vm string) string {
 	e := url.PathEscape(vm)
 	e = strings.ReplaceAll(e, ".", "%2E") // no "." or ".." elements, no hidden files
-	return e
+	if len(e) <= maxVMDir {
+		return e
+	}
+	n := vmDirKeep
+	if i := strings.LastIndexByte(e[n-2:n], '%'); i >= 0 {
+		n = n - 2 + i // not inside a %XX escape
+	}
+	sum := sha3.Sum256([]byte(vm))
+	return e[:n] + hashedVM + hex.EncodeToString(sum[:])
 }
 
-func unescapeVM(s string) (string, error) { return url.PathUnescape(s) }
+// unescapeVM gives the VM name of a directory of the store. A hashed
+// name's VM comes from its name file, which must hash to the directory.
+func unescapeVM(dir, name string) (string, error) {
+	i := strings.Index(name, hashedVM)
+	if i < 0 {
+		return url.PathUnescape(name)
+	}
+	b, err := boundedfile.Read(filepath.Join(dir, name, vmNameFile), 4*MaxObservedText)
+	if err != nil {
+		return "", err
+	}
+	vm := string(b)
+	if escapeVM(vm) != name {
+		return "", fmt.Errorf("store: %s does not name the VM of directory %s", vmNameFile, name)
+	}
+	return vm, nil
+}
 
 // Put implements Store.
 func (s *FileStore) Put(ctx context.Context, vm string, signed []byte, r *attest.Report) (Entry, error) {
-	if vm == "" {
-		return Entry{}, fmt.Errorf("store: empty vm name")
+	if err := checkReportText("VM name", vm); err != nil {
+		return Entry{}, fmt.Errorf("store: %w", err)
 	}
 	h := attest.ReportHash(signed)
 	e := Entry{VM: vm, Time: r.IssuedAt, Seq: r.Seq, Event: r.Event, Hash: h}
 	dir := filepath.Join(s.Dir, "reports", escapeVM(vm))
 	s.mu.Lock()
 	err := os.MkdirAll(dir, 0o750)
+	if err == nil && strings.Contains(filepath.Base(dir), hashedVM) {
+		// The full name, before any report: List reads it back.
+		err = atomicfile.Write(filepath.Join(dir, vmNameFile), []byte(vm), 0o640, atomicfile.Options{})
+		if errors.Is(err, fs.ErrExist) {
+			err = nil
+		}
+	}
 	s.mu.Unlock()
 	if err != nil {
-		return Entry{}, err
+		return Entry{}, fmt.Errorf("store: %w", err)
 	}
 	name := fmt.Sprintf("%013d-%020d-%s-%s.cose", r.IssuedAt.UnixMilli(), r.Seq, r.Event, h)
 	e.Path = filepath.Join(dir, name)
@@ -137,7 +185,7 @@ func (s *FileStore) List(ctx context.Context, q Query) ([]Entry, error) {
 		if !d.IsDir() {
 			continue
 		}
-		vm, err := unescapeVM(d.Name())
+		vm, err := unescapeVM(root, d.Name())
 		if err != nil || (q.VM != "" && vm != q.VM) {
 			continue
 		}
@@ -146,8 +194,11 @@ func (s *FileStore) List(ctx context.Context, q Query) ([]Entry, error) {
 			return nil, err
 		}
 		for _, f := range files {
-			if strings.HasPrefix(f.Name(), ".") {
-				continue // temporary files of writes in progress or interrupted
+			if strings.HasPrefix(f.Name(), ".") || !f.Type().IsRegular() {
+				// Temporary files of writes in progress or interrupted, and
+				// anything that is not a report file (a FIFO, a directory or a
+				// symlink named *.cose), which reading could hang on.
+				continue
 			}
 			e, ok := parseName(vm, filepath.Join(root, d.Name(), f.Name()))
 			if !ok || (q.Event != "" && e.Event != q.Event) || (!q.Since.IsZero() && e.Time.Before(q.Since)) || (!q.Until.IsZero() && e.Time.After(q.Until)) {
@@ -184,9 +235,9 @@ func (s *FileStore) Get(ctx context.Context, hash attest.Digest) ([]byte, Entry,
 		if e.Hash != hash {
 			continue
 		}
-		b, err := os.ReadFile(e.Path)
+		b, err := boundedfile.Read(e.Path, attest.MaxReportSize)
 		if err != nil {
-			return nil, Entry{}, err
+			return nil, Entry{}, fmt.Errorf("store: %w", err)
 		}
 		if attest.ReportHash(b) != hash {
 			return nil, Entry{}, fmt.Errorf("store: %s does not hash to its name", e.Path)

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,7 +30,8 @@ type Options struct {
 	Logger hclog.Logger
 	// Signer is the host key every report is signed with.
 	Signer attest.Signer
-	// HostName is recorded in every report's observations.
+	// HostName is recorded in every report's observations; empty means
+	// the system's host name. New refuses a name no report can carry.
 	HostName string
 	Store    Store
 	// Evidence verifies hardware evidence in guest evidence before the
@@ -105,6 +108,12 @@ func New(opts Options) (*Supervisor, error) {
 	if opts.Signer == nil || opts.Store == nil {
 		return nil, errors.New("host: a supervisor needs a signer and a store")
 	}
+	if opts.HostName == "" {
+		opts.HostName, _ = os.Hostname()
+	}
+	if err := checkReportText("host name", opts.HostName); err != nil {
+		return nil, err
+	}
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
@@ -128,6 +137,9 @@ var ErrUnknownVM = errors.New("unknown vm")
 func (s *Supervisor) Add(ctx context.Context, cfg VMConfig) error {
 	if cfg.Name == "" || cfg.QMP == "" {
 		return errors.New("host: a VM needs a name and a QMP socket")
+	}
+	if err := checkReportText("VM name", cfg.Name); err != nil {
+		return err // no report could name it
 	}
 	if cfg.AgentPortID == "" {
 		cfg.AgentPortID = "agentport0"
@@ -419,6 +431,8 @@ func (v *vm) attestAgent(ctx context.Context, nonce []byte, event attest.Event) 
 		switch {
 		case errors.As(err, &perr):
 			return nil, "error", perr.Error()
+		case errors.Is(err, agentproto.ErrBadReply):
+			return nil, "error", err.Error()
 		case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
 			v.closeAgent()
 			return nil, "timeout", err.Error()
@@ -478,6 +492,7 @@ func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 			if err != nil {
 				obs.Agent, obs.Detail = "bad-evidence", err.Error()
 				facts["rejected_evidence_hash"] = attest.ReportHash(ev).String()
+				facts["rejected_evidence_size"] = strconv.Itoa(len(ev))
 			} else {
 				guest = ev
 				if m := o.Metrics; m != nil {
@@ -490,6 +505,7 @@ func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 			}
 		}
 	}
+	obs.Detail = fitText(obs.Detail) // agent and QEMU text, bounded before it is logged too
 	if obs.Agent != "ok" {
 		if m := o.Metrics; m != nil {
 			m.agentFailure(v.cfg.Name, obs.Agent)
@@ -507,9 +523,15 @@ func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 		Platform: "host", Attester: attest.Identity{Name: o.HostName}, Seq: v.seq, Prev: v.prev,
 		Guest: guest, Host: obs, Claims: claims,
 	}
-	signed, err := attest.Sign(o.Signer, rep, nil)
+	signed, err := signReport(o.Signer, rep) // fits the observations; never drops the event for what it carries
 	if err != nil {
 		return Entry{}, err
+	}
+	if guest != nil && rep.Guest == nil {
+		if m := o.Metrics; m != nil {
+			m.agentFailure(v.cfg.Name, rep.Host.Agent)
+		}
+		v.log.Warn("guest evidence left out", "event", r.event, "detail", rep.Host.Detail)
 	}
 	e, err := o.Store.Put(ctx, v.cfg.Name, signed, rep)
 	if err != nil {
@@ -520,6 +542,6 @@ func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 	h := e.Hash
 	v.prev = &h
 	v.mu.Unlock()
-	v.log.Info("report", "event", r.event, "seq", rep.Seq, "agent", obs.Agent, "hash", e.Hash.String())
+	v.log.Info("report", "event", r.event, "seq", rep.Seq, "agent", rep.Host.Agent, "hash", e.Hash.String())
 	return e, nil
 }

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ func (s *Supervisor) WatchDir(ctx context.Context, dir string, interval time.Dur
 		interval = 2 * time.Second
 	}
 	mine := map[string]bool{}
+	refused := map[string]bool{}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -38,9 +40,15 @@ func (s *Supervisor) WatchDir(ctx context.Context, dir string, interval time.Dur
 			if st, err := os.Stat(filepath.Join(dir, name+".agent")); err == nil && st.Mode()&os.ModeSocket != 0 {
 				cfg.Agent = filepath.Join(dir, name+".agent")
 			}
-			if err := s.Add(ctx, cfg); err == nil {
+			err = s.Add(ctx, cfg)
+			switch {
+			case err == nil:
 				mine[name] = true
+				delete(refused, name)
 				s.log.Info("following VM from the watched directory", "vm", name, "qmp", p, "agent", cfg.Agent)
+			case errors.Is(err, ErrBadIdentifier) && !refused[name]:
+				refused[name] = true // said once, not at every poll
+				s.log.Error("not following a socket in the watched directory", "qmp", p, "error", err)
 			}
 		}
 		for name := range mine {

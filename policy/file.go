@@ -4,8 +4,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -18,6 +16,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/boundedfile"
+	"hvmon.dev/hvmon/internal/hcldepth"
 )
 
 // Bounds of a policy file and of what it names.
@@ -167,12 +167,7 @@ type vmRules struct {
 
 // Load reads and parses the policy file at path.
 func Load(path string, opts Options) (*Policy, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, &FileError{File: path, Msg: "cannot read the policy", Err: err}
-	}
-	defer f.Close()
-	src, err := io.ReadAll(io.LimitReader(f, MaxPolicySize+1))
+	src, err := boundedfile.Read(path, MaxPolicySize)
 	if err != nil {
 		return nil, &FileError{File: path, Msg: "cannot read the policy", Err: err}
 	}
@@ -184,6 +179,12 @@ func Load(path string, opts Options) (*Policy, error) {
 func Parse(src []byte, filename string, opts Options) (*Policy, error) {
 	if len(src) > MaxPolicySize {
 		return nil, &FileError{File: filename, Msg: fmt.Sprintf("larger than %d bytes", MaxPolicySize)}
+	}
+	var deep *hcldepth.Error
+	if err := hcldepth.Check(src, 0); errors.As(err, &deep) {
+		// hcl's parser recurses: nesting this deep would overflow Go's
+		// stack, which is fatal (internal/hcldepth).
+		return nil, &FileError{File: filename, Line: deep.Line, Msg: deep.Error()}
 	}
 	f, diags := hclsyntax.ParseConfig(src, filename, hcl.Pos{Line: 1, Column: 1})
 	if diags.HasErrors() {
@@ -262,15 +263,11 @@ func diagError(filename string, diags hcl.Diagnostics) error {
 	return &FileError{File: filename, Msg: diags.Error()}
 }
 
-// readBounded reads at most maxNamedFile+1 bytes of a file, so that a
-// policy naming a device or a huge file fails instead of filling memory.
+// readBounded reads a regular file of at most maxNamedFile bytes, so that
+// a policy naming a FIFO, a device or a huge file fails at once instead of
+// hanging or filling memory.
 func readBounded(name string) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, maxNamedFile+1))
+	return boundedfile.Read(name, maxNamedFile)
 }
 
 // reader reads files a policy names, relative to the policy.

@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/boundedfile"
 )
 
 // Every error names the file and line, and what is wrong, so an operator
@@ -108,10 +110,10 @@ func TestParseSize(t *testing.T) {
 	if _, err := Load(name, Options{}); !errors.Is(err, ErrInvalidPolicy) || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("Load of %d bytes = %v", len(src), err)
 	}
-	// A named file that never ends is cut off, not read into memory.
+	// A named file that never ends is refused, not read into memory.
 	if _, err := os.Stat("/dev/zero"); err == nil {
 		_, err := Parse([]byte("trust {\n  host_keys = [\"/dev/zero\"]\n}\n"), name, Options{})
-		if !errors.Is(err, ErrInvalidPolicy) || !strings.Contains(err.Error(), "larger than") {
+		if !errors.Is(err, ErrInvalidPolicy) || !errors.Is(err, boundedfile.ErrNotRegular) {
 			t.Errorf("a policy naming /dev/zero as a key: %v", err)
 		}
 	}
@@ -290,4 +292,45 @@ func FuzzParsePolicy(f *testing.F) {
 			t.Fatalf("verdict %s, worst finding %s", v.Status, worst)
 		}
 	})
+}
+
+// TestPolicyDeepNesting: a policy nested a million deep (over the size
+// bound) and one nested as deep as the size bound allows give a
+// *FileError, never the parser's fatal stack overflow.
+func TestPolicyDeepNesting(t *testing.T) {
+	for _, src := range []string{
+		"defaults { max_age = " + strings.Repeat("-", 1e6) + "1 }\n",
+		"defaults { max_age = " + strings.Repeat("-", MaxPolicySize-100) + "1 }\n",
+		"defaults { max_age = " + strings.Repeat("(", MaxPolicySize/2-100) + "1" + strings.Repeat(")", MaxPolicySize/2-100) + " }\n",
+		strings.Repeat("vm \"a\" {\n", 1000) + strings.Repeat("}\n", 1000),
+	} {
+		_, err := Parse([]byte(src), "/p/deep.hcl", Options{})
+		var fe *FileError
+		if !errors.As(err, &fe) || !errors.Is(err, ErrInvalidPolicy) {
+			t.Errorf("Parse(%d bytes nested deep) = %v, want a *FileError", len(src), err)
+		} else if len(src) <= MaxPolicySize && fe.Line < 1 {
+			t.Errorf("Parse(%d bytes nested deep) = %v: no line", len(src), err)
+		}
+	}
+}
+
+// TestPolicyFilesNotRegular: a policy, or a key or root file it names,
+// that is a FIFO or a device is refused at once (an open of a FIFO would
+// wait for a writer forever).
+func TestPolicyFilesNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(fifo, Options{}); !errors.Is(err, ErrInvalidPolicy) || !errors.Is(err, boundedfile.ErrNotRegular) {
+		t.Errorf("Load(a FIFO) = %v", err)
+	}
+	for _, key := range []string{fifo, "/dev/zero"} {
+		pol := filepath.Join(dir, "p.hcl")
+		os.WriteFile(pol, []byte("trust {\n  host_keys = [\""+key+"\"]\n}\n"), 0o600)
+		if _, err := Load(pol, Options{}); !errors.Is(err, ErrInvalidPolicy) || !errors.Is(err, boundedfile.ErrNotRegular) {
+			t.Errorf("Load(a policy naming %s) = %v", key, err)
+		}
+	}
 }

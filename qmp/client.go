@@ -5,9 +5,12 @@
 // stall:
 //
 //   - replies are matched to commands by QMP "id", never by order;
-//   - messages are read with a json.Decoder: no line-length limit;
-//   - every call takes a context (Run, the Monitor method, uses
-//     DefaultTimeout);
+//   - messages are read with a json.Decoder: no line-length limit, but at
+//     most MaxMessageSize bytes a message, whatever QEMU sends (an endless
+//     string or array costs the connection, not the daemon's memory);
+//   - every call takes a context, and one without a deadline gets
+//     Options.Timeout (DefaultTimeout): a QEMU that never answers costs a
+//     timeout, not a stuck caller;
 //   - QMP errors keep their class in a *Error;
 //   - events go to per-subscriber queues that never block the reader or
 //     commands: when a subscriber falls QueueSize events behind, the oldest
@@ -24,6 +27,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -52,6 +56,46 @@ const (
 	maxBackoff     = 2 * time.Second
 )
 
+// MaxMessageSize bounds one message from QEMU (the greeting, a reply, an
+// event), whitespace before it included. The largest reply hvmon asks for
+// is a few KiB and QEMU's largest (query-qmp-schema) a few hundred; a peer
+// that sends more in one message loses its connection with
+// ErrMessageTooLarge, and the client reconnects. The decoder's buffer, and
+// so the client's memory per connection, stays within a small multiple of
+// it.
+const MaxMessageSize = 4 << 20
+
+// ErrMessageTooLarge is the error a connection ends with when QEMU sends a
+// message of more than MaxMessageSize bytes.
+var ErrMessageTooLarge = fmt.Errorf("qmp: message larger than %d bytes", MaxMessageSize)
+
+// boundedReader sits under the json.Decoder. It hands the decoder at most
+// limit bytes in total; the reader moves limit to MaxMessageSize past the
+// end of each message the decoder returns (json.Decoder.InputOffset), so
+// the bytes one message may take, buffered or not, are bounded. A json
+// decoder reads a value to its end before it returns it, so a cap on its
+// input is the only way to bound the value.
+type boundedReader struct {
+	r     io.Reader
+	n     int64 // bytes handed to the decoder
+	limit int64
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.n >= b.limit {
+		return 0, ErrMessageTooLarge
+	}
+	if rem := b.limit - b.n; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+// next allows the message after the one dec just returned.
+func (b *boundedReader) next(dec *json.Decoder) { b.limit = dec.InputOffset() + MaxMessageSize }
+
 // Error is a QMP error reply.
 type Error struct {
 	Class   string // e.g. "GenericError", "CommandNotFound", "DeviceNotActive"
@@ -77,6 +121,10 @@ type Options struct {
 	// Reconnect keeps reconnecting after the socket closes (the default
 	// for a supervisor is true; set false for one-shot tools).
 	Reconnect bool
+	// Timeout bounds a command whose context has no deadline; zero means
+	// DefaultTimeout. A QEMU that never answers costs its caller this
+	// long, never a goroutine for good.
+	Timeout time.Duration
 }
 
 // Client is a QMP connection to one QEMU.
@@ -115,6 +163,9 @@ type reply struct {
 func New(path string, opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
 	}
 	c := &Client{path: path, opts: opts, log: opts.Logger, pending: map[string]chan reply{},
 		subs: map[*subscriber]struct{}{}, up: make(chan struct{}), stop: make(chan struct{})}
@@ -161,7 +212,8 @@ func (c *Client) connect(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(d)
 	}
-	dec := json.NewDecoder(conn)
+	br := &boundedReader{r: conn, limit: MaxMessageSize}
+	dec := json.NewDecoder(br)
 	var g Greeting
 	if err := dec.Decode(&g); err != nil {
 		conn.Close()
@@ -172,6 +224,7 @@ func (c *Client) connect(ctx context.Context) error {
 		return fmt.Errorf("qmp: negotiating: %w", err)
 	}
 	for {
+		br.next(dec)
 		var m message
 		if err := dec.Decode(&m); err != nil {
 			conn.Close()
@@ -201,7 +254,8 @@ func (c *Client) connect(ctx context.Context) error {
 	c.mu.Unlock()
 	c.log.Debug("connected", "socket", c.path, "qemu", g.QMP.Version.String())
 	c.broadcast(Event{Event: EventConnected, Data: map[string]any{"qemu": g.QMP.Version.String()}})
-	go c.read(dec, conn, gen)
+	br.next(dec)
+	go c.read(dec, br, conn, gen)
 	return nil
 }
 
@@ -218,13 +272,14 @@ type message struct {
 
 // read is the one reader of a connection: it routes replies by id and
 // events to subscribers, and never blocks on either.
-func (c *Client) read(dec *json.Decoder, conn net.Conn, gen uint64) {
+func (c *Client) read(dec *json.Decoder, br *boundedReader, conn net.Conn, gen uint64) {
 	var err error
 	for {
 		var raw json.RawMessage
 		if err = dec.Decode(&raw); err != nil {
 			break
 		}
+		br.next(dec)
 		var m message
 		if json.Unmarshal(raw, &m) != nil {
 			continue
@@ -353,8 +408,14 @@ func (c *Client) Run(command []byte) ([]byte, error) {
 	return c.RunContext(ctx, command)
 }
 
-// RunContext is Run with a context. A QMP error reply is a *Error.
+// RunContext is Run with a context. A QMP error reply is a *Error. A
+// context without a deadline gets Options.Timeout.
 func (c *Client) RunContext(ctx context.Context, command []byte) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
+		defer cancel()
+	}
 	var cmd map[string]json.RawMessage
 	if err := json.Unmarshal(command, &cmd); err != nil {
 		return nil, fmt.Errorf("qmp: command is not a JSON object: %w", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/policy"
 )
 
@@ -60,7 +61,10 @@ func verifyArgs(chain *bool) cobra.PositionalArgs {
 
 // chainFiles expands the arguments of verify --chain: a file is itself, a
 // directory gives its *.cose files in name order. Each gets a name for
-// messages: its base name when those are unique, else its path.
+// messages: its base name when those are unique, else its path. A *.cose
+// entry of a directory that is not a regular file (a FIFO, a device, a
+// directory, a symlink loop or to nothing) is refused by name rather than
+// opened: reading a FIFO would wait for a writer forever.
 func chainFiles(args []string) (paths, names []string, err error) {
 	for _, arg := range args {
 		if arg == "-" {
@@ -74,9 +78,24 @@ func chainFiles(args []string) (paths, names []string, err error) {
 			paths = append(paths, arg)
 			continue
 		}
-		found, err := filepath.Glob(filepath.Join(arg, "*.cose"))
+		entries, err := os.ReadDir(arg)
 		if err != nil {
 			return nil, nil, configErr(err)
+		}
+		var found []string
+		for _, e := range entries {
+			if filepath.Ext(e.Name()) != ".cose" {
+				continue
+			}
+			p := filepath.Join(arg, e.Name())
+			st, err := os.Stat(p) // follows a symlink to a report
+			if err != nil {
+				return nil, nil, configErr(fmt.Errorf("%s: %w", p, err))
+			}
+			if !st.Mode().IsRegular() {
+				return nil, nil, configErr(fmt.Errorf("%s is %s, not a report file", p, boundedfile.Kind(st.Mode())))
+			}
+			found = append(found, p)
 		}
 		if len(found) == 0 {
 			return nil, nil, configErr(fmt.Errorf("%s holds no *.cose report", arg))
@@ -111,6 +130,9 @@ func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.
 		failed  error // the verification failure with the lowest exit code
 	)
 	for i, p := range paths {
+		if a.context().Err() != nil {
+			return configErr(errInterrupted)
+		}
 		data, err := a.readReport(p)
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"hvmon.dev/hvmon/host"
+	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/internal/keyfile"
 )
 
@@ -39,7 +40,7 @@ and serves stored ones; Prometheus metrics are served on metrics_listen.
 --data-dir, --api-socket and --metrics-listen override the file.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			src, err := os.ReadFile(configPath)
+			src, err := boundedfile.Read(configPath, host.MaxConfigSize)
 			if err != nil {
 				return configErr(err)
 			}
@@ -122,7 +123,7 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) e
 	}
 	api := &http.Server{Handler: host.APIHandler(sup, store, log.Named("api"), hooks.Routes), ReadHeaderTimeout: 5 * time.Second}
 	go api.Serve(ln)
-	defer os.Remove(cfg.APISocket)
+	defer ln.Close() // removes the socket, if the path still names this one
 
 	var msrv *http.Server
 	if cfg.MetricsListen != "off" {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/evidence"
+	"hvmon.dev/hvmon/internal/boundedfile"
 )
 
 func (a *app) evidenceCmd() *cobra.Command {
@@ -201,12 +201,7 @@ func parseReportData(s string) ([64]byte, error) {
 
 // readCertificates reads a --roots or --vcek file.
 func readCertificates(flag, path string) ([]*x509.Certificate, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, configErr(fmt.Errorf("--%s: %w", flag, err))
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, evidence.MaxCertificatesSize+1))
+	data, err := boundedfile.Read(path, evidence.MaxCertificatesSize)
 	if err != nil {
 		return nil, configErr(fmt.Errorf("--%s: %w", flag, err))
 	}

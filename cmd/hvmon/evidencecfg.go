@@ -4,13 +4,13 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"os"
 
 	"github.com/spf13/pflag"
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/evidence"
 	"hvmon.dev/hvmon/host"
+	"hvmon.dev/hvmon/internal/boundedfile"
 )
 
 // evidenceSettings are the hardware-evidence trust settings that the
@@ -38,7 +38,7 @@ func settingsFromConfig(c *host.Evidence) evidenceSettings {
 func (s evidenceSettings) verifier() (attest.EvidenceVerifier, error) {
 	opts := evidence.Options{AllowSimulated: s.allowSimulated, AllowDebugUnsafe: s.allowDebug}
 	load := func(path string) ([]*x509.Certificate, error) {
-		b, err := os.ReadFile(path)
+		b, err := boundedfile.Read(path, evidence.MaxCertificatesSize)
 		if err != nil {
 			return nil, err
 		}

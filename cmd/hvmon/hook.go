@@ -20,6 +20,7 @@ import (
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/hook"
 	"hvmon.dev/hvmon/host"
+	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/internal/hookrun"
 	"hvmon.dev/hvmon/internal/keyfile"
 )
@@ -177,7 +178,7 @@ func (e hookRefusal) Is(target error) bool {
 
 func (a *app) runHook(ctx context.Context, f hookFlags, args []string) error {
 	err := hookrun.Run(ctx, hookrun.Options{Socket: f.socket, FailClosed: f.failClosed, Timeout: f.timeout, Driver: f.driver, Syslog: f.syslog},
-		args, a.stdin, a.stderr, "hvmon: ")
+		args, ctxReader{ctx, a.stdin}, a.stderr, "hvmon: ") // a signal ends the run even while stdin blocks
 	var he *hookrun.Error
 	if errors.As(err, &he) {
 		if !he.Refusal {
@@ -329,7 +330,10 @@ func ourWrapper(path string) ([]byte, bool, error) {
 	if !st.Mode().IsRegular() || st.Size() > 64<<10 {
 		return nil, false, nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := boundedfile.Read(path, 64<<10) // not a FIFO swapped in since the Lstat
+	if errors.Is(err, boundedfile.ErrNotRegular) || errors.Is(err, boundedfile.ErrTooLarge) {
+		return nil, false, nil
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -413,7 +417,7 @@ func newHookService(cfg *host.Config, key *attest.PrivateKey, store host.Store, 
 		}
 		trusted = append(trusted, k)
 	}
-	j, err := host.OpenHookJournal(filepath.Join(cfg.DataDir, "hooks.jsonl"), host.HookJournalOptions{})
+	j, err := host.OpenHookJournal(filepath.Join(cfg.DataDir, "hooks.jsonl"), host.HookJournalOptions{Logger: log})
 	if err != nil {
 		return nil, nil, configErr(err)
 	}

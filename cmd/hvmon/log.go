@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -167,7 +166,10 @@ func (a *app) verifyLog(ctx context.Context, s *host.FileStore, vm string, opts 
 	last := map[string]attest.Digest{}
 	lastSeq := map[string]uint64{}
 	for _, e := range es {
-		b, err := os.ReadFile(e.Path)
+		if ctx.Err() != nil {
+			return configErr(errInterrupted)
+		}
+		b, err := readReportFile(e.Path) // a regular file, at most a report's size and one byte
 		if err != nil {
 			return configErr(err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -15,6 +16,15 @@ import (
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"hvmon": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+		// signalContext in a run that ignores its context (TestSecondSignal).
+		"hvmon-ignore-signal": func() {
+			ctx, stop := signalContext()
+			defer stop()
+			fmt.Fprintln(os.Stderr, "ready")
+			<-ctx.Done()
+			fmt.Fprintln(os.Stderr, "first signal seen, carrying on")
+			select {}
+		},
 	})
 }
 

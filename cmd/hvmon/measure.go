@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/measure"
 	"hvmon.dev/hvmon/measure/proc"
 )
@@ -143,14 +144,11 @@ func openRegion(arg string) (*region, error) {
 		}
 		return newRegion(pr.String(), pr, true, pr.Close), nil
 	}
-	f, err := os.Open(arg)
+	f, err := boundedfile.Open(arg) // never waits on a FIFO or reads a device
 	if err != nil {
 		return nil, configErr(err)
 	}
 	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("%s is not a regular file", arg)
-	}
 	var src measure.Source
 	if err == nil {
 		src, err = measure.Section(f, 0, st.Size())

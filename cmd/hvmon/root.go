@@ -17,6 +17,9 @@ import (
 // Commands write results to stdout and nothing else; logs and errors go to
 // stderr.
 type app struct {
+	// ctx ends at the first SIGINT or SIGTERM; commands observe it
+	// (cobra's cmd.Context() is the same), and so do reads that may block.
+	ctx    context.Context
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -35,10 +38,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 			code = exitUsage
 		}
 	}()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, log: hclog.NewNullLogger()}
+	a := &app{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, log: hclog.NewNullLogger()}
 	root := a.rootCmd()
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -50,6 +53,34 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	}
 	fmt.Fprintf(stderr, "hvmon: %s\n", oneLine(err.Error()))
 	return exitCode(err)
+}
+
+// signalContext returns a context that the first SIGINT or SIGTERM
+// cancels. From then on the signals have their default action again, so
+// a second one ends the process at once, whatever the command is doing.
+func signalContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sigs:
+		case <-ctx.Done():
+		}
+		// Before the cancellation anyone can see: whoever sees the
+		// context end may count on the default action.
+		signal.Stop(sigs)
+		cancel()
+	}()
+	return ctx, cancel
+}
+
+// context is the run's context (Background for an app built in a test).
+func (a *app) context() context.Context {
+	if a.ctx == nil {
+		return context.Background()
+	}
+	return a.ctx
 }
 
 func (a *app) rootCmd() *cobra.Command {

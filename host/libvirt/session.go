@@ -4,6 +4,8 @@ package libvirt
 
 import (
 	"context"
+	"crypto/sha3"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -112,6 +114,7 @@ func (s *session) serve(conn *golibvirt.Connect, pipe net.Conn) {
 		if err != nil {
 			return err
 		}
+		b = fitMessage(v, b)
 		wmu.Lock()
 		defer wmu.Unlock()
 		_, err = pipe.Write(append(b, '\n'))
@@ -224,6 +227,11 @@ func (s *session) command(ref *domainRef, name string, cmd map[string]json.RawMe
 	out, err := dom.QemuMonitorCommand(string(body), golibvirt.DOMAIN_QEMU_MONITOR_COMMAND_DEFAULT)
 	if err != nil {
 		return fail("GenericError", fmt.Errorf("%s through libvirt: %w", name, err))
+	}
+	if len(out) > qmp.MaxMessageSize {
+		// libvirt bounds what it reads from QEMU itself (10 MiB), above
+		// hvmon's bound.
+		return fail("GenericError", fmt.Errorf("%s through libvirt: a reply of %d bytes is larger than %d", name, len(out), qmp.MaxMessageSize))
 	}
 	var reply map[string]any
 	if err := json.Unmarshal([]byte(out), &reply); err != nil {
@@ -358,10 +366,50 @@ func launchSecurityFacts(dom *golibvirt.Domain) map[string]string {
 	return f
 }
 
-// monitorEvent converts a QEMU monitor event libvirt forwarded.
+// maxEventDetails bounds the data of a QEMU event held in a stream's
+// queue (QEMU's events carry a few hundred bytes): events wait there while
+// no worker reads the stream, up to the queue's length.
+const maxEventDetails = 16 << 10
+
+// fitMessage keeps what a stream writes within qmp.MaxMessageSize, which
+// the worker's QMP client would otherwise answer by dropping the stream
+// (and an event put back in the queue would drop the next one too): a
+// reply too large becomes a QMP error for its command, an event too
+// large an EventDropped. b is v's encoding, newline not included.
+func fitMessage(v any, b []byte) []byte {
+	if len(b)+1 <= qmp.MaxMessageSize {
+		return b
+	}
+	var out any
+	switch m := v.(type) {
+	case map[string]any:
+		out = map[string]any{"id": m["id"], "error": map[string]any{"class": "GenericError",
+			"desc": fmt.Sprintf("a reply of %d bytes through libvirt is larger than %d", len(b), qmp.MaxMessageSize)}}
+	case event:
+		out = newEvent(qmp.EventDropped, map[string]any{"count": 1, "reason": fmt.Sprintf("event %s of %d bytes is larger than %d", cut(m.Event, 64), len(b), qmp.MaxMessageSize)}, time.Now())
+	default:
+		out = newEvent(qmp.EventDropped, map[string]any{"count": 1}, time.Now())
+	}
+	fitted, _ := json.Marshal(out)
+	return fitted
+}
+
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// monitorEvent converts a QEMU monitor event libvirt forwarded. Details
+// longer than maxEventDetails are not kept: the data says how long they
+// were and their SHA3-256.
 func monitorEvent(e *golibvirt.DomainQemuMonitorEvent) event {
 	var data map[string]any
-	if d := strings.TrimSpace(e.Details); d != "" {
+	if d := strings.TrimSpace(e.Details); len(d) > maxEventDetails {
+		sum := sha3.Sum256([]byte(d))
+		data = map[string]any{"hvmon_oversize": len(d), "hvmon_sha3": hex.EncodeToString(sum[:])}
+	} else if d != "" {
 		if err := json.Unmarshal([]byte(d), &data); err != nil {
 			data = map[string]any{"hvmon_raw": d}
 		}

@@ -14,6 +14,7 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/internal/atomicfile"
+	"hvmon.dev/hvmon/internal/boundedfile"
 )
 
 // MaxFileSize bounds the bytes read from a key file. Real key files are
@@ -110,7 +111,7 @@ func LoadPrivate(path string, opts LoadOptions) (*attest.PrivateKey, error) {
 	if !lst.Mode().IsRegular() {
 		return nil, notRegular(path, lst.Mode())
 	}
-	f, err := os.Open(path)
+	f, err := boundedfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +139,7 @@ func LoadPrivate(path string, opts LoadOptions) (*attest.PrivateKey, error) {
 // symlinks, to a regular file. Content that is not an hvmon public key gives
 // an error matching attest.ErrMalformed.
 func LoadPublic(path string) (*attest.PublicKey, error) {
-	f, err := os.Open(path)
+	f, err := boundedfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -158,12 +159,9 @@ func LoadPublic(path string) (*attest.PublicKey, error) {
 }
 
 func notRegular(path string, m fs.FileMode) error {
-	kind := "not a regular file"
-	switch {
-	case m&fs.ModeSymlink != 0:
+	kind := boundedfile.Kind(m) + ", not a regular file"
+	if m&fs.ModeSymlink != 0 {
 		kind = "a symlink; give the path of the key file itself"
-	case m.IsDir():
-		kind = "a directory"
 	}
 	return fmt.Errorf("key file %s is %s", path, kind)
 }

@@ -8,9 +8,11 @@ package qmptest
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -92,6 +94,50 @@ func (s *Server) Inject(name string, data map[string]any) {
 	for c, m := range conns {
 		send(c, m, ev)
 	}
+}
+
+// Stream writes what r yields, as raw bytes, to the negotiated
+// connections in turn (they share r: use it with one), holding each
+// connection's write lock: a QEMU that sends a message without end, or
+// anything else. It returns the bytes written and the first write error
+// (a client that hung up).
+func (s *Server) Stream(r io.Reader) (int64, error) {
+	s.mu.Lock()
+	conns := make(map[net.Conn]*sync.Mutex, len(s.conns))
+	for c, m := range s.conns {
+		conns[c] = m
+	}
+	s.mu.Unlock()
+	var total int64
+	for c, m := range conns {
+		m.Lock()
+		n, err := io.Copy(c, r)
+		m.Unlock()
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// Repeat is an io.Reader of n bytes: prefix, then fill over and over (an
+// endless string, array or nesting for Stream).
+func Repeat(prefix, fill string, n int64) io.Reader {
+	return io.MultiReader(strings.NewReader(prefix), io.LimitReader(&filler{fill: fill}, n-int64(len(prefix))))
+}
+
+type filler struct {
+	fill string
+	at   int
+}
+
+func (f *filler) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = f.fill[f.at]
+		f.at = (f.at + 1) % len(f.fill)
+	}
+	return len(p), nil
 }
 
 // DropConnections closes every client connection, as a QEMU restart would;
