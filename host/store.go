@@ -30,7 +30,35 @@ type Entry struct {
 	Seq   uint64
 	Event attest.Event
 	Hash  attest.Digest
+	// Chain is the tag of the host chain the report belongs to (ChainTag);
+	// empty for a report stored without one (by an older hvmon).
+	Chain string
 	Path  string
+}
+
+// ChainTag names a host chain (docs/FORMAT.md, "Chain audit": the reports
+// one key signs under one host name) in 16 hex digits: the first 8 bytes
+// of SHA3-256("hvmon host chain v1" 0x00 ‖ key id ‖ host name). A store
+// keeps it beside each report so that a host finds the head of its own
+// chain without reading reports, also when several hosts share the store.
+func ChainTag(kid attest.Digest, hostName string) string {
+	h := sha3.New256()
+	h.Write([]byte("hvmon host chain v1\x00"))
+	h.Write(kid[:])
+	h.Write([]byte(hostName))
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// reportChainTag is the tag of the host chain r belongs to: its signer's
+// key under its host name (the observations' host, else the attester's
+// name), as the chain audit groups them. r must have been signed (Sign sets
+// the attester's key id).
+func reportChainTag(r *attest.Report) string {
+	name := r.Attester.Name
+	if r.Host != nil {
+		name = r.Host.Host
+	}
+	return ChainTag(r.Attester.KeyID, name)
 }
 
 // Query selects entries. Zero fields match everything.
@@ -56,12 +84,14 @@ var ErrNotFound = errors.New("report not found")
 
 // FileStore keeps one file per report under Dir:
 //
-//	Dir/reports/<vm, escaped>/<issued-at unix ms, 13 digits>-<seq, 20 digits>-<event>-<hash hex>.cose
+//	Dir/reports/<vm, escaped>/<issued-at unix ms, 13 digits>-<seq, 20 digits>-<chain tag, 16 hex>-<event>-<hash hex>.cose
 //
 // Each file is written to a temporary file in the same directory, synced,
 // linked into place and the directory synced, so a crash at any point
 // leaves either no file or the whole report; temporary files are never
-// listed. Names sort by time, then seq.
+// listed. Names sort by time, then seq. Names without the chain tag (as
+// hvmon wrote them before it kept one) are still listed, with an empty
+// Entry.Chain.
 type FileStore struct {
 	Dir string
 	mu  sync.Mutex // serialises directory creation
@@ -128,7 +158,7 @@ func (s *FileStore) Put(ctx context.Context, vm string, signed []byte, r *attest
 		return Entry{}, fmt.Errorf("store: %w", err)
 	}
 	h := attest.ReportHash(signed)
-	e := Entry{VM: vm, Time: r.IssuedAt, Seq: r.Seq, Event: r.Event, Hash: h}
+	e := Entry{VM: vm, Time: r.IssuedAt, Seq: r.Seq, Event: r.Event, Hash: h, Chain: reportChainTag(r)}
 	dir := filepath.Join(s.Dir, "reports", escapeVM(vm))
 	s.mu.Lock()
 	err := os.MkdirAll(dir, 0o750)
@@ -143,7 +173,7 @@ func (s *FileStore) Put(ctx context.Context, vm string, signed []byte, r *attest
 	if err != nil {
 		return Entry{}, fmt.Errorf("store: %w", err)
 	}
-	name := fmt.Sprintf("%013d-%020d-%s-%s.cose", r.IssuedAt.UnixMilli(), r.Seq, r.Event, h)
+	name := fmt.Sprintf("%013d-%020d-%s-%s-%s.cose", r.IssuedAt.UnixMilli(), r.Seq, e.Chain, r.Event, h)
 	e.Path = filepath.Join(dir, name)
 	if err := atomicfile.Write(e.Path, signed, 0o640, atomicfile.Options{}); err != nil {
 		if errors.Is(err, fs.ErrExist) {
@@ -162,15 +192,33 @@ func parseName(vm, path string) (Entry, bool) {
 	}
 	ms, err1 := strconv.ParseInt(parts[0], 10, 64)
 	seq, err2 := strconv.ParseUint(parts[1], 10, 64)
-	i := strings.LastIndexByte(parts[2], '-')
+	rest := parts[2]
+	// The chain tag: 16 hex digits, which no event name is.
+	var chain string
+	if tag, after, ok := strings.Cut(rest, "-"); ok && isChainTag(tag) {
+		chain, rest = tag, after
+	}
+	i := strings.LastIndexByte(rest, '-')
 	if err1 != nil || err2 != nil || i < 0 {
 		return Entry{}, false
 	}
-	h, err := attest.ParseDigest(parts[2][i+1:])
+	h, err := attest.ParseDigest(rest[i+1:])
 	if err != nil {
 		return Entry{}, false
 	}
-	return Entry{VM: vm, Time: time.UnixMilli(ms).UTC(), Seq: seq, Event: attest.Event(parts[2][:i]), Hash: h, Path: path}, true
+	return Entry{VM: vm, Time: time.UnixMilli(ms).UTC(), Seq: seq, Event: attest.Event(rest[:i]), Hash: h, Chain: chain, Path: path}, true
+}
+
+func isChainTag(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // List implements Store, oldest first.
@@ -225,6 +273,20 @@ func (s *FileStore) List(ctx context.Context, q Query) ([]Entry, error) {
 	return out, nil
 }
 
+// read returns the bytes of a listed entry, checking that they still hash
+// to its name: Supervisor.Add reads a few entries this way without Get's
+// search of the whole store.
+func (s *FileStore) read(e Entry) ([]byte, error) {
+	b, err := boundedfile.Read(e.Path, attest.MaxReportSize)
+	if err != nil {
+		return nil, err
+	}
+	if attest.ReportHash(b) != e.Hash {
+		return nil, fmt.Errorf("store: %s does not hash to its name", e.Path)
+	}
+	return b, nil
+}
+
 // Get implements Store. It checks that the file still hashes to its name.
 func (s *FileStore) Get(ctx context.Context, hash attest.Digest) ([]byte, Entry, error) {
 	entries, err := s.List(ctx, Query{})
@@ -235,12 +297,9 @@ func (s *FileStore) Get(ctx context.Context, hash attest.Digest) ([]byte, Entry,
 		if e.Hash != hash {
 			continue
 		}
-		b, err := boundedfile.Read(e.Path, attest.MaxReportSize)
+		b, err := s.read(e)
 		if err != nil {
 			return nil, Entry{}, fmt.Errorf("store: %w", err)
-		}
-		if attest.ReportHash(b) != hash {
-			return nil, Entry{}, fmt.Errorf("store: %s does not hash to its name", e.Path)
 		}
 		return b, e, nil
 	}

@@ -5,6 +5,7 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -132,8 +133,11 @@ func New(opts Options) (*Supervisor, error) {
 // ErrUnknownVM is returned for a VM the supervisor does not follow.
 var ErrUnknownVM = errors.New("unknown vm")
 
-// Add starts following a VM. Its chain (host seq and prev) continues from
-// the last report the store holds for it.
+// Add starts following a VM. Its host chain (seq and prev) continues from
+// the head of this host's own chain for the VM in the store: the report
+// with the highest seq signed by this host's key under its host name.
+// Neither the reports' times (a clock that stepped back) nor other hosts'
+// reports in a shared store move it.
 func (s *Supervisor) Add(ctx context.Context, cfg VMConfig) error {
 	if cfg.Name == "" || cfg.QMP == "" {
 		return errors.New("host: a VM needs a name and a QMP socket")
@@ -144,14 +148,14 @@ func (s *Supervisor) Add(ctx context.Context, cfg VMConfig) error {
 	if cfg.AgentPortID == "" {
 		cfg.AgentPortID = "agentport0"
 	}
-	last, err := s.opts.Store.List(ctx, Query{VM: cfg.Name, Limit: 1})
+	head, err := s.chainHead(ctx, cfg.Name)
 	if err != nil {
-		return fmt.Errorf("host: reading %s's last report: %w", cfg.Name, err)
+		return fmt.Errorf("host: finding the head of %s's host chain: %w", cfg.Name, err)
 	}
 	v := &vm{s: s, cfg: cfg, log: s.log.Named(cfg.Name), requests: make(chan request, 64), stop: make(chan struct{})}
-	if len(last) == 1 {
-		v.seq = last[0].Seq + 1
-		h := last[0].Hash
+	if head != nil {
+		v.seq = head.Seq + 1
+		h := head.Hash
 		v.prev = &h
 	}
 	s.mu.Lock()
@@ -167,6 +171,49 @@ func (s *Supervisor) Add(ctx context.Context, cfg VMConfig) error {
 		v.run()
 	}()
 	return nil
+}
+
+// chainHead returns the stored report at the head of this host's chain
+// for vm, or nil when there is none. Entries are taken by seq, highest
+// first; one whose name carries a chain tag is this host's when the tag is
+// its own, and one stored without a tag (by an older hvmon) is read to
+// tell. The head is found without reading a report, unless the store
+// holds untagged reports of other chains above it.
+func (s *Supervisor) chainHead(ctx context.Context, vm string) (*Entry, error) {
+	es, err := s.opts.Store.List(ctx, Query{VM: vm})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(es, func(a, b Entry) int {
+		return cmp.Or(cmp.Compare(b.Seq, a.Seq), b.Time.Compare(a.Time), strings.Compare(b.Hash.String(), a.Hash.String()))
+	})
+	kid := s.opts.Signer.KeyID()
+	own := ChainTag(kid, s.opts.HostName)
+	for _, e := range es {
+		if e.Chain != "" {
+			if e.Chain == own {
+				return &e, nil
+			}
+			continue
+		}
+		var b []byte
+		if r, ok := s.opts.Store.(interface{ read(Entry) ([]byte, error) }); ok {
+			b, err = r.read(e)
+		} else {
+			b, _, err = s.opts.Store.Get(ctx, e.Hash)
+		}
+		if err != nil {
+			return nil, err
+		}
+		in, err := attest.Inspect(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Hash, err)
+		}
+		if in.KeyID == kid && reportChainTag(in.Report) == own {
+			return &e, nil
+		}
+	}
+	return nil, nil
 }
 
 // Remove stops following a VM.

@@ -524,10 +524,27 @@ func TestLibvirt(t *testing.T) {
 			t.Fatalf("report %d: seq %d prev %v", i, res.Report.Seq, res.Report.Prev)
 		}
 	}
+	// hvmon log verify audits the store as verify --chain does: the
+	// snapshot-revert is a rollback (contraindicated, exit 5) and nothing
+	// else is; the save and the new guest key after the second boot are
+	// warnings.
 	out, err := exec.Command(r.bin, "log", "verify", "--data-dir", filepath.Join(r.dir, "data"), "--trust", filepath.Join(r.dir, "host.key.pub"),
 		"--allow-simulated", "--simulated-seed", simulatedSeed).CombinedOutput()
-	if err != nil {
-		t.Errorf("hvmon log verify: %v\n%s", err, out)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 {
+		t.Errorf("hvmon log verify: %v, want exit 5 (the rollback)\n%s", err, out)
+	}
+	rollbacks := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 4 && strings.HasPrefix(f[0], "chain.") && f[2] == "contraindicated" {
+			if f[3] != "rollback" {
+				t.Errorf("hvmon log verify: a contraindicated finding that is not the rollback: %s", l)
+			}
+			rollbacks++
+		}
+	}
+	if rollbacks != 1 {
+		t.Errorf("hvmon log verify: %d rollback finding(s), want 1\n%s", rollbacks, out)
 	}
 	conn.Close()
 	if conn, err = golibvirt.NewConnect(r.uri); err != nil {

@@ -56,6 +56,8 @@ const (
 	ReasonNoEvidence        = "no_evidence"        // a host report without guest evidence
 	ReasonVerifyFailed      = "verify_failed"      // authentic, but failed a later verification step
 	ReasonDrift             = "drift"              // a region drifted from the verifier's reference (warning)
+	ReasonRollbackWindow    = "rollback_window"    // evidence missing around a snapshot or restore: a rollback could hide there
+	ReasonKeyReuse          = "key_reuse"          // one guest key under two VM names: a relabelled or cloned VM
 )
 
 // ChainEntry is one report in a VM's timeline.
@@ -108,6 +110,8 @@ type node struct {
 	vm     *vmAudit
 	order  int   // position in the VM's timeline
 	dupOf  *node // set when its guest evidence is already in another report
+	gprev  *node // the evidence its guest evidence plainly follows (seq one above, prev its hash)
+	gnew   bool  // its guest evidence is its key's first
 	parent []*node
 	kids   []*node
 }
@@ -166,8 +170,13 @@ func AuditChain(reports []ChainReport) *ChainAudit {
 		vms = append(vms, vm)
 	}
 	slices.Sort(vms)
-	for _, vm := range vms {
-		h := auditVM(vm, byVM[vm], unverified)
+	audits := make([]*vmAudit, len(vms))
+	for i, vm := range vms {
+		audits[i] = auditVM(vm, byVM[vm], unverified)
+	}
+	checkGuestKeys(audits)
+	for _, a := range audits {
+		h := a.finish()
 		audit.Merge(h.Verdict)
 		audit.VMs = append(audit.VMs, *h)
 	}
@@ -225,7 +234,7 @@ type vmAudit struct {
 	missing string
 }
 
-func auditVM(vm string, nodes []*node, unverified int) *VMHistory {
+func auditVM(vm string, nodes []*node, unverified int) *vmAudit {
 	h := &VMHistory{VM: vm}
 	nodes = timeline(nodes)
 	a := &vmAudit{h: h, nodes: nodes}
@@ -243,10 +252,17 @@ func auditVM(vm string, nodes []*node, unverified int) *VMHistory {
 	}
 	checkHostChains(nodes)
 	checkGuestChains(nodes)
+	checkWindows(nodes)
 	checkMigrations(nodes)
-	// Findings in timeline order, each report's in check order.
+	return a
+}
+
+// finish puts the VM's findings in timeline order, each report's in check
+// order, and fills in its timeline.
+func (a *vmAudit) finish() *VMHistory {
+	h := a.h
 	order := map[string]int{}
-	for _, n := range nodes {
+	for _, n := range a.nodes {
 		order[n.name] = n.order
 	}
 	// A report's own findings first, then the ones passed in, then its links.
@@ -266,7 +282,7 @@ func auditVM(vm string, nodes []*node, unverified int) *VMHistory {
 	slices.SortStableFunc(h.Findings, func(a, b Finding) int {
 		return cmp.Or(cmp.Compare(order[a.Subject], order[b.Subject]), cmp.Compare(rank(a.Check), rank(b.Check)))
 	})
-	for _, n := range nodes {
+	for _, n := range a.nodes {
 		h.Timeline = append(h.Timeline, *n.entry)
 	}
 	return h
@@ -281,15 +297,24 @@ func checkReport(n *node) {
 	switch {
 	case n.rep.Host != nil && n.guest == nil && (verr == nil || errors.Is(verr, attest.ErrIncomplete)):
 		agent := n.rep.Host.Agent
-		if n.rep.Event == attest.EventShutdown && agent == "none" {
-			return // the guest is gone: nothing to ask, nothing missing
-		}
 		detail := "no guest evidence: agent " + agent
 		if n.rep.Host.Detail != "" {
 			detail += " (" + n.rep.Host.Detail + ")"
 		}
-		n.add(Finding{Check: CheckChainReport, Status: Warning, Reason: ReasonNoEvidence,
-			Detail: detail + "; the report attests no guest memory and takes no part in the guest chain"})
+		detail += "; the report attests no guest memory and takes no part in the guest chain"
+		if n.rep.Event == attest.EventShutdown && agent == "none" {
+			// The host says the guest is gone: nothing to ask, nothing
+			// missing. That is the host's word, so it holds only while
+			// the guest chain agrees: the guest that was running must
+			// not carry on afterwards as if it had not stopped.
+			last, next := evidenceAround(n)
+			if last == nil || next == nil || next.gkey != last.gkey || next.rep.Event == attest.EventRestore {
+				return
+			}
+			detail += fmt.Sprintf("; the host says the guest shut down, but the guest chain of key %s carries on at %s (%s), which is no restore",
+				shortID(next.gkey), next.name, next.rep.Event)
+		}
+		n.add(Finding{Check: CheckChainReport, Status: Warning, Reason: ReasonNoEvidence, Detail: detail})
 	case verr != nil:
 		n.add(Finding{Check: CheckChainReport, Status: Contraindicated, Reason: ReasonVerifyFailed,
 			Detail: "authentic, but " + verr.Error()})
@@ -517,6 +542,7 @@ func checkGuestChains(nodes []*node) {
 		if c == nil {
 			c = &guestChain{byHash: map[attest.Digest]*node{}}
 			chains[n.gkey] = c
+			n.gnew = true
 			startGuestChain(n, last, add)
 		} else {
 			checkGuestLink(n, c, add)
@@ -536,7 +562,11 @@ func startGuestChain(n, last *node, add func(Status, string, string, ...any)) {
 	case last != nil && n.rep.Event != attest.EventBoot:
 		add(Warning, ReasonAgentRestart, "a new guest key %s after key %s (%s), outside a boot report: the agent restarted", key, shortID(last.gkey), last.name)
 	case last != nil:
-		add(Affirming, ReasonStart, "a new guest key %s at boot: the guest chain starts again at seq 0", key)
+		// The event is the host's word: it explains the new key but does
+		// not prove that the guest rebooted rather than that its agent
+		// was restarted in a running (perhaps rolled back) guest.
+		add(Warning, ReasonAgentRestart, "a new guest key %s after key %s (%s): the guest chain starts again at seq 0; "+
+			"the host says the guest booted, which the guest chain cannot confirm", key, shortID(last.gkey), last.name)
 	default:
 		add(Affirming, ReasonStart, "the guest chain of key %s starts at seq 0", key)
 	}
@@ -550,6 +580,7 @@ func checkGuestLink(n *node, c *guestChain, add func(Status, string, string, ...
 		parent = c.byHash[*g.Prev]
 	}
 	if parent != nil && parent == head && g.Seq == hs+1 {
+		n.gprev = head
 		add(Affirming, ReasonLinked, "guest seq %d follows seq %d (%s)", g.Seq, hs, head.name)
 		return
 	}
@@ -573,9 +604,9 @@ func checkGuestLink(n *node, c *guestChain, add func(Status, string, string, ...
 		if n.rep.Event == attest.EventRestore {
 			add(Contraindicated, ReasonRollback, "rollback: %s; explained by this restore report%s%s", what, jobOf(n), savedAt(n))
 		} else if rewind {
-			add(Contraindicated, ReasonRewind, "unexplained rollback at a %s report, not a restore: %s", n.rep.Event, what)
+			add(Contraindicated, ReasonRewind, "unexplained rollback at a %s report, not a restore: %s%s", n.rep.Event, what, unattestedBetween(n, head))
 		} else {
-			add(Contraindicated, ReasonFork, "unexplained fork at a %s report, not a restore: %s", n.rep.Event, what)
+			add(Contraindicated, ReasonFork, "unexplained fork at a %s report, not a restore: %s%s", n.rep.Event, what, unattestedBetween(n, head))
 		}
 		return
 	}
@@ -590,16 +621,20 @@ func checkGuestLink(n *node, c *guestChain, add func(Status, string, string, ...
 		return
 	}
 	missing := g.Seq - hs - 1
-	if r := rejectedBy(n, *g.Prev); r != nil && missing == 1 {
-		add(Warning, ReasonGap, "guest seq %d follows seq %d (%s): the evidence between was rejected by the host in %s (agent %s)",
-			g.Seq, hs, head.name, r.name, r.rep.Host.Agent)
-		return
+	// A host's record that it rejected the missing evidence explains the
+	// gap but does not close it: the host holds that evidence and could
+	// say so of any evidence it withholds.
+	why := ""
+	if r := rejectedBy(n, *g.Prev); r != nil {
+		why = fmt.Sprintf("; the host says in %s (agent %s) that it received and rejected evidence %s: its own statement, and the evidence stays unseen",
+			r.name, r.rep.Host.Agent, shortID(*g.Prev))
 	}
-	add(Contraindicated, ReasonGap, "guest seq %d follows seq %d (%s): %d evidence(s) missing%s", g.Seq, hs, head.name, missing, n.vm.missing)
+	add(Contraindicated, ReasonGap, "guest seq %d follows seq %d (%s): %d evidence(s) missing%s%s", g.Seq, hs, head.name, missing, n.vm.missing, why)
 }
 
 // rejectedBy finds the report, before n, in which the host recorded that it
-// rejected the guest evidence with hash h.
+// rejected the guest evidence with hash h. It only ever adds to a
+// finding's detail.
 func rejectedBy(n *node, h attest.Digest) *node {
 	for _, m := range n.vm.nodes {
 		if m.order < n.order && m.rep.Host != nil && m.rep.Host.Facts["rejected_evidence_hash"] == h.String() {
@@ -607,6 +642,137 @@ func rejectedBy(n *node, h attest.Digest) *node {
 		}
 	}
 	return nil
+}
+
+// evidenceAround returns the nearest reports before and after n in its
+// VM's timeline that carry guest evidence of their own (nil at either end
+// of the history).
+func evidenceAround(n *node) (last, next *node) {
+	nodes := n.vm.nodes
+	for i := n.order - 1; i >= 0 && last == nil; i-- {
+		if m := nodes[i]; m.guest != nil && m.dupOf == nil {
+			last = m
+		}
+	}
+	for i := n.order + 1; i < len(nodes) && next == nil; i++ {
+		if m := nodes[i]; m.guest != nil && m.dupOf == nil {
+			next = m
+		}
+	}
+	return last, next
+}
+
+// window names the reports that bound a window: the report with guest
+// evidence before and the one after.
+func window(last, next *node) string {
+	from, to := "the start of the history", "the end of the history"
+	if last != nil {
+		from = fmt.Sprintf("%s (guest seq %d)", last.name, last.guest.Seq)
+	}
+	if next != nil {
+		to = fmt.Sprintf("%s (guest seq %d)", next.name, next.guest.Seq)
+	}
+	return "from " + from + " to " + to
+}
+
+// checkWindows finds where a rollback could hide behind missing guest
+// evidence. A rollback shows in the guest chain only when the agent signed
+// evidence after the state that was saved and again after the restore:
+// a snapshot or a restore without guest evidence, or a restore whose
+// evidence plainly follows evidence signed before reports that carry
+// none, or that starts a new guest key, leaves a window in which the
+// guest chain cannot tell a rollback from a straight run. Each is a
+// warning naming the window.
+func checkWindows(nodes []*node) {
+	for _, n := range nodes {
+		ev := n.rep.Event
+		if ev != attest.EventSnapshot && ev != attest.EventRestore || n.dupOf != nil {
+			continue
+		}
+		add := func(format string, args ...any) {
+			n.add(Finding{Check: CheckChainGuest, Status: Warning, Reason: ReasonRollbackWindow, Detail: fmt.Sprintf(format, args...)})
+		}
+		last, next := evidenceAround(n)
+		switch {
+		case n.guest == nil && ev == attest.EventSnapshot:
+			add("a snapshot without guest evidence: a restore to the state it saved, before the next guest evidence, would look like a straight run; window %s",
+				window(last, next))
+		case n.guest == nil:
+			add("a restore without guest evidence: the state it returned to is not attested, and a rollback to a state saved without guest evidence would look like a straight run; window %s",
+				window(last, next))
+		case ev != attest.EventRestore:
+		case n.gprev != nil && n.gprev.order < n.order-1 && unattestedBetween(n, n.gprev) == "":
+			// (A snapshot or restore without evidence in between
+			// names this same window itself.)
+			between := n.vm.nodes[n.gprev.order+1 : n.order]
+			add("the restore's guest evidence follows %s's directly: it returned the VM to the state right after that evidence, and "+
+				"what the VM went through in the %d report(s) between without guest evidence (%s to %s) may have been undone; window %s",
+				n.gprev.name, len(between), between[0].name, between[len(between)-1].name, window(n.gprev, n))
+		case n.gnew && last != nil:
+			add("the restore's guest evidence starts a new guest key: the state it returned to cannot be compared with any snapshot; window %s",
+				window(last, n))
+		}
+	}
+}
+
+// unattestedBetween names the snapshot and restore reports without guest
+// evidence between head and n (for the detail of a fork or rewind that no
+// restore report with evidence explains), or returns "".
+func unattestedBetween(n, head *node) string {
+	var names []string
+	for _, m := range n.vm.nodes[head.order+1 : n.order] {
+		if m.guest == nil && (m.rep.Event == attest.EventRestore || m.rep.Event == attest.EventSnapshot) {
+			names = append(names, fmt.Sprintf("%s %s", m.rep.Event, m.name))
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return "; in between, without guest evidence: " + strings.Join(names, ", ")
+}
+
+// checkGuestKeys finds guest keys that sign evidence under more than one
+// VM name. A guest key is made in the guest and never leaves its memory:
+// the same key under another name is the same guest relabelled, or a
+// clone of its memory. The first report with the key in each of the VMs
+// is contraindicated, naming the others.
+func checkGuestKeys(audits []*vmAudit) {
+	type use struct {
+		a     *vmAudit
+		first *node
+	}
+	byKey := map[attest.Digest][]use{}
+	var keys []attest.Digest
+	for _, a := range audits {
+		seen := map[attest.Digest]bool{}
+		for _, n := range a.nodes {
+			if n.guest == nil || seen[n.gkey] {
+				continue
+			}
+			seen[n.gkey] = true
+			if _, ok := byKey[n.gkey]; !ok {
+				keys = append(keys, n.gkey)
+			}
+			byKey[n.gkey] = append(byKey[n.gkey], use{a, n})
+		}
+	}
+	for _, k := range keys {
+		us := byKey[k]
+		if len(us) < 2 {
+			continue
+		}
+		for _, u := range us {
+			var others []string
+			for _, o := range us {
+				if o.a != u.a {
+					others = append(others, fmt.Sprintf("VM %q (first in %s)", o.a.h.VM, o.first.name))
+				}
+			}
+			u.first.add(Finding{Check: CheckChainGuest, Status: Contraindicated, Reason: ReasonKeyReuse,
+				Detail: fmt.Sprintf("guest key %s also signs guest evidence of %s: a guest key never leaves its VM's memory, so the same key under another VM name is a relabelled or cloned VM",
+					shortID(k), strings.Join(others, ", "))})
+		}
+	}
 }
 
 func jobOf(n *node) string {

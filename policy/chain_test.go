@@ -23,9 +23,18 @@ func auditJSON(t testing.TB, a *ChainAudit) string {
 }
 
 // The verdict, findings and timelines do not depend on the order in which
-// the reports are given.
+// the reports are given: for each vector, and for all vectors at once
+// (several VMs, keys shared across them, many overlapping chains).
 func TestAuditChainOrder(t *testing.T) {
-	for _, v := range generateChainVectors(t) {
+	all := map[string][]byte{}
+	vs := generateChainVectors(t)
+	for _, v := range vs {
+		for n, b := range v.files {
+			all[v.name+"/"+n] = b
+		}
+	}
+	vs = append(vs, chainVector{name: "all vectors", files: all})
+	for _, v := range vs {
 		in := verifyHistory(t, v.files)
 		want := auditJSON(t, AuditChain(in))
 		r := rand.New(rand.NewPCG(1, 2))
@@ -292,4 +301,175 @@ func FuzzChainLinks(f *testing.F) {
 			t.Fatalf("the reversed input gives another audit:\n%s\nwant\n%s", got, want)
 		}
 	})
+}
+
+// A host withholds a guest evidence (here one whose region no longer
+// matches) and says it rejected it, naming its hash: the gap it leaves in
+// the guest chain stays contraindicated. The host's statement is in the
+// detail, as an explanation, not as a reason to accept.
+func TestAuditChainWithheldEvidenceClaimedRejected(t *testing.T) {
+	h := newHistory(t, "vm-1")
+	h.add(step{host: "hv-a", event: attest.EventBoot})
+	h.add(step{host: "hv-a", event: attest.EventPeriodic, reject: true, edit: func(_ *attest.Report, g *attest.GuestEvidence) {
+		g.Claims[0].Snapshot.Root = attest.KeyIDOf([]byte("weights the tenant did not load"))
+	}})
+	h.add(step{host: "hv-a", event: attest.EventPeriodic})
+	a := AuditChain(verifyHistory(t, h.files))
+	if a.Status != Contraindicated {
+		t.Fatalf("status %s, want contraindicated:\n%s", a.Status, dumpFindings(a.Verdict))
+	}
+	g := findingOf(t, a, CheckChainGuest, ReasonGap)
+	if g.Status != Contraindicated || g.Subject != "03-hv-a-periodic.cose" {
+		t.Errorf("gap finding %+v, want contraindicated on 03-hv-a-periodic.cose", g)
+	}
+	for _, want := range []string{"1 evidence(s) missing", "02-hv-a-periodic.cose", "rejected", "its own statement"} {
+		if !strings.Contains(g.Detail, want) {
+			t.Errorf("gap detail %q does not say %q", g.Detail, want)
+		}
+	}
+	// The same history without the host's statement: the same status.
+	in := verifyHistory(t, h.files)
+	for _, r := range in {
+		if r.Result.Report.Host != nil {
+			delete(r.Result.Report.Host.Facts, "rejected_evidence_hash")
+		}
+	}
+	if b := AuditChain(in); b.Status != a.Status {
+		t.Errorf("without the host's statement the status is %s, with it %s: the statement changed the verdict", b.Status, a.Status)
+	}
+}
+
+// No host-written fact or status text changes a verdict: every vector
+// audited with each report's facts, agent detail and agent status replaced
+// by other text (keeping only whether the agent answered at all) gives the
+// same status.
+func TestAuditChainHostWordsDoNotDowngrade(t *testing.T) {
+	for _, v := range generateChainVectors(t) {
+		want := AuditChain(verifyHistory(t, v.files)).Status
+		in := verifyHistory(t, v.files)
+		for _, r := range in {
+			if h := r.Result.Report.Host; h != nil {
+				h.Facts = map[string]string{"rejected_evidence_hash": attest.KeyIDOf([]byte(r.Name)).String(), "job_type": "snapshot-load"}
+				h.Detail = "the host says all is well"
+				if h.Agent != "ok" && h.Agent != "none" {
+					h.Agent = "bad-evidence"
+				}
+			}
+		}
+		if got := AuditChain(in).Status; got != want {
+			t.Errorf("%s: with other host words the status is %s, want %s", v.name, got, want)
+		}
+	}
+}
+
+// A rollback hidden behind a snapshot without guest evidence: the VM is
+// put back to the snapshot before the agent signs again, so the guest chain
+// runs straight on. The snapshot names the window in which it could hide,
+// bounded by the reports with evidence before and after it.
+func TestAuditChainRollbackHiddenBehindSnapshot(t *testing.T) {
+	a := AuditChain(verifyHistory(t, readVector(t, "snapshot-no-evidence")))
+	if a.Status == Affirming || a.Status == None {
+		t.Fatalf("status %s, want at least a warning", a.Status)
+	}
+	f := findingOf(t, a, CheckChainGuest, ReasonRollbackWindow)
+	if f.Subject != "03-hv-a-snapshot.cose" || f.Status != Warning {
+		t.Errorf("window finding %+v, want a warning on the snapshot", f)
+	}
+	for _, want := range []string{"from 02-hv-a-periodic.cose (guest seq 1)", "to 05-hv-a-periodic.cose (guest seq 2)"} {
+		if !strings.Contains(f.Detail, want) {
+			t.Errorf("window detail %q does not name %q", f.Detail, want)
+		}
+	}
+
+	// A restore reported without evidence: the restore names its window,
+	// and the rollback it hides shows at the next evidence, whose detail
+	// names the restore.
+	a = AuditChain(verifyHistory(t, readVector(t, "restore-no-evidence")))
+	if f := findingOf(t, a, CheckChainGuest, ReasonRollbackWindow); f.Subject != "05-hv-a-restore.cose" ||
+		!strings.Contains(f.Detail, "from 04-hv-a-periodic.cose") || !strings.Contains(f.Detail, "to 06-hv-a-periodic.cose") {
+		t.Errorf("restore window finding %+v", f)
+	}
+	if f := findingOf(t, a, CheckChainGuest, ReasonRewind); f.Status != Contraindicated || !strings.Contains(f.Detail, "restore 05-hv-a-restore.cose") {
+		t.Errorf("rewind finding %+v: want contraindicated, naming the restore without evidence", f)
+	}
+
+	// A restore whose evidence follows evidence signed before reports
+	// without any: the window it may have undone.
+	a = AuditChain(verifyHistory(t, readVector(t, "restore-across-window")))
+	if f := findingOf(t, a, CheckChainGuest, ReasonRollbackWindow); f.Subject != "05-hv-a-restore.cose" ||
+		!strings.Contains(f.Detail, "03-hv-a-periodic.cose to 04-hv-a-periodic.cose") || !strings.Contains(f.Detail, "from 02-hv-a-periodic.cose") {
+		t.Errorf("restore window finding %+v", f)
+	}
+
+	// A restore whose evidence starts a new guest key cannot be compared
+	// with any snapshot.
+	h := newHistory(t, "vm-1")
+	h.add(step{host: "hv-a", event: attest.EventBoot})
+	h.snapshot("hv-a")
+	h.add(step{host: "hv-a", event: attest.EventPeriodic})
+	h.reboot(0x06)
+	h.add(step{host: "hv-a", event: attest.EventRestore})
+	a = AuditChain(verifyHistory(t, h.files))
+	if f := findingOf(t, a, CheckChainGuest, ReasonRollbackWindow); f.Subject != "04-hv-a-restore.cose" || !strings.Contains(f.Detail, "new guest key") {
+		t.Errorf("restore with a new key: window finding %+v", f)
+	}
+}
+
+// One guest key under two VM names: a clone whose own history is clean,
+// and a VM relabelled mid-life. Both VMs get a contraindicated key_reuse
+// finding naming the other.
+func TestAuditChainGuestKeyUnderTwoNames(t *testing.T) {
+	a := AuditChain(verifyHistory(t, readVector(t, "key-reuse")))
+	if a.Status != Contraindicated || len(a.VMs) != 2 {
+		t.Fatalf("status %s over %d VM(s), want contraindicated over 2", a.Status, len(a.VMs))
+	}
+	for i, other := range []string{`VM "vm-2" (first in vm-2-01-hv-b-boot.cose)`, `VM "vm-1" (first in vm-1-01-hv-a-boot.cose)`} {
+		h := a.VMs[i]
+		if h.Status != Contraindicated || h.Timeline[0].Status != Contraindicated || !slices.Contains(h.Timeline[0].Notes, ReasonKeyReuse) {
+			t.Errorf("%s: status %s, first entry %+v; want contraindicated, key_reuse", h.VM, h.Status, h.Timeline[0])
+		}
+		var found bool
+		for _, f := range h.Findings {
+			found = found || f.Reason == ReasonKeyReuse && strings.Contains(f.Detail, other)
+		}
+		if !found {
+			t.Errorf("%s: no key_reuse finding naming %s:\n%s", h.VM, other, dumpFindings(h.Verdict))
+		}
+	}
+	// Each VM alone is clean: only the cross-VM check sees it.
+	for _, vm := range []string{"vm-1", "vm-2"} {
+		files := map[string][]byte{}
+		for n, b := range readVector(t, "key-reuse") {
+			if strings.HasPrefix(n, vm+"-") {
+				files[n] = b
+			}
+		}
+		if s := AuditChain(verifyHistory(t, files)).Status; s != Affirming {
+			t.Errorf("%s alone: %s, want affirming", vm, s)
+		}
+	}
+
+	// Relabelled: vm-1's guest carries on under the name vm-1b.
+	h := newHistory(t, "vm-1")
+	h.add(step{host: "hv-a", event: attest.EventBoot})
+	h.add(step{host: "hv-a", event: attest.EventPeriodic})
+	h.vm = "vm-1b"
+	h.add(step{host: "hv-a", event: attest.EventPeriodic, name: "03-vm-1b.cose"})
+	a = AuditChain(verifyHistory(t, h.files))
+	if f := findingOf(t, a, CheckChainGuest, ReasonKeyReuse); f.Status != Contraindicated {
+		t.Errorf("relabelled VM: %+v", f)
+	}
+}
+
+// A shutdown report without evidence needs no finding, unless the guest
+// chain carries on after it as if the guest had not stopped.
+func TestAuditChainFalseShutdown(t *testing.T) {
+	a := AuditChain(verifyHistory(t, readVector(t, "false-shutdown")))
+	f := findingOf(t, a, CheckChainReport, ReasonNoEvidence)
+	if f.Subject != "03-hv-a-shutdown.cose" || !strings.Contains(f.Detail, "carries on at 04-hv-a-periodic.cose") {
+		t.Errorf("finding %+v", f)
+	}
+	if a := AuditChain(verifyHistory(t, readVector(t, "clean"))); a.Status != Affirming {
+		t.Errorf("clean history (ends with a shutdown without evidence): %s", a.Status)
+	}
 }

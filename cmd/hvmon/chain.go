@@ -30,16 +30,23 @@ whose guest prev is the migrate-out's guest evidence (the host handover is
 named); a guest that goes back (a seq not above the last, or a prev another
 evidence already followed) is a rollback — explained when the report is a
 restore, and contraindicated either way. Reports without guest evidence
-(agent unavailable, shutdown) take no part in the guest chain. With
+(agent unavailable, shutdown) take no part in the guest chain; a snapshot
+or restore without it, or a restore whose evidence skips reports without
+any, is a warning naming the window where a rollback could hide. One guest
+key under two VM names is contraindicated (a relabelled or cloned VM).
+What the host says about itself (facts such as a rejected evidence's hash,
+its agent status, the event) explains a finding but never lowers it. With
 --policy, every report that verified is also appraised against it.
+hvmon log verify runs the same audit over the daemon's store.
 
 The output is each VM's timeline, one line per finding (check, report,
 status, reason, detail) and a last line VERDICT: affirming, warning or
 contraindicated. With --chain the exit code is 2, 3 or 4 when a report
 failed verification in that class (the lowest, when several did: the
 history given is not what the hosts signed), else 5 when the audit is
-contraindicated (a gap, fork, rollback, mismatched migration, strict drift
-or policy violation), else 0 (affirming, or warnings only).`
+contraindicated (a gap, fork, rollback, mismatched migration, reused guest
+key, strict drift or policy violation), else 0 (affirming, or warnings
+only).`
 
 // verifyArgs checks verify's positional arguments: one REPORT, or with
 // --chain one or more files and directories.
@@ -103,6 +110,13 @@ func chainFiles(args []string) (paths, names []string, err error) {
 		slices.Sort(found)
 		paths = append(paths, found...)
 	}
+	return paths, chainNames(paths), nil
+}
+
+// chainNames names each report of a history for messages: its base name
+// when those are unique, else its path.
+func chainNames(paths []string) []string {
+	var names []string
 	seen := map[string]bool{}
 	for _, p := range paths {
 		names = append(names, filepath.Base(p))
@@ -111,7 +125,7 @@ func chainFiles(args []string) (paths, names []string, err error) {
 	if len(seen) < len(paths) {
 		names = slices.Clone(paths)
 	}
-	return paths, names, nil
+	return names
 }
 
 // verifyChain verifies every report of a history with opts and audits the
@@ -124,6 +138,14 @@ func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.
 	if err != nil {
 		return err
 	}
+	return a.auditHistory(paths, names, nil, opts, pol, asJSON)
+}
+
+// auditHistory verifies the reports at paths with opts and audits them as
+// one history: verify --chain and log verify. check, when set, vets each
+// report's bytes first (log verify: the file still hashes to its name);
+// its error stands for the report's verification error.
+func (a *app) auditHistory(paths, names []string, check func(i int, data []byte) error, opts attest.VerifyOptions, pol *policy.Policy, asJSON bool) error {
 	var (
 		in      []policy.ChainReport
 		reports []chainReportJSON
@@ -137,16 +159,20 @@ func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.
 		if err != nil {
 			return err
 		}
-		// Without --at, each report is verified as of its own issued-at,
-		// as hvmon log verify does: a history is audited long after its
-		// reports expired.
+		// Without --at, each report is verified as of its own issued-at:
+		// a history is audited long after its reports expired.
 		var (
 			res  *attest.Result
 			verr error
 		)
-		if opts.Now.IsZero() {
+		if check != nil {
+			verr = check(i, data)
+		}
+		switch {
+		case verr != nil:
+		case opts.Now.IsZero():
 			res, verr = verifyStored(data, opts)
-		} else {
+		default:
 			res, verr = attest.Verify(data, opts)
 		}
 		cr := policy.ChainReport{Name: names[i], Result: res, Err: verr}
@@ -168,6 +194,7 @@ func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.
 		reports = append(reports, rj)
 	}
 	audit := policy.AuditChain(in)
+	var err error
 	if asJSON {
 		v := chainJSON{ChainAudit: audit, Reports: reports}
 		if failed != nil {

@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/host"
 )
 
 // chainVectorDir holds the chain audit vectors of package policy.
@@ -59,6 +65,7 @@ func TestChainVectors(t *testing.T) {
 			}
 			var want struct {
 				Trust    []string
+				VMs      []string
 				Status   string
 				Exit     int
 				Findings []struct{ Check, Status, Reason, Subject string }
@@ -94,14 +101,143 @@ func TestChainVectors(t *testing.T) {
 			var got struct {
 				Status string
 				Error  string
-				VMs    []struct{ Timeline []json.RawMessage }
+				VMs    []struct {
+					VM       string
+					Timeline []json.RawMessage
+				}
 			}
 			if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 				t.Fatalf("--json output is not JSON: %v\n%s", err, stdout)
 			}
-			if code != want.Exit || got.Status != want.Status || (got.Error != "") != (want.Exit != 0) || len(got.VMs) != 1 {
-				t.Errorf("--json: exit %d, status %q, error %q, %d VM(s); want exit %d, status %s, one VM", code, got.Status, got.Error, len(got.VMs), want.Exit, want.Status)
+			var vms []string
+			for _, h := range got.VMs {
+				vms = append(vms, h.VM)
+			}
+			if code != want.Exit || got.Status != want.Status || (got.Error != "") != (want.Exit != 0) || !slices.Equal(vms, want.VMs) {
+				t.Errorf("--json: exit %d, status %q, error %q, VMs %v; want exit %d, status %s, VMs %v", code, got.Status, got.Error, vms, want.Exit, want.Status, want.VMs)
 			}
 		})
+	}
+}
+
+// storeVector puts a chain vector's reports into a report store, as a
+// daemon would have, and returns the store's directory and how many
+// distinct reports it holds. Files named in skip are left out.
+func storeVector(t *testing.T, vector string, skip ...string) (string, int) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := host.NewFileStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := filepath.Glob(filepath.Join(chainVectorDir, vector, "*.cose"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no reports in vector %s (%v)", vector, err)
+	}
+	seen := map[attest.Digest]bool{}
+	for _, p := range paths {
+		if slices.Contains(skip, filepath.Base(p)) {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := attest.Inspect(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Put(context.Background(), in.Report.Workload, b, in.Report); err != nil {
+			t.Fatal(err)
+		}
+		seen[in.ReportHash] = true
+	}
+	return dir, len(seen)
+}
+
+// auditByHash runs a chain audit command with --json and returns its exit
+// code and its findings, each with the report hash for its subject (store
+// and vector name the same report differently).
+func auditByHash(t *testing.T, args ...string) (int, []string) {
+	t.Helper()
+	code, stdout, stderr := runIn(t, nil, args...)
+	var got struct {
+		Findings []struct{ Check, Status, Reason, Subject string }
+		Reports  []struct {
+			Report string
+			Hash   string
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("hvmon %s: %v\n%s%s", strings.Join(args, " "), err, stdout, stderr)
+	}
+	hash := map[string]string{}
+	for _, r := range got.Reports {
+		hash[r.Report] = r.Hash
+	}
+	var out []string
+	for _, f := range got.Findings {
+		out = append(out, strings.Join([]string{f.Check, f.Status, f.Reason, hash[f.Subject]}, " "))
+	}
+	return code, out
+}
+
+// TestLogVerifyIsTheChainAudit: hvmon log verify over a store holding a
+// vector's reports gives verify --chain's verdict on the vector: the same
+// exit code and the same findings about the same reports. In particular a
+// store whose head was deleted (its first stored report is not seq 0) is
+// a gap, exit 5, in both.
+func TestLogVerifyIsTheChainAudit(t *testing.T) {
+	dirs, err := filepath.Glob(filepath.Join(chainVectorDir, "*", "want.json"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no chain vectors in %s (%v)", chainVectorDir, err)
+	}
+	trust := []string{"--trust", filepath.Join(vectorDir, "keys", "host.pub"), "--trust", filepath.Join(vectorDir, "keys", "other.pub")}
+	tested := 0
+	for _, w := range dirs {
+		vector := filepath.Base(filepath.Dir(w))
+		store, n := storeVector(t, vector)
+		files, _ := filepath.Glob(filepath.Join(chainVectorDir, vector, "*.cose"))
+		if n != len(files) {
+			continue // the same report twice: a store keeps it once
+		}
+		t.Run(vector, func(t *testing.T) {
+			wantCode, want := auditByHash(t, append(append([]string{"verify", "--json"}, trust...), "--chain", filepath.Join(chainVectorDir, vector))...)
+			code, got := auditByHash(t, append([]string{"log", "verify", "--json", "--data-dir", store}, trust...)...)
+			if code != wantCode || !slices.Equal(got, want) {
+				t.Errorf("log verify: exit %d, findings\n%s\nverify --chain: exit %d, findings\n%s", code, strings.Join(got, "\n"), wantCode, strings.Join(want, "\n"))
+			}
+		})
+		tested++
+	}
+	if tested < 10 {
+		t.Fatalf("only %d vectors compared", tested)
+	}
+
+	// The deleted head, in text: the same finding line as verify --chain.
+	store, _ := storeVector(t, "deleted-head")
+	code, stdout, _ := runIn(t, nil, append([]string{"log", "verify", "--data-dir", store}, trust...)...)
+	if code != exitAppraisal {
+		t.Errorf("log verify of a store without its head: exit %d, want %d\n%s", code, exitAppraisal, stdout)
+	}
+	for _, want := range []string{
+		`(?m)^chain\.host +\S+-periodic-\S+\.cose +contraindicated +gap +host hv-a \(key 307f4559431e\): the history starts at seq 1: the reports at seq 0 to 0 are missing$`,
+		`(?m)^chain\.guest +\S+-periodic-\S+\.cose +contraindicated +gap +the guest chain of key fb84aee356dd starts at seq 1`,
+		`(?m)^VERDICT: contraindicated .*: gap`,
+	} {
+		if !regexp.MustCompile(want).MatchString(stdout) {
+			t.Errorf("log verify output does not match %s:\n%s", want, stdout)
+		}
+	}
+	// One host, one VM, its first report deleted.
+	store, _ = storeVector(t, "agent-down", "01-hv-a-boot.cose")
+	code, stdout, _ = runIn(t, nil, append([]string{"log", "verify", "--data-dir", store}, trust...)...)
+	if code != exitAppraisal || !regexp.MustCompile(`(?m)^chain\.host +\S+ +contraindicated +gap +host hv-a \(key 307f4559431e\): the history starts at seq 1`).MatchString(stdout) {
+		t.Errorf("log verify of a one-host store without its head: exit %d, want %d and a gap\n%s", code, exitAppraisal, stdout)
+	}
+	// An empty store: nothing to verify, nothing wrong.
+	empty := t.TempDir()
+	if code, stdout, stderr := runIn(t, nil, append([]string{"log", "verify", "--data-dir", empty}, trust...)...); code != 0 || !strings.Contains(stdout, "VERDICT: none") {
+		t.Errorf("log verify of an empty store: exit %d\n%s%s", code, stdout, stderr)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -103,20 +102,32 @@ daemon: list them, print one, or verify them all with their chains.`,
 	show.Flags().BoolVar(&showAsJSON, "json", false, "print JSON")
 
 	var (
-		trust []string
-		ev    evidenceSettings
+		trust        []string
+		ev           evidenceSettings
+		verifyAsJSON bool
 	)
 	verify := &cobra.Command{
-		Use:   "verify --trust PUB [--vm NAME]",
-		Short: "Verify every stored report and each VM's host chain",
+		Use:   "verify --trust PUB [--vm NAME] [--json]",
+		Short: "Verify every stored report and audit the store's history",
 		Long: `Verify every stored report (signature under a --trust key, format,
-guest evidence, and freshness as of the report's own issued-at) and each
-VM's host chain: seq counts up by one and prev names the previous report.
+guest evidence, and freshness as of the report's own issued-at, and that
+the file still hashes to the name it was stored under), then audit them as
+one history: the chain audit of hvmon verify --chain (docs/FORMAT.md,
+"Chain audit"), over the store instead of a list of files. Each VM's
+host chains, guest chains, migrations and rollbacks are checked; a store
+whose first report of a host chain is not seq 0 (a deleted head) is a gap.
+With --vm, only that VM's reports are read, and a guest key that it shares
+with another VM is not seen.
 
-A report without guest evidence (the agent was unavailable, or the VM shut
-down) is authentic but attests no memory; it is listed as NO EVIDENCE and
-does not fail the run. Exit codes: 0 all authentic and chained; 2 a
-malformed report; 3 a signature or trust failure; 5 a broken chain.`,
+The output is that of verify --chain: each VM's timeline, one line per
+finding, and a last line VERDICT. A report without guest evidence (the
+agent was unavailable, or the VM shut down) is authentic but attests no
+memory: a warning (none for a shutdown), which does not fail the run.
+Exit codes, as verify --chain: 2, 3 or 4 when a report failed
+verification in that class (the lowest, when several did); else 5 when the
+audit is contraindicated (a gap, fork, rollback, mismatched migration, a
+guest key under two VM names); else 0. An empty store gives VERDICT: none
+and exit 0.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := open()
@@ -135,11 +146,12 @@ malformed report; 3 a signature or trust failure; 5 a broken chain.`,
 			if err != nil {
 				return configErr(err)
 			}
-			return a.verifyLog(cmd.Context(), s, vm, attest.VerifyOptions{TrustedKeys: keys, Evidence: hw})
+			return a.verifyLog(cmd.Context(), s, vm, attest.VerifyOptions{TrustedKeys: keys, Evidence: hw}, verifyAsJSON)
 		},
 	}
 	verify.Flags().StringArrayVar(&trust, "trust", nil, "trusted host public key `PUB`; repeat for several (required)")
 	verify.Flags().StringVar(&vm, "vm", "", "only VM `NAME`")
+	verify.Flags().BoolVar(&verifyAsJSON, "json", false, "print JSON (as verify --chain --json)")
 	ev.flags(verify.Flags())
 	verify.MarkFlagRequired("trust")
 
@@ -147,72 +159,24 @@ malformed report; 3 a signature or trust failure; 5 a broken chain.`,
 	return cmd
 }
 
-// errChain is a broken host chain in the store.
-var errChain = fmt.Errorf("%w: broken report chain", attest.ErrAppraisal)
-
-func (a *app) verifyLog(ctx context.Context, s *host.FileStore, vm string, opts attest.VerifyOptions) error {
+// verifyLog verifies every report the store holds (of vm, when set) and
+// audits them as one history, with the code of verify --chain.
+func (a *app) verifyLog(ctx context.Context, s *host.FileStore, vm string, opts attest.VerifyOptions, asJSON bool) error {
 	es, err := s.List(ctx, host.Query{VM: vm})
 	if err != nil {
 		return configErr(err)
 	}
-	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "VM\tSEQ\tEVENT\tVERDICT\tDETAIL")
-	var worst error
-	note := func(err error) {
-		if worst == nil || exitCode(err) < exitCode(worst) && exitCode(err) != exitOK {
-			worst = err
-		}
+	paths := make([]string, len(es))
+	for i, e := range es {
+		paths[i] = e.Path
 	}
-	last := map[string]attest.Digest{}
-	lastSeq := map[string]uint64{}
-	for _, e := range es {
-		if ctx.Err() != nil {
-			return configErr(errInterrupted)
+	renamed := func(i int, data []byte) error {
+		if attest.ReportHash(data) != es[i].Hash {
+			return fmt.Errorf("%w: the file no longer hashes to the name it was stored under", attest.ErrSignature)
 		}
-		b, err := readReportFile(e.Path) // a regular file, at most a report's size and one byte
-		if err != nil {
-			return configErr(err)
-		}
-		verdict, detail := "VALID", ""
-		res, verr := verifyStored(b, opts)
-		if verr == nil && attest.ReportHash(b) != e.Hash {
-			verr = fmt.Errorf("%w: the file no longer hashes to the name it was stored under", attest.ErrSignature)
-			res = &attest.Result{}
-		}
-		switch {
-		case verr == nil:
-			if g := res.Guest; g != nil {
-				detail = fmt.Sprintf("guest seq %d, %d region(s)", g.Seq, len(g.Claims))
-			}
-		case errors.Is(verr, attest.ErrIncomplete) && res.Report != nil:
-			verdict = "NO EVIDENCE"
-			if h := res.Report.Host; h != nil {
-				detail = "agent " + h.Agent + ": " + h.Detail
-			}
-		default:
-			verdict, detail = "INVALID", verr.Error()
-			note(verr)
-		}
-		if res.Report != nil {
-			prev, seen := last[e.VM]
-			r := res.Report
-			switch {
-			case !seen && r.Prev != nil && r.Seq == 0:
-				verdict, detail = "INVALID", "first report links to an unknown predecessor"
-				note(errChain)
-			case seen && (r.Prev == nil || *r.Prev != prev || r.Seq != lastSeq[e.VM]+1):
-				verdict, detail = "BROKEN CHAIN", fmt.Sprintf("seq %d after %d, prev %s", r.Seq, lastSeq[e.VM], digestOrNone(r.Prev))
-				note(errChain)
-			}
-			last[e.VM], lastSeq[e.VM] = e.Hash, r.Seq
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", printable(e.VM), e.Seq, e.Event, verdict, printable(detail))
+		return nil
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(a.stdout, "%d report(s) checked\n", len(es))
-	return worst
+	return a.auditHistory(paths, chainNames(paths), renamed, opts, nil, asJSON)
 }
 
 // verifyStored verifies a stored report as of its own issued-at.
