@@ -498,6 +498,17 @@ func decodeGuestEvidence(payload []byte) (*GuestEvidence, error) {
 			g.Hardware.Certs = append(g.Hardware.Certs, c)
 		}
 	}
+	// The platform names what backs the evidence, and nothing else: a
+	// label the hardware does not back must not reach a verifier's or a
+	// reader's eyes (docs/FORMAT.md §8).
+	switch {
+	case g.Hardware == nil && pl != PlatformNone:
+		return nil, malformed(what, fmt.Sprintf("platform %q without hardware evidence (only platform %q may have none)", pl, PlatformNone), nil)
+	case g.Hardware != nil && pl == PlatformNone:
+		return nil, malformed(what, fmt.Sprintf("platform %q with %s hardware evidence", pl, g.Hardware.Type), nil)
+	case g.Hardware != nil && g.Hardware.Type != pl:
+		return nil, malformed(what, fmt.Sprintf("hardware evidence of type %q under platform %q", g.Hardware.Type, pl), nil)
+	}
 	return g, nil
 }
 
