@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"hvmon.dev/hvmon/attest"
 )
 
 // WatchDir follows the VMs whose sockets appear in dir: NAME.qmp (a QMP
@@ -18,6 +20,7 @@ func (s *Supervisor) WatchDir(ctx context.Context, dir string, interval time.Dur
 		interval = 2 * time.Second
 	}
 	mine := map[string]bool{}
+	refused := map[string]bool{} // names outside the rule, logged once
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -30,7 +33,12 @@ func (s *Supervisor) WatchDir(ctx context.Context, dir string, interval time.Dur
 			}
 			name := strings.TrimSuffix(filepath.Base(p), ".qmp")
 			seen[name] = true
-			if mine[name] {
+			if mine[name] || refused[name] {
+				continue
+			}
+			if err := attest.CheckVMName(name); err != nil {
+				refused[name] = true
+				s.log.Error("not following a VM of the watched directory: its name breaks the VM name rule", "socket", p, "error", err)
 				continue
 			}
 			cfg := base
@@ -41,6 +49,11 @@ func (s *Supervisor) WatchDir(ctx context.Context, dir string, interval time.Dur
 			if err := s.Add(ctx, cfg); err == nil {
 				mine[name] = true
 				s.log.Info("following VM from the watched directory", "vm", name, "qmp", p, "agent", cfg.Agent)
+			}
+		}
+		for name := range refused {
+			if !seen[name] {
+				delete(refused, name)
 			}
 		}
 		for name := range mine {
