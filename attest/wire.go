@@ -30,8 +30,15 @@ const (
 	MaxCerts      = 8       // certificates in one hardware evidence
 	MaxFacts      = 64      // host observation facts
 	maxTextLen    = 1024    // bytes of any text field
-	minNonce      = 8       // EAT nonce bounds (RFC 9711)
-	maxNonce      = 64
+	minNonce      = MinNonceSize
+	maxNonce      = MaxNonceSize
+)
+
+// Nonce bounds (RFC 9711 §4.1): every report and guest evidence answers a
+// nonce of MinNonceSize to MaxNonceSize bytes.
+const (
+	MinNonceSize = 8
+	MaxNonceSize = 64
 )
 
 var (

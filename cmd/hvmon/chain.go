@@ -30,7 +30,10 @@ named); a guest that goes back (a seq not above the last, or a prev another
 evidence already followed) is a rollback — explained when the report is a
 restore, and contraindicated either way. Reports without guest evidence
 (agent unavailable, shutdown) take no part in the guest chain. With
---policy, every report that verified is also appraised against it.
+--policy, every report that verified is also appraised against it. With
+--vm, only the reports about that VM (as --vm matches one report) are
+audited; a report whose signature does not verify is kept, since nothing
+in it names a VM that can be trusted.
 
 The output is each VM's timeline, one line per finding (check, report,
 status, reason, detail) and a last line VERDICT: affirming, warning or
@@ -105,6 +108,13 @@ func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.
 	if err != nil {
 		return err
 	}
+	// --vm restricts the audit to one VM's reports: each report is
+	// verified without it and kept only when it is about that VM. A
+	// report whose signature did not verify names no VM anyone can
+	// trust, so it stays in (and fails the audit).
+	vm := opts.VM
+	opts.VM = ""
+	skipped := 0
 	var (
 		in      []policy.ChainReport
 		reports []chainReportJSON
@@ -127,6 +137,10 @@ func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.
 		} else {
 			res, verr = attest.Verify(data, opts)
 		}
+		if vm != "" && res != nil && res.Report != nil && !res.Report.IsAbout(vm) {
+			skipped++
+			continue
+		}
 		cr := policy.ChainReport{Name: names[i], Result: res, Err: verr}
 		if pol != nil && verr == nil {
 			at := opts.Now
@@ -144,6 +158,9 @@ func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.
 			}
 		}
 		reports = append(reports, rj)
+	}
+	if vm != "" && len(in) == 0 {
+		return configErr(fmt.Errorf("--vm %s: none of the %d report(s) is about that VM", vm, len(paths)))
 	}
 	audit := policy.AuditChain(in)
 	if asJSON {
@@ -166,7 +183,7 @@ func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.
 	if err := audit.Err(); err != nil {
 		return fmt.Errorf("chain audit: %w", err)
 	}
-	a.log.Info("chain audited", "reports", len(paths), "vms", len(audit.VMs), "status", audit.Status)
+	a.log.Info("chain audited", "reports", len(in), "other_vms", skipped, "vms", len(audit.VMs), "status", audit.Status)
 	return nil
 }
 
