@@ -232,6 +232,14 @@ func TestContribPolicy(t *testing.T) {
 	if b := p.RulesFor("build-box"); b.RequireHardware || b.HardwareTypes != nil || len(b.RequiredRegions) != 0 {
 		t.Errorf("contrib rules for build-box = %+v", b)
 	}
+	if !r.BindVMIdentity || !r.RequireVMBlock || len(r.Matched) != 1 {
+		t.Errorf("contrib rules for llm-7 bind %v, require a block %v, matched %q", r.BindVMIdentity, r.RequireVMBlock, r.Matched)
+	}
+	other := result(t)
+	renamed("db-1")(other)
+	if v := p.At(testNow).AppraiseResult(other); finding(t, v, "vm.known").Reason != ReasonUnknownVM {
+		t.Errorf("contrib policy, a VM no block names: %+v", v.Findings)
+	}
 }
 
 // policySeeds are the fuzz seeds: contrib/policy.hcl and every policy in
