@@ -129,7 +129,7 @@ type Result struct {
 	GuestHash  *Digest        `json:"guest_hash,omitempty"`
 	Checks     []Check        `json:"checks"`
 	Drift      []RegionDrift  `json:"drift,omitempty"`
-	// VM names the VM the report is about, once its signature verified.
+	// VM names the VM the report is about, set with Report.
 	VM *VMRef `json:"vm,omitempty"`
 	// EvidenceAgeSeconds is the report's issued-at minus its guest
 	// evidence's issued-at, in seconds, when it embeds guest evidence.
@@ -200,7 +200,6 @@ func Verify(signed []byte, opts VerifyOptions) (*Result, error) {
 		return res.fail(CheckFormat, malformed("report payload", "attester kid differs from the protected header kid", nil))
 	}
 	res.add(CheckFormat, StatusPass, "%s, %d claim(s)", ProfileReport, len(rep.Claims))
-	res.VM = &VMRef{Workload: rep.Workload, UUID: rep.VMUUID()}
 
 	if len(rep.Guest) > 0 {
 		g, gh, err := verifyGuest(rep, opts)
@@ -218,6 +217,7 @@ func Verify(signed []byte, opts VerifyOptions) (*Result, error) {
 		res.add(CheckGuest, StatusSkip, "no guest evidence")
 	}
 	res.Report = rep
+	res.VM = &VMRef{Workload: rep.Workload, UUID: rep.VMUUID()}
 
 	if err := checkFreshness(rep, res.Guest, opts); err != nil {
 		return res.fail(CheckFreshness, err)
@@ -241,7 +241,7 @@ func Verify(signed []byte, opts VerifyOptions) (*Result, error) {
 
 	if opts.VM != "" {
 		if !rep.IsAbout(opts.VM) {
-			return res.fail(CheckVM, fmt.Errorf("%w: the report is about VM %s, not %q", ErrWrongVM, vmText(rep), opts.VM))
+			return res.fail(CheckVM, fmt.Errorf("%w: the report is about VM %s, not %+q", ErrWrongVM, vmText(rep), opts.VM))
 		}
 		res.add(CheckVM, StatusPass, "the report is about VM %s", vmText(rep))
 	} else {
@@ -280,13 +280,14 @@ func Verify(signed []byte, opts VerifyOptions) (*Result, error) {
 	return res, nil
 }
 
-// vmText names a report's VM for messages: its workload, quoted, and its
-// vm_uuid fact when it has one.
+// vmText names a report's VM for messages: its workload, quoted in ASCII
+// (a look-alike letter shows as its escape), and its vm_uuid fact when it
+// has one.
 func vmText(r *Report) string {
 	if u := r.VMUUID(); u != "" {
-		return fmt.Sprintf("%q (vm_uuid %s)", r.Workload, u)
+		return fmt.Sprintf("%+q (vm_uuid %+q)", r.Workload, u)
 	}
-	return fmt.Sprintf("%q", r.Workload)
+	return fmt.Sprintf("%+q", r.Workload)
 }
 
 // noHardwareText says why a verified report is not hardware-backed.

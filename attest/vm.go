@@ -33,7 +33,7 @@ type InvalidVMNameError struct {
 }
 
 func (e *InvalidVMNameError) Error() string {
-	return fmt.Sprintf("invalid VM name %q: a VM name must match %s", e.Name, VMNameRule)
+	return fmt.Sprintf("invalid VM name %+q: a VM name must match %s", e.Name, VMNameRule)
 }
 
 func (e *InvalidVMNameError) Unwrap() error { return ErrInvalidVMName }

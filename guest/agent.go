@@ -286,7 +286,7 @@ func checkAttestArgs(args agentproto.AttestArgs) error {
 	case !args.Event.Valid():
 		return fmt.Errorf("unknown event %q", args.Event)
 	case !attest.ValidVMName(args.VM):
-		return fmt.Errorf("vm %q: a VM name must match %s", args.VM, attest.VMNameRule)
+		return fmt.Errorf("vm %+q: a VM name must match %s", args.VM, attest.VMNameRule)
 	case len(args.Regions) > agentproto.MaxRegionSelector:
 		return fmt.Errorf("more than %d regions selected", agentproto.MaxRegionSelector)
 	}

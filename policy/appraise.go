@@ -124,8 +124,8 @@ func (p *Policy) Appraise(in Input) Verdict {
 	// letter) is never matched against vm blocks nor appraised under the
 	// defaults: it could only be an attempt to reach laxer rules.
 	if !attest.ValidVMName(rep.Workload) {
-		v.Add(Finding{Check: "vm.name", Status: Contraindicated, Reason: ReasonInvalidVMName, Subject: strconv.Quote(rep.Workload),
-			Detail: fmt.Sprintf("the report's VM name %q does not match %s", rep.Workload, attest.VMNameRule)})
+		v.Add(Finding{Check: "vm.name", Status: Contraindicated, Reason: ReasonInvalidVMName, Subject: strconv.QuoteToASCII(rep.Workload),
+			Detail: fmt.Sprintf("the report's VM name %+q does not match %s", rep.Workload, attest.VMNameRule)})
 		return v
 	}
 	if rules.RequireVMBlock {
@@ -297,8 +297,8 @@ func appraiseIdentity(v *Verdict, vm string, hw *attest.HardwareEvidence, f *Har
 func (p *Policy) AppraiseHardware(workload string, f *HardwareFacts) Verdict {
 	var v Verdict
 	if !attest.ValidVMName(workload) {
-		v.Add(Finding{Check: "vm.name", Status: Contraindicated, Reason: ReasonInvalidVMName, Subject: strconv.Quote(workload),
-			Detail: fmt.Sprintf("VM name %q does not match %s", workload, attest.VMNameRule)})
+		v.Add(Finding{Check: "vm.name", Status: Contraindicated, Reason: ReasonInvalidVMName, Subject: strconv.QuoteToASCII(workload),
+			Detail: fmt.Sprintf("VM name %+q does not match %s", workload, attest.VMNameRule)})
 		return v
 	}
 	if f == nil {

@@ -89,7 +89,7 @@ func writeShowText(w io.Writer, in *attest.Inspection) error {
 	p.field("", "content type", printable(in.Type))
 	p.field("", "algorithm", algName(in.Alg))
 	p.field("", "event", printable(string(r.Event)))
-	p.field("", "workload", printable(r.Workload))
+	p.field("", "workload", vmNameText(r.Workload))
 	outer, guest := attest.Origins(r, in.Guest)
 	p.field("", "platform", platformText(r.Platform, outer))
 	p.field("", "attester key id", r.Attester.KeyID.String())
@@ -121,7 +121,7 @@ func writeShowText(w io.Writer, in *attest.Inspection) error {
 		p.line("guest evidence:")
 		p.field("  ", "hash", digestOrNone(in.GuestHash))
 		p.field("  ", "guest key id", attest.KeyIDOf(g.GuestKey).String())
-		p.field("  ", "vm", printable(g.VM))
+		p.field("  ", "vm", vmNameText(g.VM))
 		p.field("  ", "event", printable(string(g.Event)))
 		p.field("  ", "platform", guestPlatformText(g))
 		p.field("  ", "issued", timeString(g.IssuedAt))
@@ -137,6 +137,15 @@ func writeShowText(w io.Writer, in *attest.Inspection) error {
 		p.claims("  ", g.Claims, originText(guest, g.Hardware))
 	}
 	return p.err
+}
+
+// vmNameText shows a VM name; one outside the VM name rule is quoted in
+// ASCII, so that a look-alike letter or a trailing space is visible.
+func vmNameText(name string) string {
+	if attest.ValidVMName(name) {
+		return name
+	}
+	return strconv.QuoteToASCII(name) + " (not a valid VM name: docs/FORMAT.md §6.1)"
 }
 
 // platformText shows a report's platform for what it is: in a host report
