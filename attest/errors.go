@@ -52,6 +52,11 @@ var (
 	ErrLifetime = &classError{"report lifetime exceeds the verifier's maximum", ErrFreshness}
 	// ErrNonce: the verifier supplied a nonce and the report carries another.
 	ErrNonce = &classError{"nonce mismatch", ErrFreshness}
+	// ErrStaleEvidence: the guest evidence inside the report was issued
+	// longer before the report than the verifier accepts
+	// (VerifyOptions.MaxEvidenceAge): a host wrapped old guest evidence in
+	// a new report.
+	ErrStaleEvidence = &classError{"guest evidence too old", ErrFreshness}
 
 	// ErrAppraisal: the report is authentic and fresh but its content is not
 	// what the verifier expects.
@@ -63,6 +68,12 @@ var (
 	// ErrIncomplete: the report covers no region, or misses a region the
 	// verifier expects.
 	ErrIncomplete = &classError{"incomplete report", ErrAppraisal}
+	// ErrWrongVM: the report is authentic but about another VM than the
+	// one the verifier asked about (VerifyOptions.VM).
+	ErrWrongVM = &classError{"report is about another VM", ErrAppraisal}
+	// ErrNoHardware: the verifier requires hardware evidence
+	// (VerifyOptions.RequireHardware) and the report embeds none.
+	ErrNoHardware = &classError{"no hardware evidence", ErrAppraisal}
 
 	// ErrTooLarge: a signed object would exceed MaxReportSize (FORMAT.md
 	// §10). Sign and SignGuestEvidence return it (inside a

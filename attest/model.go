@@ -71,6 +71,11 @@ type Platform string
 // PlatformHost marks what a host supervisor measured or reported itself.
 const PlatformHost Platform = "host"
 
+// PlatformNone is the platform of guest evidence without hardware
+// evidence (an agent outside a TEE). Guest evidence of any other platform
+// carries hardware evidence of exactly that type (docs/FORMAT.md §8).
+const PlatformNone Platform = "none"
+
 // Valid reports whether p is a well-formed platform token:
 // [a-z0-9][a-z0-9-]{0,31}.
 func (p Platform) Valid() bool {

@@ -32,9 +32,17 @@ type Vector struct {
 	Nonce  string            `json:"nonce,omitempty"`  // hex; the verifier's nonce
 	Expect map[string]string `json:"expect,omitempty"` // region id -> hex root
 	Strict bool              `json:"strict,omitempty"`
-	Class  string            `json:"class"` // "", "malformed", "trust", "freshness", "appraisal"
-	Exit   int               `json:"exit"`  // hvmon verify's exit code
-	Drift  []string          `json:"drift,omitempty"`
+	// AllowHostMeasured, RequireHardware, VM and MaxEvidenceAge (a Go
+	// duration) are the VerifyOptions fields of the same names
+	// (--allow-host-measured, --require-hardware, --vm,
+	// --max-evidence-age).
+	AllowHostMeasured bool     `json:"allow_host_measured,omitempty"`
+	RequireHardware   bool     `json:"require_hardware,omitempty"`
+	VM                string   `json:"vm,omitempty"`
+	MaxEvidenceAge    string   `json:"max_evidence_age,omitempty"`
+	Class             string   `json:"class"` // "", "malformed", "trust", "freshness", "appraisal"
+	Exit              int      `json:"exit"`  // hvmon verify's exit code
+	Drift             []string `json:"drift,omitempty"`
 }
 
 type vectorFile struct {
@@ -114,8 +122,79 @@ func generateVectors(t testing.TB) (map[string][]byte, []Vector) {
 	hr.Prev = &hprev
 	hr.Host = &Observations{Host: "hv-1", EventAt: testNow.Add(-1500 * time.Millisecond), Agent: "ok",
 		Facts: map[string]string{"qemu": "7.2.0", "vm_uuid": "6f1c1d2e-0000-4000-8000-000000000001"}}
-	add(Vector{Name: "valid-guest", About: "host report embedding guest evidence without hardware evidence", Nonce: nonceHex,
-		Expect: map[string]string{"weights": measureBytes(regionContent(7)).String()}, Strict: true}, mustSign(t, host, hr))
+	validGuest := mustSign(t, host, hr)
+	weightsHex := measureBytes(regionContent(7)).String()
+	add(Vector{Name: "valid-guest", About: "host report embedding guest evidence without hardware evidence; the verifier allows regions no hardware backs",
+		Nonce: nonceHex, Expect: map[string]string{"weights": weightsHex}, Strict: true, AllowHostMeasured: true}, validGuest)
+	add(Vector{Name: "guest-no-hardware-expect", File: "valid-guest.cose", About: "the same report: a guest region without hardware evidence is the host's word and satisfies no expected root by default",
+		Nonce: nonceHex, Expect: map[string]string{"weights": weightsHex}, Strict: true, Class: "appraisal"}, validGuest)
+	add(Vector{Name: "require-hardware", File: "valid-guest.cose", About: "the same report, the verifier requires hardware evidence",
+		RequireHardware: true, Class: "appraisal"}, validGuest)
+	add(Vector{Name: "require-hardware-file", File: "valid.cose", About: "a file report, the verifier requires hardware evidence",
+		RequireHardware: true, Class: "appraisal"}, valid)
+
+	// Which VM: --vm matches the workload byte for byte, or the vm_uuid
+	// fact as a UUID.
+	add(Vector{Name: "vm-match", File: "valid-guest.cose", About: "the verifier asks about vm-1", VM: "vm-1"}, validGuest)
+	add(Vector{Name: "vm-uuid-match", File: "valid-guest.cose", About: "the verifier asks about the VM by its UUID, in upper case",
+		VM: "6F1C1D2E-0000-4000-8000-000000000001"}, validGuest)
+	add(Vector{Name: "vm-other", File: "valid.cose", About: "the verifier asks about vm-2: the report is about another VM", VM: "vm-2", Class: "appraisal"}, valid)
+	add(Vector{Name: "vm-other-uuid", File: "valid-guest.cose", About: "the verifier asks about another UUID", VM: "6f1c1d2e-0000-4000-8000-000000000002", Class: "appraisal"}, validGuest)
+	spaced := rep()
+	spaced.Workload = "vm-1 "
+	for i := range spaced.Claims {
+		spaced.Claims[i].Workload = "vm-1 "
+	}
+	add(Vector{Name: "vm-renamed", About: "a report for \"vm-1 \" (a trailing space), the verifier asks about vm-1", VM: "vm-1", Class: "appraisal"}, mustSign(t, host, spaced))
+
+	// Whose measurements: the host's own claims count for no expected root,
+	// whatever platform they are labelled with.
+	hc := rep()
+	hc.Claims = hc.Claims[:1]
+	hc.Host = &Observations{Host: "hv-1", EventAt: testNow, Agent: "unavailable", Detail: "no agent"}
+	add(Vector{Name: "host-claim-relabelled", About: "a host report without guest evidence whose own claim, labelled platform file, carries the expected root",
+		Expect: map[string]string{"w0": rootHex(0)}, Strict: true, Class: "appraisal"}, mustSign(t, host, hc))
+	add(Vector{Name: "host-claim-allowed", File: "host-claim-relabelled.cose", About: "the same report, the verifier allows host-measured regions",
+		Expect: map[string]string{"w0": rootHex(0)}, Strict: true, AllowHostMeasured: true}, mustSign(t, host, hc))
+
+	// Guest evidence whose platform its hardware evidence does not back.
+	badGuest := func(platform Platform, hw *HardwareEvidence) []byte {
+		bg := *g
+		bg.Prev = nil
+		bg.Platform = platform
+		bg.Claims = []Claim{testClaim("weights", regionContent(7), "vm-1", platform)}
+		bg.Hardware = hw
+		bgs, err := sign1(guest, TypeGuestEvidence, mustEncode(t, bg.toWire()), &SignOptions{Deterministic: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := rep()
+		br.Claims = nil
+		br.Platform = PlatformHost
+		br.Guest = bgs
+		br.Host = hr.Host
+		return mustSign(t, host, br)
+	}
+	add(Vector{Name: "guest-tee-without-hardware", About: "guest evidence of platform sev-snp that carries no hardware evidence", Class: "malformed"},
+		badGuest("sev-snp", nil))
+	add(Vector{Name: "guest-hardware-type-mismatch", About: "guest evidence of platform sev-snp that carries tdx hardware evidence", Class: "malformed"},
+		badGuest("sev-snp", &HardwareEvidence{Type: "tdx", Report: []byte("quote")}))
+	add(Vector{Name: "guest-none-with-hardware", About: "guest evidence of platform none that carries hardware evidence", Class: "malformed"},
+		badGuest("none", &HardwareEvidence{Type: "simulated-sev-snp", Report: []byte("report")}))
+
+	// How fresh: the host wraps guest evidence it kept for an hour in a new
+	// report under the same nonce.
+	old := rep()
+	old.IssuedAt, old.ExpiresAt = testNow.Add(time.Hour), testNow.Add(time.Hour+5*time.Minute)
+	old.Claims = nil
+	old.Platform = PlatformHost
+	old.Guest = gs
+	old.Host = &Observations{Host: "hv-1", EventAt: old.IssuedAt, Agent: "ok"}
+	rewrapped := mustSign(t, host, old)
+	add(Vector{Name: "stale-evidence", About: "guest evidence issued an hour before the report that wraps it, under the same nonce",
+		Nonce: nonceHex, At: old.IssuedAt.Add(time.Minute), Class: "freshness"}, rewrapped)
+	add(Vector{Name: "stale-evidence-allowed", File: "stale-evidence.cose", About: "the same report, the verifier accepts evidence up to two hours old",
+		Nonce: nonceHex, At: old.IssuedAt.Add(time.Minute), MaxEvidenceAge: "2h"}, rewrapped)
 
 	tp := bytes.Clone(valid)
 	i := bytes.Index(tp, []byte("vm-1"))
@@ -284,7 +363,14 @@ func TestVectors(t *testing.T) {
 }
 
 func checkVector(t *testing.T, v Vector, data []byte, keys map[string][]byte) {
-	o := VerifyOptions{Now: v.At, Strict: v.Strict}
+	o := VerifyOptions{Now: v.At, Strict: v.Strict, AllowHostMeasured: v.AllowHostMeasured, RequireHardware: v.RequireHardware, VM: v.VM}
+	if v.MaxEvidenceAge != "" {
+		d, err := time.ParseDuration(v.MaxEvidenceAge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.MaxEvidenceAge = d
+	}
 	for _, name := range v.Trust {
 		k, err := ParsePublicKeyPEM(keys[name])
 		if err != nil {

@@ -12,6 +12,14 @@ import (
 const (
 	DefaultClockSkew   = 60 * time.Second
 	DefaultMaxLifetime = 24 * time.Hour
+	// DefaultMaxEvidenceAge bounds how long before its report the guest
+	// evidence inside it may have been issued. A host waits at most its
+	// agent timeout (60 s by default) for the evidence, even under TCG on
+	// a loaded machine, then signs at once; ten minutes leaves room for
+	// that, for a raised agent timeout and for a guest clock some minutes
+	// behind the host's, and still refuses evidence a host kept and
+	// wrapped again later.
+	DefaultMaxEvidenceAge = 10 * time.Minute
 )
 
 // Expectation is a verifier's reference value for one region: the roots it
@@ -50,11 +58,27 @@ type VerifyOptions struct {
 	// Strict makes drift fatal. Without it, drift is reported in the
 	// result and the report still verifies.
 	Strict bool
-	// AllowHostMeasured lets claims of platform "host" (regions the host
-	// supervisor measured itself, for VMs without a TEE) count for
-	// completeness and drift. Without it only the guest's claims (and, in
-	// reports that are not host reports, the signer's) count.
+	// AllowHostMeasured lets regions no hardware evidence backs count for
+	// Expected: the claims of a host report itself (regions the host
+	// supervisor measured, whatever platform they name) and the claims of
+	// guest evidence without hardware evidence (platform none). Without
+	// it only hardware-backed guest claims count, and, in a report that is
+	// not a host report (hvmon attest), the signer's own claims (see
+	// Origins and Result.CountedClaims).
 	AllowHostMeasured bool
+	// RequireHardware makes a report without verified hardware evidence
+	// fail (ErrNoHardware), and lets only hardware-backed guest claims
+	// count, for Expected and for the rule that a report covers at least
+	// one region. It overrides AllowHostMeasured.
+	RequireHardware bool
+	// VM, when set, is the VM the verifier asks about: a VM name the
+	// report's workload must equal byte for byte, or a UUID its vm_uuid
+	// fact must equal (Report.IsAbout). Another VM fails with ErrWrongVM.
+	VM string
+	// MaxEvidenceAge bounds the report's issued-at minus its guest
+	// evidence's issued-at; zero means DefaultMaxEvidenceAge. It is never
+	// more than MaxLifetime.
+	MaxEvidenceAge time.Duration
 	// Evidence verifies hardware evidence in guest evidence. Nil fails
 	// every report whose guest evidence carries hardware evidence.
 	Evidence EvidenceVerifier
@@ -79,6 +103,8 @@ const (
 	CheckGuest        = "guest"
 	CheckFreshness    = "freshness"
 	CheckNonce        = "nonce"
+	CheckVM           = "vm"
+	CheckHardware     = "hardware"
 	CheckCompleteness = "completeness"
 	CheckDrift        = "drift"
 )
@@ -103,6 +129,18 @@ type Result struct {
 	GuestHash  *Digest        `json:"guest_hash,omitempty"`
 	Checks     []Check        `json:"checks"`
 	Drift      []RegionDrift  `json:"drift,omitempty"`
+	// VM names the VM the report is about, set with Report.
+	VM *VMRef `json:"vm,omitempty"`
+	// EvidenceAgeSeconds is the report's issued-at minus its guest
+	// evidence's issued-at, in seconds, when it embeds guest evidence.
+	EvidenceAgeSeconds *int64 `json:"evidence_age_seconds,omitempty"`
+}
+
+// VMRef names the VM of a verified report: its workload, and the host's
+// vm_uuid fact when the report has one.
+type VMRef struct {
+	Workload string `json:"workload"`
+	UUID     string `json:"vm_uuid,omitempty"`
 }
 
 // AllClaims returns the verified claims of the report and of its guest
@@ -172,16 +210,25 @@ func Verify(signed []byte, opts VerifyOptions) (*Result, error) {
 		if err := uniqueRegions("report", append(slices.Clone(rep.Claims), g.Claims...)); err != nil {
 			return res.fail(CheckFormat, err)
 		}
+		age := int64(rep.IssuedAt.Sub(g.IssuedAt) / time.Second)
+		res.EvidenceAgeSeconds = &age
 		res.add(CheckGuest, StatusPass, "guest key %s, seq %d, %s evidence bound", KeyIDOf(g.GuestKey), g.Seq, hardwareName(g))
 	} else {
 		res.add(CheckGuest, StatusSkip, "no guest evidence")
 	}
 	res.Report = rep
+	res.VM = &VMRef{Workload: rep.Workload, UUID: rep.VMUUID()}
 
 	if err := checkFreshness(rep, res.Guest, opts); err != nil {
 		return res.fail(CheckFreshness, err)
 	}
-	res.add(CheckFreshness, StatusPass, "issued %s, expires %s", rep.IssuedAt.Format(time.RFC3339), rep.ExpiresAt.Format(time.RFC3339))
+	if res.EvidenceAgeSeconds != nil {
+		res.add(CheckFreshness, StatusPass, "issued %s, expires %s; guest evidence issued %s before the report (at most %s)",
+			rep.IssuedAt.Format(time.RFC3339), rep.ExpiresAt.Format(time.RFC3339),
+			time.Duration(*res.EvidenceAgeSeconds)*time.Second, opts.maxEvidenceAge())
+	} else {
+		res.add(CheckFreshness, StatusPass, "issued %s, expires %s", rep.IssuedAt.Format(time.RFC3339), rep.ExpiresAt.Format(time.RFC3339))
+	}
 
 	if opts.Nonce != nil {
 		if subtle.ConstantTimeCompare(opts.Nonce, rep.Nonce) != 1 {
@@ -192,17 +239,37 @@ func Verify(signed []byte, opts VerifyOptions) (*Result, error) {
 		res.add(CheckNonce, StatusSkip, "no nonce supplied by the verifier")
 	}
 
-	claims := res.AllClaims()
-	if !opts.AllowHostMeasured {
-		// A supervisor's own claims must not stand in for the guest's: a
-		// host that drops the guest evidence and claims the expected roots
-		// itself would otherwise pass.
-		claims = slices.DeleteFunc(slices.Clone(claims), func(c Claim) bool { return c.Platform == PlatformHost })
+	if opts.VM != "" {
+		if !rep.IsAbout(opts.VM) {
+			return res.fail(CheckVM, fmt.Errorf("%w: the report is about VM %s, not %+q", ErrWrongVM, vmText(rep), opts.VM))
+		}
+		res.add(CheckVM, StatusPass, "the report is about VM %s", vmText(rep))
+	} else {
+		res.add(CheckVM, StatusSkip, "no VM supplied by the verifier; the report is about VM %s", vmText(rep))
 	}
-	if err := checkCompleteness(claims, opts.Expected); err != nil {
+
+	switch {
+	case res.HardwareBacked():
+		res.add(CheckHardware, StatusPass, "%s evidence verified", res.Guest.Hardware.Type)
+	case opts.RequireHardware:
+		return res.fail(CheckHardware, fmt.Errorf("%w: %s, and the verifier requires it", ErrNoHardware, noHardwareText(res)))
+	default:
+		res.add(CheckHardware, StatusSkip, "%s; not required by the verifier", noHardwareText(res))
+	}
+
+	claims, excluded := res.CountedClaims(opts)
+	all := append(slices.Clone(claims), excluded...)
+	if opts.RequireHardware {
+		all = claims
+	}
+	if err := checkCompleteness(all, claims, excluded, opts.Expected); err != nil {
 		return res.fail(CheckCompleteness, err)
 	}
-	res.add(CheckCompleteness, StatusPass, "%d region(s), %d expected", len(claims), len(opts.Expected))
+	detail := fmt.Sprintf("%d region(s), %d expected", len(all), len(opts.Expected))
+	if len(excluded) > 0 && len(opts.Expected) > 0 {
+		detail += fmt.Sprintf("; %d region(s) no hardware backs do not count for expected roots", len(excluded))
+	}
+	res.add(CheckCompleteness, StatusPass, "%s", detail)
 
 	res.Drift = drift(claims, opts.Expected, opts.Strict, res)
 	if len(res.Drift) > 0 && opts.Strict {
@@ -211,6 +278,24 @@ func Verify(signed []byte, opts VerifyOptions) (*Result, error) {
 	}
 	res.Valid = true
 	return res, nil
+}
+
+// vmText names a report's VM for messages: its workload, quoted in ASCII
+// (a look-alike letter shows as its escape), and its vm_uuid fact when it
+// has one.
+func vmText(r *Report) string {
+	if u := r.VMUUID(); u != "" {
+		return fmt.Sprintf("%+q (vm_uuid %+q)", r.Workload, u)
+	}
+	return fmt.Sprintf("%+q", r.Workload)
+}
+
+// noHardwareText says why a verified report is not hardware-backed.
+func noHardwareText(r *Result) string {
+	if r.Guest == nil {
+		return "the report embeds no guest evidence"
+	}
+	return fmt.Sprintf("its guest evidence (platform %s) carries no hardware evidence", r.Guest.Platform)
 }
 
 func hardwareName(g *GuestEvidence) string {
@@ -301,8 +386,16 @@ func checkFreshness(r *Report, g *GuestEvidence, opts VerifyOptions) error {
 	case now.Add(-skew).After(r.ExpiresAt):
 		return fmt.Errorf("%w: expired at %s, now %s (skew %s)", ErrExpired, r.ExpiresAt.Format(time.RFC3339), now.UTC().Format(time.RFC3339), skew)
 	}
-	if g != nil && (g.IssuedAt.After(r.IssuedAt.Add(skew)) || g.IssuedAt.Before(r.IssuedAt.Add(-maxLife))) {
-		return fmt.Errorf("%w: guest evidence issued at %s, outside the report's window", ErrNotYetValid, g.IssuedAt.Format(time.RFC3339))
+	if g != nil {
+		maxAge := min(opts.maxEvidenceAge(), maxLife)
+		switch age := r.IssuedAt.Sub(g.IssuedAt); {
+		case age < -skew:
+			return fmt.Errorf("%w: guest evidence issued at %s, after the report (issued %s, skew %s)", ErrNotYetValid,
+				g.IssuedAt.Format(time.RFC3339), r.IssuedAt.Format(time.RFC3339), skew)
+		case age > maxAge:
+			return fmt.Errorf("%w: guest evidence issued at %s, %s before the report, more than %s", ErrStaleEvidence,
+				g.IssuedAt.Format(time.RFC3339), age, maxAge)
+		}
 	}
 	claims := r.Claims
 	if g != nil {
@@ -316,6 +409,10 @@ func checkFreshness(r *Report, g *GuestEvidence, opts VerifyOptions) error {
 	return nil
 }
 
+func (o VerifyOptions) maxEvidenceAge() time.Duration {
+	return cmpOr(o.MaxEvidenceAge, DefaultMaxEvidenceAge)
+}
+
 func cmpOr(d, def time.Duration) time.Duration {
 	if d == 0 {
 		return def
@@ -323,17 +420,34 @@ func cmpOr(d, def time.Duration) time.Duration {
 	return d
 }
 
-func checkCompleteness(claims []Claim, exp []Expectation) error {
-	if len(claims) == 0 {
+// checkCompleteness checks that the report covers a region (all) and that
+// every expected region is among the counted claims; an expected region
+// present only among the excluded ones (no hardware backs it) is named as
+// such.
+func checkCompleteness(all, counted, excluded []Claim, exp []Expectation) error {
+	if len(all) == 0 {
+		if len(excluded) > 0 {
+			return fmt.Errorf("%w: the report covers no region backed by hardware evidence", ErrIncomplete)
+		}
 		return fmt.Errorf("%w: the report covers no region", ErrIncomplete)
 	}
-	var missing []string
+	var missing, unbacked []string
+	has := func(cs []Claim, id string) bool {
+		return slices.ContainsFunc(cs, func(c Claim) bool { return c.Region.ID == id })
+	}
 	for _, e := range exp {
-		if !slices.ContainsFunc(claims, func(c Claim) bool { return c.Region.ID == e.RegionID }) {
+		switch {
+		case has(counted, e.RegionID):
+		case has(excluded, e.RegionID):
+			unbacked = append(unbacked, e.RegionID)
+		default:
 			missing = append(missing, e.RegionID)
 		}
 	}
-	if len(missing) > 0 {
+	switch {
+	case len(unbacked) > 0:
+		return fmt.Errorf("%w: expected region(s) %q present but not measured by the guest under verified hardware evidence, so they do not count", ErrIncomplete, unbacked)
+	case len(missing) > 0:
 		return fmt.Errorf("%w: expected region(s) %q missing", ErrIncomplete, missing)
 	}
 	return nil

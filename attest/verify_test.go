@@ -31,7 +31,7 @@ func TestVerifyValid(t *testing.T) {
 	if res.ReportHash != ReportHash(signed) || res.KeyID != k.KeyID() {
 		t.Errorf("Verify: hash %s key %s, want %s %s", res.ReportHash, res.KeyID, ReportHash(signed), k.KeyID())
 	}
-	want := []string{CheckTrust, CheckSignature, CheckFormat, CheckGuest, CheckFreshness, CheckNonce, CheckCompleteness, CheckDrift, CheckDrift, CheckDrift}
+	want := []string{CheckTrust, CheckSignature, CheckFormat, CheckGuest, CheckFreshness, CheckNonce, CheckVM, CheckHardware, CheckCompleteness, CheckDrift, CheckDrift, CheckDrift}
 	var got []string
 	for _, c := range res.Checks {
 		got = append(got, c.Name)
@@ -309,7 +309,7 @@ func TestSeedFlaw7DomainSeparation(t *testing.T) {
 // class, and the classes are distinct.
 func TestSeedFlaw8ErrorClasses(t *testing.T) {
 	classes := []error{ErrMalformed, ErrTrust, ErrFreshness, ErrAppraisal}
-	for _, err := range []error{ErrSignature, ErrUntrustedKey, ErrAlgorithm, ErrBinding, ErrExpired, ErrNotYetValid, ErrLifetime, ErrNonce, ErrRegionDrift, ErrIncomplete,
+	for _, err := range []error{ErrSignature, ErrUntrustedKey, ErrAlgorithm, ErrBinding, ErrExpired, ErrNotYetValid, ErrLifetime, ErrNonce, ErrStaleEvidence, ErrRegionDrift, ErrIncomplete, ErrWrongVM, ErrNoHardware,
 		&MalformedError{What: "x", Reason: "y"}, &RegionDriftError{}} {
 		n := 0
 		for _, c := range classes {

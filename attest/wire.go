@@ -30,8 +30,15 @@ const (
 	MaxCerts      = 8       // certificates in one hardware evidence
 	MaxFacts      = 64      // host observation facts
 	maxTextLen    = 1024    // bytes of any text field
-	minNonce      = 8       // EAT nonce bounds (RFC 9711)
-	maxNonce      = 64
+	minNonce      = MinNonceSize
+	maxNonce      = MaxNonceSize
+)
+
+// Nonce bounds (RFC 9711 §4.1): every report and guest evidence answers a
+// nonce of MinNonceSize to MaxNonceSize bytes.
+const (
+	MinNonceSize = 8
+	MaxNonceSize = 64
 )
 
 var (
@@ -497,6 +504,17 @@ func decodeGuestEvidence(payload []byte) (*GuestEvidence, error) {
 		for _, c := range h.Certs {
 			g.Hardware.Certs = append(g.Hardware.Certs, c)
 		}
+	}
+	// The platform names what backs the evidence, and nothing else: a
+	// label the hardware does not back must not reach a verifier's or a
+	// reader's eyes (docs/FORMAT.md §8).
+	switch {
+	case g.Hardware == nil && pl != PlatformNone:
+		return nil, malformed(what, fmt.Sprintf("platform %q without hardware evidence (only platform %q may have none)", pl, PlatformNone), nil)
+	case g.Hardware != nil && pl == PlatformNone:
+		return nil, malformed(what, fmt.Sprintf("platform %q with %s hardware evidence", pl, g.Hardware.Type), nil)
+	case g.Hardware != nil && g.Hardware.Type != pl:
+		return nil, malformed(what, fmt.Sprintf("hardware evidence of type %q under platform %q", g.Hardware.Type, pl), nil)
 	}
 	return g, nil
 }

@@ -49,7 +49,9 @@ periodic = "10m"
 #   regions = ["weights"]
 # }
 
-# One block per VM. qmp is a QMP socket reserved for hvmon
+# One block per VM. The name is the VM's name in every report; it follows
+# the VM name rule [A-Za-z0-9][A-Za-z0-9._+@:-]{0,127} (ASCII, no spaces).
+# qmp is a QMP socket reserved for hvmon
 # (QEMU: -qmp unix:/run/hvmon/llm-1.qmp,server=on,wait=off); agent is the
 # unix socket of the agent's virtio-serial chardev.
 vm "llm-1" {

@@ -31,6 +31,13 @@ hardware_roots {
 
 # Rules for every VM. Each vm block below may override any of them.
 defaults {
+  # Only the VMs a vm block below matches are appraised: a report for any
+  # other VM (another name, or one of these names spelled with a trailing
+  # space or a look-alike letter) is contraindicated (unknown_vm,
+  # invalid_vm_name). This is the default for a policy with vm blocks;
+  # false lets VMs no block matches fall under these defaults.
+  require_vm_block = true
+
   # The report must embed guest evidence with SEV-SNP or TDX evidence, and
   # every region must come from the guest: none the host measured itself,
   # none its signer claims. This is the default; set false for VMs without
@@ -74,6 +81,12 @@ defaults {
 # [...]; "\" escapes; "*" does not match "/"). Every matching block applies,
 # in file order, each overriding what it sets.
 vm "llm-*" {
+  # The host launches each of these VMs with its name's identity as SEV-SNP
+  # HOST_DATA or TDX MRCONFIGID ("hvmon vm identity NAME" prints it): a
+  # report whose hardware evidence carries another VM's identity (evidence
+  # relabelled by its host) is contraindicated.
+  bind_vm_identity = true
+
   # Accepted roots of a region; a root outside the set is contraindicated
   # (or, with on_mismatch = "warning", a warning). A region block makes
   # the region required unless it says required = false.
@@ -100,15 +113,16 @@ vm "llm-*" {
       snp        = 8
       microcode  = 115
     }
-    # HOST_DATA the host launched the guest with (32 bytes), e.g. a hash
-    # pinning the agent's configuration.
-    host_data = ["0000000000000000000000000000000000000000000000000000000000000000"]
+    # HOST_DATA the host launched the guest with (32 bytes), pinned to fixed
+    # values; bind_vm_identity above checks it against the VM's name instead.
+    # host_data = ["0000000000000000000000000000000000000000000000000000000000000000"]
   }
 
   tdx {
     mrtd         = ["000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"]
     rtmr0        = ["000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"]
-    mr_config_id = ["000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"]
+    # mr_config_id = [...] pins MRCONFIGID to fixed values (48 bytes, hex);
+    # bind_vm_identity above checks it against the VM's name instead.
   }
 }
 

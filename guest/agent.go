@@ -285,8 +285,8 @@ func checkAttestArgs(args agentproto.AttestArgs) error {
 		return fmt.Errorf("nonce must be 8 to 64 bytes, got %d", len(args.Nonce))
 	case !args.Event.Valid():
 		return fmt.Errorf("unknown event %q", args.Event)
-	case args.VM == "" || len(args.VM) > 1024:
-		return fmt.Errorf("vm must be 1 to 1024 bytes")
+	case !attest.ValidVMName(args.VM):
+		return fmt.Errorf("vm %+q: a VM name must match %s", args.VM, attest.VMNameRule)
 	case len(args.Regions) > agentproto.MaxRegionSelector:
 		return fmt.Errorf("more than %d regions selected", agentproto.MaxRegionSelector)
 	}

@@ -149,6 +149,11 @@ func TestAgentErrors(t *testing.T) {
 		{`{"id":6,"op":"attest","args":{"nonce":` + nonce + `,"event":"boot","vm":""}}`, 6, agentproto.CodeBadArgs},
 		{`{"id":7,"op":"attest","args":{"nonce":` + nonce + `,"event":"boot","vm":"v","regions":["nope"]}}`, 7, agentproto.CodeBadArgs},
 		{`{"id":8,"op":"attest","args":{"nonce":1,"event":"boot","vm":"v"}}`, 8, agentproto.CodeMalformed},
+		// VM names outside the rule (FORMAT.md §6.1) are protocol errors.
+		{`{"id":9,"op":"attest","args":{"nonce":` + nonce + `,"event":"boot","vm":"vm-1 "}}`, 9, agentproto.CodeBadArgs},
+		{`{"id":10,"op":"attest","args":{"nonce":` + nonce + `,"event":"boot","vm":"v\u043c-1"}}`, 10, agentproto.CodeBadArgs},
+		{`{"id":11,"op":"attest","args":{"nonce":` + nonce + `,"event":"boot","vm":"a/b"}}`, 11, agentproto.CodeBadArgs},
+		{`{"id":12,"op":"attest","args":{"nonce":` + nonce + `,"event":"boot","vm":"` + strings.Repeat("v", 129) + `"}}`, 12, agentproto.CodeBadArgs},
 	} {
 		resp := a.Handle(ctx, []byte(tc.line))
 		if resp.Error == nil || resp.ID != tc.id || resp.Error.Code != tc.code {
@@ -245,18 +250,29 @@ func TestConfig(t *testing.T) {
 	if err != nil || len(c.Regions) != 3 || c.Regions[0].Offset != 4096 {
 		t.Fatalf("ParseConfig(good) = %+v, %v", c, err)
 	}
+	launch := `{"simulated_host_data":"` + strings.Repeat("4a", 32) + `","simulated_mr_config_id":"` + strings.Repeat("4b", 48) + `","regions":[{"id":"w","file":"/x"}]}`
+	c, err = ParseConfig([]byte(launch))
+	if err != nil {
+		t.Fatalf("ParseConfig(launch values) = %v", err)
+	}
+	if o, err := c.SimulatedOptions(); err != nil || !bytes.Equal(o.HostData, bytes.Repeat([]byte{0x4a}, 32)) || !bytes.Equal(o.MRConfigID, bytes.Repeat([]byte{0x4b}, 48)) {
+		t.Errorf("SimulatedOptions = %+v, %v", o, err)
+	}
 	for name, bad := range map[string]string{
-		"unknown field": `{"regions":[{"id":"w","file":"/x"}],"extra":1}`,
-		"no regions":    `{"regions":[]}`,
-		"two kinds":     `{"regions":[{"id":"w","file":"/x","memory":{"size":1}}]}`,
-		"no kind":       `{"regions":[{"id":"w"}]}`,
-		"dup":           `{"regions":[{"id":"w","file":"/x"},{"id":"w","file":"/y"}]}`,
-		"bad id":        `{"regions":[{"id":"a=b","file":"/x"}]}`,
-		"evidence":      `{"evidence":"tpm","regions":[{"id":"w","file":"/x"}]}`,
-		"huge memory":   `{"regions":[{"id":"w","memory":{"size":9999999999999}}]}`,
-		"pid and name":  `{"regions":[{"id":"w","process":{"pid":1,"name":"x","mapping":"m"}}]}`,
-		"offset alone":  `{"regions":[{"id":"w","memory":{"size":1},"offset":4}]}`,
-		"trailing":      `{"regions":[{"id":"w","file":"/x"}]} {}`,
+		"unknown field":      `{"regions":[{"id":"w","file":"/x"}],"extra":1}`,
+		"no regions":         `{"regions":[]}`,
+		"two kinds":          `{"regions":[{"id":"w","file":"/x","memory":{"size":1}}]}`,
+		"no kind":            `{"regions":[{"id":"w"}]}`,
+		"dup":                `{"regions":[{"id":"w","file":"/x"},{"id":"w","file":"/y"}]}`,
+		"bad id":             `{"regions":[{"id":"a=b","file":"/x"}]}`,
+		"evidence":           `{"evidence":"tpm","regions":[{"id":"w","file":"/x"}]}`,
+		"huge memory":        `{"regions":[{"id":"w","memory":{"size":9999999999999}}]}`,
+		"pid and name":       `{"regions":[{"id":"w","process":{"pid":1,"name":"x","mapping":"m"}}]}`,
+		"offset alone":       `{"regions":[{"id":"w","memory":{"size":1},"offset":4}]}`,
+		"trailing":           `{"regions":[{"id":"w","file":"/x"}]} {}`,
+		"short host data":    `{"simulated_host_data":"00","regions":[{"id":"w","file":"/x"}]}`,
+		"host data not hex":  `{"simulated_host_data":"` + strings.Repeat("zz", 32) + `","regions":[{"id":"w","file":"/x"}]}`,
+		"32-byte mrconfigid": `{"simulated_mr_config_id":"` + strings.Repeat("00", 32) + `","regions":[{"id":"w","file":"/x"}]}`,
 	} {
 		if _, err := ParseConfig([]byte(bad)); err == nil {
 			t.Errorf("ParseConfig(%s) accepted", name)
@@ -348,7 +364,9 @@ func TestChangedPages(t *testing.T) {
 	r := &attest.Report{IssuedAt: testNow, ExpiresAt: testNow.Add(time.Minute), Nonce: nonce, Event: attest.EventOnDemand,
 		Workload: "vm-1", Platform: "host", Guest: res.Evidence}
 	signed, _ := attest.Sign(hk, r, nil)
-	vr, err := attest.Verify(signed, attest.VerifyOptions{TrustedKeys: []*attest.PublicKey{hk.PublicKey()}, Now: testNow,
+	// This agent has no hardware evidence: its regions count for expected
+	// roots only where the verifier allows regions no hardware backs.
+	vr, err := attest.Verify(signed, attest.VerifyOptions{TrustedKeys: []*attest.PublicKey{hk.PublicKey()}, Now: testNow, AllowHostMeasured: true,
 		Expected: []attest.Expectation{{RegionID: "weights", Roots: []attest.Digest{measure.Bytes(bytes.Repeat([]byte{7}, 3*measure.PageSize+5))}}}})
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/evidence/sim"
 	"hvmon.dev/hvmon/internal/boundedfile"
 )
 
@@ -32,6 +33,13 @@ type Config struct {
 	// trust exactly that chain. Never use a seeded chain outside tests and
 	// demonstrations: the seed is the whole secret.
 	SimulatedSeed string `json:"simulated_seed,omitempty"`
+	// SimulatedHostData (hex, 32 bytes) and SimulatedMRConfigID (hex, 48
+	// bytes) stand for the values a host sets when it launches an SEV-SNP
+	// guest (HOST_DATA) or a TD (MRCONFIGID); the simulated evidence
+	// reports them. hvmon puts the VM's identity there (hvmon vm identity
+	// NAME), which a policy's bind_vm_identity checks.
+	SimulatedHostData   string `json:"simulated_host_data,omitempty"`
+	SimulatedMRConfigID string `json:"simulated_mr_config_id,omitempty"`
 	// Regions are measured in this order.
 	Regions []RegionConfig `json:"regions"`
 }
@@ -91,6 +99,33 @@ func ParseConfig(data []byte) (*Config, error) {
 	return &c, nil
 }
 
+// SimulatedOptions returns the options of the simulated evidence types:
+// the seed and the launch values of the configuration.
+func (c *Config) SimulatedOptions() (sim.Options, error) {
+	var o sim.Options
+	for _, f := range []struct {
+		name, hex string
+		size      int
+		out       *[]byte
+	}{
+		{"simulated_host_data", c.SimulatedHostData, sim.HostDataSize, &o.HostData},
+		{"simulated_mr_config_id", c.SimulatedMRConfigID, sim.MRConfigIDSize, &o.MRConfigID},
+	} {
+		if f.hex == "" {
+			continue
+		}
+		b, err := hex.DecodeString(f.hex)
+		if err != nil || len(b) != f.size {
+			return o, fmt.Errorf("agent config: %s must be %d bytes of hex", f.name, f.size)
+		}
+		*f.out = b
+	}
+	if c.SimulatedSeed != "" {
+		o.Seed, _ = hex.DecodeString(c.SimulatedSeed) // checked by Validate
+	}
+	return o, nil
+}
+
 // LoadConfig reads and parses a configuration file.
 func LoadConfig(path string) (*Config, error) {
 	data, err := boundedfile.Read(path, MaxConfigSize)
@@ -111,6 +146,9 @@ func (c *Config) Validate() error {
 		if b, err := hex.DecodeString(c.SimulatedSeed); err != nil || len(b) < 16 || len(b) > 64 {
 			return fmt.Errorf("agent config: simulated_seed must be 16 to 64 bytes of hex")
 		}
+	}
+	if _, err := c.SimulatedOptions(); err != nil {
+		return err
 	}
 	if len(c.Regions) == 0 {
 		return fmt.Errorf("agent config: no regions")

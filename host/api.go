@@ -25,14 +25,17 @@ import (
 // The local API: HTTP with JSON bodies on a unix socket.
 //
 //	GET  /v1/vms                         followed VMs (VMStatus list)
-//	POST /v1/vms/{name}/attest           {"event": "on-demand", "facts": {...}} -> APIEntry
+//	POST /v1/vms/{name}/attest           {"event": "on-demand", "facts": {...}, "nonce": "HEX"} -> APIEntry
 //	GET  /v1/reports?vm=&event=&limit=   stored reports (APIEntry list), oldest first
 //	GET  /v1/reports/{hash}              the signed report (application/cose)
 //	POST /v1/events                      {"vm": ..., "event": ..., "facts": {...}} -> APIEntry
 //	POST /v1/hook                        hook.Message from hvmon hook -> HookDecision (host/hook.go)
 //	GET  /v1/hooks?vm=&limit=            recorded HookEvents, oldest first
 //
-// Errors are {"error": "..."} with a 4xx or 5xx status.
+// Errors are {"error": "..."} with a 4xx or 5xx status: 400 for a body or
+// query that is not what the API takes (a VM name outside the rule of
+// docs/FORMAT.md §6.1, a nonce outside 8 to 64 bytes), 404 for a VM the
+// daemon does not follow.
 
 // APIEntry is a stored report's entry as the API renders it.
 type APIEntry struct {
@@ -52,6 +55,9 @@ type AttestRequest struct {
 	VM    string            `json:"vm,omitempty"`
 	Event attest.Event      `json:"event,omitempty"`
 	Facts map[string]string `json:"facts,omitempty"`
+	// Nonce (hex, 8 to 64 bytes) is the caller's: the agent's guest
+	// evidence and the report answer it. Empty: the daemon draws one.
+	Nonce attest.HexBytes `json:"nonce,omitempty"`
 }
 
 const maxAPIBody = 64 << 10
@@ -77,11 +83,21 @@ func APIHandler(s *Supervisor, store Store, log hclog.Logger, routes ...func(*ht
 		if vm == "" {
 			vm = req.VM
 		}
+		if err := attest.CheckVMName(vm); err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
 		if req.Event == "" {
 			req.Event = attest.EventOnDemand
 		}
-		e, err := s.Attest(r.Context(), vm, req.Event, req.Facts)
+		var nonce []byte
+		if req.Nonce != nil {
+			nonce = req.Nonce
+		}
+		e, err := s.AttestNonce(r.Context(), vm, req.Event, req.Facts, nonce)
 		switch {
+		case errors.Is(err, ErrBadNonce):
+			writeError(w, http.StatusBadRequest, err)
 		case errors.Is(err, ErrUnknownVM):
 			writeError(w, http.StatusNotFound, err)
 		case err != nil:
@@ -310,6 +326,13 @@ func (c *APIClient) VMs(ctx context.Context) ([]VMStatus, error) {
 func (c *APIClient) Attest(ctx context.Context, vm string, event attest.Event, facts map[string]string) (APIEntry, error) {
 	var out APIEntry
 	return out, c.do(ctx, http.MethodPost, "/v1/vms/"+url.PathEscape(vm)+"/attest", AttestRequest{Event: event, Facts: facts}, &out)
+}
+
+// AttestNonce asks for a report now that answers nonce (nil: the daemon
+// draws one).
+func (c *APIClient) AttestNonce(ctx context.Context, vm string, event attest.Event, facts map[string]string, nonce []byte) (APIEntry, error) {
+	var out APIEntry
+	return out, c.do(ctx, http.MethodPost, "/v1/vms/"+url.PathEscape(vm)+"/attest", AttestRequest{Event: event, Facts: facts, Nonce: nonce}, &out)
 }
 
 // Event forwards a lifecycle event (hvmon hook).

@@ -137,8 +137,8 @@ func (c *Config) validate(filename string) error {
 	}
 	seen := map[string]bool{}
 	for _, v := range c.VMs {
-		if v.Name == "" || len(v.Name) > 256 {
-			return fmt.Errorf("%s: vm name must be 1 to 256 bytes", filename)
+		if err := attest.CheckVMName(v.Name); err != nil {
+			return fmt.Errorf("%s: vm: %w", filename, err)
 		}
 		if seen[v.Name] {
 			return fmt.Errorf("%s: vm %q defined twice", filename, v.Name)

@@ -63,6 +63,11 @@ vm "b" {
 		"relative peer key": "key = \"/k\"\ntrust_peers = [\"peer.pub\"]\n",
 		"bad domain glob":   "key = \"/k\"\nlibvirt {\n domains = [\"[\"]\n}\n",
 		"unknown libvirt":   "key = \"/k\"\nlibvirt {\n url = \"qemu:///system\"\n}\n",
+		"vm name, space":    "key = \"/k\"\nvm \"web 1\" { qmp = \"/q\" }\n",
+		"vm name, trailing": "key = \"/k\"\nvm \"web-1 \" { qmp = \"/q\" }\n",
+		"vm name, slash":    "key = \"/k\"\nvm \"a/b\" { qmp = \"/q\" }\n",
+		"vm name, Cyrillic": "key = \"/k\"\nvm \"w\u0435b-1\" { qmp = \"/q\" }\n",
+		"vm name, empty":    "key = \"/k\"\nvm \"\" { qmp = \"/q\" }\n",
 	} {
 		if _, err := ParseConfig([]byte(bad), "t.hcl"); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -133,6 +133,9 @@ func New(opts Options) (*Supervisor, error) {
 // ErrUnknownVM is returned for a VM the supervisor does not follow.
 var ErrUnknownVM = errors.New("unknown vm")
 
+// ErrBadNonce is returned for a caller's nonce outside the format's bounds.
+var ErrBadNonce = errors.New("bad nonce")
+
 // Add starts following a VM. Its host chain (seq and prev) continues from
 // the head of this host's own chain for the VM in the store: the report
 // with the highest seq signed by this host's key under its host name.
@@ -142,8 +145,8 @@ func (s *Supervisor) Add(ctx context.Context, cfg VMConfig) error {
 	if cfg.Name == "" || cfg.QMP == "" {
 		return errors.New("host: a VM needs a name and a QMP socket")
 	}
-	if err := checkReportText("VM name", cfg.Name); err != nil {
-		return err // no report could name it
+	if err := attest.CheckVMName(cfg.Name); err != nil {
+		return fmt.Errorf("host: %w", err)
 	}
 	if cfg.AgentPortID == "" {
 		cfg.AgentPortID = "agentport0"
@@ -275,6 +278,16 @@ func (s *Supervisor) VMs() []VMStatus {
 
 // Attest makes an on-demand report for a VM now and returns its entry.
 func (s *Supervisor) Attest(ctx context.Context, name string, event attest.Event, facts map[string]string) (Entry, error) {
+	return s.AttestNonce(ctx, name, event, facts, nil)
+}
+
+// AttestNonce is Attest answering nonce: the agent's guest evidence and the
+// report carry it, so that a relying party that chose it can check the
+// report answers its own question. A nil nonce is drawn fresh.
+func (s *Supervisor) AttestNonce(ctx context.Context, name string, event attest.Event, facts map[string]string, nonce []byte) (Entry, error) {
+	if nonce != nil && (len(nonce) < attest.MinNonceSize || len(nonce) > attest.MaxNonceSize) {
+		return Entry{}, fmt.Errorf("%w: %d bytes, want %d to %d", ErrBadNonce, len(nonce), attest.MinNonceSize, attest.MaxNonceSize)
+	}
 	s.mu.Lock()
 	v := s.vms[name]
 	s.mu.Unlock()
@@ -284,7 +297,7 @@ func (s *Supervisor) Attest(ctx context.Context, name string, event attest.Event
 	if !event.Valid() {
 		return Entry{}, fmt.Errorf("host: unknown event %q", event)
 	}
-	r := request{event: event, at: s.opts.Now(), facts: facts, done: make(chan result, 1)}
+	r := request{event: event, at: s.opts.Now(), facts: facts, nonce: nonce, done: make(chan result, 1)}
 	select {
 	case v.requests <- r:
 	case <-ctx.Done():
@@ -305,6 +318,7 @@ type request struct {
 	event attest.Event
 	at    time.Time // when the host saw the lifecycle event
 	facts map[string]string
+	nonce []byte      // the caller's nonce; nil draws a fresh one
 	done  chan result // nil for event-driven requests
 	// noAgent, when set, says why the agent is not asked (the guest is
 	// gone or cannot run); the report's agent status is "none".
@@ -496,9 +510,12 @@ func (v *vm) attestAgent(ctx context.Context, nonce []byte, event attest.Event) 
 // report makes, signs and stores one report.
 func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 	o := v.s.opts
-	nonce := make([]byte, attest.NonceSize)
-	if _, err := rand.Read(nonce); err != nil {
-		return Entry{}, err
+	nonce := r.nonce
+	if nonce == nil {
+		nonce = make([]byte, attest.NonceSize)
+		if _, err := rand.Read(nonce); err != nil {
+			return Entry{}, err
+		}
 	}
 	facts := map[string]string{}
 	maps.Copy(facts, v.lc.facts)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"hvmon.dev/hvmon/attest"
 )
 
 // WatchDir follows the VMs whose sockets appear in dir: NAME.qmp (a QMP
@@ -19,7 +21,7 @@ func (s *Supervisor) WatchDir(ctx context.Context, dir string, interval time.Dur
 		interval = 2 * time.Second
 	}
 	mine := map[string]bool{}
-	refused := map[string]bool{}
+	refused := map[string]bool{} // names outside the rule, logged once
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -32,7 +34,12 @@ func (s *Supervisor) WatchDir(ctx context.Context, dir string, interval time.Dur
 			}
 			name := strings.TrimSuffix(filepath.Base(p), ".qmp")
 			seen[name] = true
-			if mine[name] {
+			if mine[name] || refused[name] {
+				continue
+			}
+			if err := attest.CheckVMName(name); err != nil {
+				refused[name] = true
+				s.log.Error("not following a VM of the watched directory: its name breaks the VM name rule", "socket", p, "error", err)
 				continue
 			}
 			cfg := base
@@ -49,6 +56,11 @@ func (s *Supervisor) WatchDir(ctx context.Context, dir string, interval time.Dur
 			case errors.Is(err, ErrBadIdentifier) && !refused[name]:
 				refused[name] = true // said once, not at every poll
 				s.log.Error("not following a socket in the watched directory", "qmp", p, "error", err)
+			}
+		}
+		for name := range refused {
+			if !seen[name] {
+				delete(refused, name)
 			}
 		}
 		for name := range mine {

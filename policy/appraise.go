@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,6 +55,12 @@ const (
 	ReasonMAAllowed          = "migration_agent_allowed"
 	ReasonValueAllowed       = "value_allowed"
 	ReasonValueNotAllowed    = "value_not_allowed"
+	ReasonInvalidVMName      = "invalid_vm_name"
+	ReasonKnownVM            = "known_vm"
+	ReasonUnknownVM          = "unknown_vm"
+	ReasonIdentityBound      = "identity_bound"
+	ReasonIdentityMismatch   = "identity_mismatch"
+	ReasonIdentityUnbound    = "identity_unavailable"
 )
 
 // Input is what Appraise looks at: an authenticated report and the facts
@@ -113,6 +120,23 @@ func (p *Policy) Appraise(in Input) Verdict {
 		v.Add(Finding{Check: "signer", Status: Warning, Reason: ReasonKeyNotInPolicy, Subject: subject, Detail: "key " + res.KeyID.String() + " was pinned by the caller, not by the policy"})
 	}
 
+	// Which VM. A name outside the rule (a trailing space, a look-alike
+	// letter) is never matched against vm blocks nor appraised under the
+	// defaults: it could only be an attempt to reach laxer rules.
+	if !attest.ValidVMName(rep.Workload) {
+		v.Add(Finding{Check: "vm.name", Status: Contraindicated, Reason: ReasonInvalidVMName, Subject: strconv.QuoteToASCII(rep.Workload),
+			Detail: fmt.Sprintf("the report's VM name %+q does not match %s", rep.Workload, attest.VMNameRule)})
+		return v
+	}
+	if rules.RequireVMBlock {
+		if len(rules.Matched) > 0 {
+			v.Add(Finding{Check: "vm.known", Status: Affirming, Reason: ReasonKnownVM, Subject: subject, Detail: fmt.Sprintf("vm block(s) %q", rules.Matched)})
+		} else {
+			v.Add(Finding{Check: "vm.known", Status: Contraindicated, Reason: ReasonUnknownVM, Subject: subject,
+				Detail: "no vm block of the policy names this VM (require_vm_block)"})
+		}
+	}
+
 	hw := (*attest.HardwareEvidence)(nil)
 	if res.Guest != nil {
 		hw = res.Guest.Hardware
@@ -126,28 +150,40 @@ func (p *Policy) Appraise(in Input) Verdict {
 		default:
 			v.Add(Finding{Check: "hardware.required", Status: Affirming, Reason: ReasonHardwarePresent, Subject: subject, Detail: string(hw.Type)})
 		}
-		// Regions the guest did not measure are not backed by hardware:
-		// a host that drops the guest's evidence and claims the expected
-		// roots itself must not pass.
+		// Regions the guest did not measure under hardware evidence are
+		// not backed: a host that drops the guest's evidence and claims
+		// the expected roots itself must not pass, whatever platform its
+		// claims name.
 		var host, other []string
-		for _, c := range rep.Claims {
-			if c.Platform == attest.PlatformHost {
-				host = append(host, c.Region.ID)
-			} else {
-				other = append(other, c.Region.ID)
+		outer, guest := attest.Origins(rep, res.Guest)
+		for _, set := range []struct {
+			claims []attest.Claim
+			origin attest.Origin
+		}{{rep.Claims, outer}, {guestClaims(res), guest}} {
+			for _, c := range set.claims {
+				switch {
+				case set.origin == attest.OriginHardware:
+				case set.origin == attest.OriginHost && c.Platform == attest.PlatformHost:
+					host = append(host, c.Region.ID)
+				default:
+					other = append(other, c.Region.ID)
+				}
 			}
 		}
 		switch {
 		case len(host) > 0:
 			v.Add(Finding{Check: "hardware.regions", Status: Contraindicated, Reason: ReasonHostMeasured, Subject: subject, Detail: fmt.Sprintf("region(s) %q measured by the host, not the guest", host)})
 		case len(other) > 0:
-			v.Add(Finding{Check: "hardware.regions", Status: Contraindicated, Reason: ReasonUnbackedRegions, Subject: subject, Detail: fmt.Sprintf("region(s) %q measured by the report's signer, not the guest", other)})
+			v.Add(Finding{Check: "hardware.regions", Status: Contraindicated, Reason: ReasonUnbackedRegions, Subject: subject, Detail: fmt.Sprintf("region(s) %q not measured by the guest under hardware evidence", other)})
 		default:
 			v.Add(Finding{Check: "hardware.regions", Status: Affirming, Reason: ReasonGuestRegionsOnly, Subject: subject})
 		}
 	}
 	if hw != nil {
 		p.appraiseHardware(&v, rules, subject, hw.Type, in.Hardware, in.HardwareErr)
+	}
+	if rules.BindVMIdentity {
+		appraiseIdentity(&v, rep.Workload, hw, in.Hardware, in.HardwareErr)
 	}
 
 	if rules.MaxAge > 0 {
@@ -166,15 +202,10 @@ func (p *Policy) Appraise(in Input) Verdict {
 		}
 	}
 
-	// Regions: the guest's claims, and the signer's only where hardware
-	// is not required (they were refused above otherwise).
-	claims := []attest.Claim{}
-	if res.Guest != nil {
-		claims = append(claims, res.Guest.Claims...)
-	}
-	if !rules.RequireHardware {
-		claims = append(claims, rep.Claims...)
-	}
+	// Regions: the same rule as attest.Verify's --expect. With
+	// require_hardware only hardware-backed guest claims count; without
+	// it (the policy's explicit choice) every claim does.
+	claims, _ := res.CountedClaims(attest.VerifyOptions{RequireHardware: rules.RequireHardware, AllowHostMeasured: !rules.RequireHardware})
 	find := func(id string) *attest.Claim {
 		for i := range claims {
 			if claims[i].Region.ID == id {
@@ -217,17 +248,68 @@ func (p *Policy) Appraise(in Input) Verdict {
 	return v
 }
 
+func guestClaims(res *attest.Result) []attest.Claim {
+	if res.Guest == nil {
+		return nil
+	}
+	return res.Guest.Claims
+}
+
+// appraiseIdentity checks that the hardware's launch identity (SEV-SNP
+// HOST_DATA, TDX MRCONFIGID), which the host sets when it launches the VM,
+// is the one attest.VMIdentity derives from the VM's name: evidence that
+// a host relabelled for another VM fails it.
+func appraiseIdentity(v *Verdict, vm string, hw *attest.HardwareEvidence, f *HardwareFacts, ferr error) {
+	const check = "vm.identity"
+	switch {
+	case hw == nil:
+		v.Add(Finding{Check: check, Status: Contraindicated, Reason: ReasonIdentityUnbound, Subject: vm, Detail: "no hardware evidence carries a launch identity (bind_vm_identity)"})
+		return
+	case f == nil || ferr != nil:
+		v.Add(Finding{Check: check, Status: Contraindicated, Reason: ReasonIdentityUnbound, Subject: vm, Detail: "the hardware evidence could not be decoded"})
+		return
+	}
+	var field string
+	var got, want []byte
+	switch {
+	case f.SNP != nil:
+		w := attest.VMIdentityHostData(vm)
+		field, got, want = "HOST_DATA", f.SNP.HostData, w[:]
+	case f.TDX != nil:
+		w := attest.VMIdentityMRConfigID(vm)
+		field, got, want = "MRCONFIGID", f.TDX.MRConfigID, w[:]
+	default:
+		v.Add(Finding{Check: check, Status: Contraindicated, Reason: ReasonIdentityUnbound, Subject: vm, Detail: fmt.Sprintf("%s evidence has no launch identity field", f.Type)})
+		return
+	}
+	if bytes.Equal(got, want) {
+		v.Add(Finding{Check: check, Status: Affirming, Reason: ReasonIdentityBound, Subject: vm, Detail: fmt.Sprintf("%s is the identity of VM %q", field, vm)})
+		return
+	}
+	v.Add(Finding{Check: check, Status: Contraindicated, Reason: ReasonIdentityMismatch, Subject: vm,
+		Detail: fmt.Sprintf("%s %x is not %x, the identity of VM %q: the VM was launched as another VM, or without its identity", field, got, want, vm)})
+}
+
 // AppraiseHardware checks hardware facts alone against the hardware rules
 // for workload: evidence type, simulation, debug, and the SEV-SNP or TDX
 // reference values. Use it for evidence outside an hvmon report (hvmon
 // evidence verify); the facts must come from verified evidence.
 func (p *Policy) AppraiseHardware(workload string, f *HardwareFacts) Verdict {
 	var v Verdict
+	if !attest.ValidVMName(workload) {
+		v.Add(Finding{Check: "vm.name", Status: Contraindicated, Reason: ReasonInvalidVMName, Subject: strconv.QuoteToASCII(workload),
+			Detail: fmt.Sprintf("VM name %+q does not match %s", workload, attest.VMNameRule)})
+		return v
+	}
 	if f == nil {
 		v.Add(Finding{Check: "hardware.required", Status: Contraindicated, Reason: ReasonNoHardware, Subject: workload})
 		return v
 	}
-	p.appraiseHardware(&v, p.RulesFor(workload), workload, f.Type, f, nil)
+	rules := p.RulesFor(workload)
+	p.appraiseHardware(&v, rules, workload, f.Type, f, nil)
+	if rules.BindVMIdentity {
+		appraiseIdentity(&v, workload, &attest.HardwareEvidence{Type: f.Type}, f, nil)
+	}
 	return v
 }
 

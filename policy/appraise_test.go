@@ -155,6 +155,45 @@ func TestAppraiseRules(t *testing.T) {
 		{name: "tdx td attributes", policy: `defaults { tdx { td_attributes = "0000000010000000" } }`, facts: tdx, check: "tdx.td_attributes", status: Affirming, reason: ReasonValueAllowed},
 		{name: "tdx other td attributes", policy: `defaults { tdx { td_attributes = "0000000000000000" } }`, facts: tdx, check: "tdx.td_attributes", status: Contraindicated, reason: ReasonValueNotAllowed},
 
+		// Which VM.
+		{name: "VM name with a trailing space", mutate: renamed("vm-1 "), check: "vm.name", status: Contraindicated, reason: ReasonInvalidVMName},
+		{name: "VM name with a zero-width space", mutate: renamed("vm-1\u200b"), check: "vm.name", status: Contraindicated, reason: ReasonInvalidVMName},
+		{name: "VM name with a Cyrillic look-alike letter", policy: `vm "vm-1" { require_hardware = false }
+vm "*" { require_hardware = false }`, mutate: renamed("v\u043c-1"), check: "vm.name", status: Contraindicated, reason: ReasonInvalidVMName},
+		{name: "known VM", policy: `vm "vm-1" { max_age = "1h" }`, check: "vm.known", status: Affirming, reason: ReasonKnownVM},
+		{name: "unknown VM", policy: `vm "vm-2" { max_age = "1h" }`, check: "vm.known", status: Contraindicated, reason: ReasonUnknownVM},
+		{name: "unknown VM, required explicitly", policy: `defaults { require_vm_block = true }`, check: "vm.known", status: Contraindicated, reason: ReasonUnknownVM},
+		{name: "identity bound (SEV-SNP HOST_DATA)", policy: `vm "vm-1" { bind_vm_identity = true }`, facts: withIdentity("vm-1"),
+			check: "vm.identity", status: Affirming, reason: ReasonIdentityBound},
+		{name: "identity of another VM (SEV-SNP)", policy: `vm "vm-1" { bind_vm_identity = true }`, facts: withIdentity("vm-2"),
+			check: "vm.identity", status: Contraindicated, reason: ReasonIdentityMismatch},
+		{name: "no identity set at launch", policy: `defaults { bind_vm_identity = true }`,
+			check: "vm.identity", status: Contraindicated, reason: ReasonIdentityMismatch},
+		{name: "identity bound (TDX MRCONFIGID)", policy: `defaults { bind_vm_identity = true }`, facts: withTDXIdentity("vm-1"),
+			check: "vm.identity", status: Affirming, reason: ReasonIdentityBound},
+		{name: "identity of another VM (TDX)", policy: `defaults { bind_vm_identity = true }`, facts: withTDXIdentity("vm-1 "),
+			check: "vm.identity", status: Contraindicated, reason: ReasonIdentityMismatch},
+		{name: "identity without hardware evidence", policy: `defaults {
+  bind_vm_identity = true
+  require_hardware = false
+}`, mutate: func(r *attest.Result) { r.Guest.Hardware, r.Guest.Platform = nil, "none" }, check: "vm.identity", status: Contraindicated, reason: ReasonIdentityUnbound},
+		{name: "identity, evidence unreadable", policy: `defaults { bind_vm_identity = true }`, facts: func(*HardwareFacts) *HardwareFacts { return nil },
+			check: "vm.identity", status: Contraindicated, reason: ReasonIdentityUnbound},
+
+		// Whose measurements: only the guest's, under hardware evidence.
+		{name: "guest region without hardware evidence satisfies no region rule", policy: fmt.Sprintf(`defaults { region "a" { roots = [%q] } }`, rootA),
+			mutate: func(r *attest.Result) { r.Guest.Hardware, r.Guest.Platform = nil, "none" }, check: "region.a", status: Contraindicated, reason: ReasonRegionMissing},
+		{name: "guest regions without hardware evidence are unbacked", mutate: func(r *attest.Result) { r.Guest.Hardware, r.Guest.Platform = nil, "none" },
+			check: "hardware.regions", status: Contraindicated, reason: ReasonUnbackedRegions},
+		{name: "host claim labelled sev-snp", mutate: func(r *attest.Result) {
+			r.Report.Claims = []attest.Claim{claim("z", rootA, "sev-snp", "vm-1")}
+			r.Report.Platform = "sev-snp"
+		}, check: "hardware.regions", status: Contraindicated, reason: ReasonUnbackedRegions},
+		{name: "host claim labelled sev-snp satisfies no region rule", policy: fmt.Sprintf(`defaults { region "z" { roots = [%q] } }`, rootA), mutate: func(r *attest.Result) {
+			r.Report.Claims = []attest.Claim{claim("z", rootA, "sev-snp", "vm-1")}
+			r.Report.Platform = "sev-snp"
+		}, check: "region.z", status: Contraindicated, reason: ReasonRegionMissing},
+
 		// Per-VM blocks.
 		{name: "vm block applies", policy: `vm "vm-*" { allowed_events = ["periodic"] }`, check: "report.event", status: Contraindicated, reason: ReasonEventNotAllowed},
 		{name: "vm block overrides the defaults", policy: `defaults { allowed_events = ["periodic"] }
@@ -191,6 +230,35 @@ vm "*" { allowed_events = ["periodic"] }`, check: "report.event", status: Contra
 }
 
 func tdx(*HardwareFacts) *HardwareFacts { return tdxFacts() }
+
+// renamed gives the report (and its guest evidence) another VM name.
+func renamed(name string) func(*attest.Result) {
+	return func(r *attest.Result) {
+		r.Report.Workload, r.Guest.VM = name, name
+		for i := range r.Guest.Claims {
+			r.Guest.Claims[i].Workload = name
+		}
+	}
+}
+
+// withIdentity gives SEV-SNP facts the HOST_DATA of VM name.
+func withIdentity(name string) func(*HardwareFacts) *HardwareFacts {
+	return func(f *HardwareFacts) *HardwareFacts {
+		h := attest.VMIdentityHostData(name)
+		f.SNP.HostData = h[:]
+		return f
+	}
+}
+
+// withTDXIdentity gives TDX facts the MRCONFIGID of VM name.
+func withTDXIdentity(name string) func(*HardwareFacts) *HardwareFacts {
+	return func(*HardwareFacts) *HardwareFacts {
+		f := tdxFacts()
+		m := attest.VMIdentityMRConfigID(name)
+		f.TDX.MRConfigID = m[:]
+		return f
+	}
+}
 
 func chain(fs ...func(*attest.Result)) func(*attest.Result) {
 	return func(r *attest.Result) {
@@ -271,6 +339,13 @@ func TestAppraiseHardware(t *testing.T) {
 	}
 	if v := p.AppraiseHardware("vm-1", nil); v.Status != Contraindicated {
 		t.Errorf("AppraiseHardware(nil) = %s, want contraindicated", v.Status)
+	}
+	if v := p.AppraiseHardware("vm-1 ", snpFacts()); finding(t, v, "vm.name").Reason != ReasonInvalidVMName {
+		t.Errorf("AppraiseHardware for an invalid name = %+v", v.Findings)
+	}
+	bound := mustParse(t, `defaults { bind_vm_identity = true }`, nil)
+	if v := bound.AppraiseHardware("vm-1", withIdentity("vm-2")(snpFacts())); finding(t, v, "vm.identity").Reason != ReasonIdentityMismatch {
+		t.Errorf("AppraiseHardware, another VM's identity = %+v", v.Findings)
 	}
 }
 

@@ -89,6 +89,10 @@ func ExampleGenerate() {
 	// }
 	//
 	// defaults {
+	//   # Only the VMs a vm block names are appraised: any other VM (another
+	//   # name, or this one spelled differently) is contraindicated (unknown_vm).
+	//   # Add a vm block for each VM you accept.
+	//   require_vm_block = true
 	//   # The golden report carries NO hardware evidence: its regions are only as
 	//   # trustworthy as its signer. Set require_hardware = true for confidential VMs.
 	//   require_hardware = false
@@ -98,6 +102,7 @@ func ExampleGenerate() {
 	//   allowed_events = ["boot", "migrate-out", "migrate-in", "snapshot", "restore", "periodic", "on-demand", "shutdown"]
 	// }
 	//
+	// # The golden report's VM, by its exact name.
 	// vm "llm-1" {
 	//   # Reference roots, one region each; add roots to accept other versions.
 	//   region "weights" {

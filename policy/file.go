@@ -86,6 +86,8 @@ type (
 	}
 	rulesBlock struct {
 		RequireHardware *bool         `hcl:"require_hardware,optional"`
+		RequireVMBlock  *bool         `hcl:"require_vm_block,optional"`
+		BindVMIdentity  *bool         `hcl:"bind_vm_identity,optional"`
 		HardwareTypes   *[]string     `hcl:"hardware_types,optional"`
 		MaxAge          *string       `hcl:"max_age,optional"`
 		AllowedEvents   *[]string     `hcl:"allowed_events,optional"`
@@ -154,9 +156,13 @@ type Policy struct {
 	trust    HardwareTrust
 	defaults Rules
 	vms      []vmRules
-	hw       Hardware
-	verifier attest.EvidenceVerifier
-	now      time.Time
+	// requireVMBlock: a VM no vm block matches is contraindicated. The
+	// defaults block's require_vm_block, else true when the file has a vm
+	// block.
+	requireVMBlock bool
+	hw             Hardware
+	verifier       attest.EvidenceVerifier
+	now            time.Time
 }
 
 type vmRules struct {
@@ -207,17 +213,28 @@ func Parse(src []byte, filename string, opts Options) (*Policy, error) {
 	if err := p.parseRoots(s.Roots, r); err != nil {
 		return nil, err
 	}
+	p.requireVMBlock = len(s.VMs) > 0
 	if s.Defaults != nil {
 		patch, err := parseRules(filename, "defaults", s.Defaults)
 		if err != nil {
 			return nil, err
 		}
 		patch.apply(&p.defaults)
+		if s.Defaults.RequireVMBlock != nil {
+			p.requireVMBlock = *s.Defaults.RequireVMBlock
+		}
 	}
+	p.defaults.RequireVMBlock = p.requireVMBlock
 	for _, v := range s.VMs {
 		v.Rules.Range = v.Range
 		if _, err := path.Match(v.Pattern, ""); err != nil || v.Pattern == "" {
 			return nil, &FileError{File: filename, Line: v.Rules.Range.Start.Line, Msg: fmt.Sprintf("vm %q: not a valid name pattern (shell glob: *, ?, [...], \\ escapes)", v.Pattern)}
+		}
+		if err := checkPattern(v.Pattern); err != nil {
+			return nil, &FileError{File: filename, Line: v.Rules.Range.Start.Line, Msg: fmt.Sprintf("vm %q: not a valid name pattern: %v", v.Pattern, err)}
+		}
+		if v.Rules.RequireVMBlock != nil {
+			return nil, &FileError{File: filename, Line: v.Rules.Range.Start.Line, Msg: fmt.Sprintf("vm %q: require_vm_block belongs in the defaults block", v.Pattern)}
 		}
 		patch, err := parseRules(filename, fmt.Sprintf("vm %q", v.Pattern), &v.Rules)
 		if err != nil {
@@ -374,6 +391,37 @@ func (p *Policy) parseRoots(b *rootsBlock, r reader) error {
 	return nil
 }
 
+// checkPattern refuses a vm pattern that no valid VM name can match: one
+// with a character outside the VM name alphabet (attest.VMNameRule)
+// outside a [...] class. Such a block would never apply, and a name that
+// looks like it (with a space, or a look-alike letter) would fall to the
+// defaults unnoticed. The pattern's glob syntax is already checked.
+func checkPattern(pat string) error {
+	for i := 0; i < len(pat); i++ {
+		c := pat[i]
+		switch c {
+		case '*', '?':
+			continue
+		case '[':
+			for i++; i < len(pat) && pat[i] != ']'; i++ {
+				if pat[i] == '\\' {
+					i++
+				}
+			}
+			continue
+		case '\\':
+			if i++; i == len(pat) {
+				return errors.New("a trailing \\")
+			}
+			c = pat[i]
+		}
+		if !attest.ValidVMName("a" + string(c)) {
+			return fmt.Errorf("%q is not a character of a VM name (%s), so the pattern matches no VM", pat[i:i+1], attest.VMNameRule)
+		}
+	}
+	return nil
+}
+
 // Rules are the expectations that apply to one VM: the built-in defaults,
 // then the file's defaults block, then every matching vm block in file
 // order. RulesFor returns them.
@@ -381,6 +429,17 @@ type Rules struct {
 	// RequireHardware: the report must carry guest evidence with hardware
 	// evidence, and no region may come from anyone but the guest.
 	RequireHardware bool
+	// RequireVMBlock: a VM that no vm block matches is contraindicated
+	// (the defaults block's require_vm_block; by default, true when the
+	// policy has a vm block).
+	RequireVMBlock bool
+	// BindVMIdentity: the hardware's launch identity (SEV-SNP HOST_DATA,
+	// TDX MRCONFIGID) must be the one attest.VMIdentity derives from the
+	// report's VM name.
+	BindVMIdentity bool
+	// Matched are the patterns of the vm blocks that matched the VM, in
+	// file order (empty: only the defaults apply).
+	Matched []string
 	// HardwareTypes are the accepted evidence types; empty means any.
 	HardwareTypes []attest.Platform
 	// MaxAge bounds how old the report may be (now minus issued-at); 0
@@ -441,12 +500,18 @@ func builtinDefaults() Rules {
 	return Rules{RequireHardware: true, SNP: SNPRules{AllowSMT: true}}
 }
 
-// RulesFor returns the rules that apply to the VM (workload) name.
+// RulesFor returns the rules that apply to the VM (workload) name. A name
+// that breaks attest.VMNameRule matches no vm block: it gets the defaults
+// only (and Appraise contraindicates it before looking at them).
 func (p *Policy) RulesFor(workload string) Rules {
 	r := p.defaults.clone()
+	if !attest.ValidVMName(workload) {
+		return r
+	}
 	for _, v := range p.vms {
 		if ok, _ := path.Match(v.pattern, workload); ok {
 			v.patch.apply(&r)
+			r.Matched = append(r.Matched, v.pattern)
 		}
 	}
 	return r
@@ -458,6 +523,7 @@ func (r Rules) clone() Rules {
 	c.AllowedEvents = slices.Clone(r.AllowedEvents)
 	c.RequiredRegions = slices.Clone(r.RequiredRegions)
 	c.Regions = slices.Clone(r.Regions)
+	c.Matched = slices.Clone(r.Matched)
 	return c
 }
 
@@ -465,6 +531,7 @@ func (r Rules) clone() Rules {
 // the rules they apply to alone.
 type rulesPatch struct {
 	requireHardware *bool
+	bindVMIdentity  *bool
 	hardwareTypes   []attest.Platform
 	setTypes        bool
 	maxAge          *time.Duration
@@ -506,6 +573,9 @@ type tdxPatch struct {
 func (x *rulesPatch) apply(r *Rules) {
 	if x.requireHardware != nil {
 		r.RequireHardware = *x.requireHardware
+	}
+	if x.bindVMIdentity != nil {
+		r.BindVMIdentity = *x.bindVMIdentity
 	}
 	if x.setTypes {
 		r.HardwareTypes = x.hardwareTypes
@@ -595,7 +665,7 @@ func parseRules(file, where string, b *rulesBlock) (*rulesPatch, error) {
 		return &FileError{File: file, Line: line, Msg: where + ": " + fmt.Sprintf(format, args...)}
 	}
 	line := b.Range.Start.Line
-	x := &rulesPatch{requireHardware: b.RequireHardware}
+	x := &rulesPatch{requireHardware: b.RequireHardware, bindVMIdentity: b.BindVMIdentity}
 	if b.HardwareTypes != nil {
 		x.setTypes = true
 		for _, t := range *b.HardwareTypes {

@@ -50,6 +50,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad td attributes", "defaults {\n  tdx {\n    td_attributes = \"+000000000000001\"\n  }\n}\n", 2, `td_attributes: "+000000000000001" is not 16 hex digits`},
 		{"bad glob", "\nvm \"[x\" {\n}\n", 2, `vm "[x": not a valid name pattern`},
 		{"empty glob", "vm \"\" {\n}\n", 1, `vm "": not a valid name pattern`},
+		{"glob with a space", "vm \"web-1 \" {\n}\n", 1, `vm "web-1 ": not a valid name pattern: " " is not a character of a VM name`},
+		{"glob with a look-alike letter", "vm \"w\u0435b-*\" {\n}\n", 1, `not a valid name pattern`},
+		{"glob with a slash", "\nvm \"a/*\" {\n}\n", 2, `vm "a/*": not a valid name pattern: "/" is not a character`},
+		{"require_vm_block in a vm block", "vm \"a\" {\n  require_vm_block = false\n}\n", 1, `vm "a": require_vm_block belongs in the defaults block`},
 		{"bad key id", "trust {\n  host_key_ids = [\"1234\"]\n}\n", 1, `host_key_ids: "1234" is not a key id`},
 		{"missing key file", "\ntrust {\n  host_keys = [\"missing.pub\"]\n}\n", 2, `trust: host key "missing.pub": no such file`},
 		{"key file that is not a key", "trust {\n  host_keys = [\"roots.pem\"]\n}\n", 1, `trust: host key "roots.pem": malformed public key`},
@@ -163,7 +167,7 @@ vm "llm-2" {
   }
   snp { allow_smt = false }
 }
-vm "\\[odd\\]*" { require_hardware = false }`, nil)
+vm "odd-[0-9]*" { require_hardware = false }`, nil)
 
 	empty := mustParse(t, ``, nil).RulesFor("x")
 	if !empty.RequireHardware || empty.SNP.AllowDebug || empty.TDX.AllowDebug || !empty.SNP.AllowSMT || empty.SNP.AllowMigrationAgent || empty.MaxAge != 0 || empty.AllowedEvents != nil {
@@ -185,15 +189,25 @@ vm "\\[odd\\]*" { require_hardware = false }`, nil)
 	if len(l2.Regions) != 2 || l2.Regions[0].ID != "a" || l2.Regions[0].Required || l2.Regions[0].Roots[0][0] != 0x11 || l2.SNP.AllowSMT || *l2.SNP.MinimumGuestSVN != 2 {
 		t.Errorf("rules for llm-2 = %+v", l2)
 	}
-	if p.RulesFor("[odd]-1").RequireHardware || !p.RulesFor("o-1").RequireHardware {
-		t.Error("an escaped glob does not match literally")
+	if p.RulesFor("odd-1x").RequireHardware || !p.RulesFor("odd-x").RequireHardware {
+		t.Error("a class in a glob does not match as a class")
+	}
+	// A name outside the VM name rule matches no vm block, not even "*":
+	// it gets the defaults block only (and appraisal contraindicates it).
+	for _, bad := range []string{"llm-1 ", "llm-1\u200b", "ll\u043c-1", "odd-1/x"} {
+		if r := p.RulesFor(bad); len(r.Matched) != 0 || r.MaxAge != 10*time.Minute {
+			t.Errorf("RulesFor(%q) = %+v, want the defaults only", bad, r)
+		}
+	}
+	if m := p.RulesFor("llm-2").Matched; !slices.Equal(m, []string{"llm-*", "llm-2"}) {
+		t.Errorf("RulesFor(llm-2).Matched = %q", m)
 	}
 	// RulesFor hands out copies.
 	l1.Regions[0].ID = "changed"
 	if p.RulesFor("llm-1").Regions[0].ID != "a" {
 		t.Error("changing the rules RulesFor returned changed the policy")
 	}
-	if got := p.VMPatterns(); !slices.Equal(got, []string{"llm-*", "llm-2", `\[odd\]*`}) {
+	if got := p.VMPatterns(); !slices.Equal(got, []string{"llm-*", "llm-2", "odd-[0-9]*"}) {
 		t.Errorf("VMPatterns = %q", got)
 	}
 }
@@ -219,6 +233,14 @@ func TestContribPolicy(t *testing.T) {
 	}
 	if b := p.RulesFor("build-box"); b.RequireHardware || b.HardwareTypes != nil || len(b.RequiredRegions) != 0 {
 		t.Errorf("contrib rules for build-box = %+v", b)
+	}
+	if !r.BindVMIdentity || !r.RequireVMBlock || len(r.Matched) != 1 {
+		t.Errorf("contrib rules for llm-7 bind %v, require a block %v, matched %q", r.BindVMIdentity, r.RequireVMBlock, r.Matched)
+	}
+	other := result(t)
+	renamed("db-1")(other)
+	if v := p.At(testNow).AppraiseResult(other); finding(t, v, "vm.known").Reason != ReasonUnknownVM {
+		t.Errorf("contrib policy, a VM no block names: %+v", v.Findings)
 	}
 }
 

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path"
@@ -42,6 +43,9 @@ func Generate(g Golden) ([]byte, error) {
 		return nil, errors.New("policy: the golden report did not verify")
 	}
 	rep := res.Report
+	if err := attest.CheckVMName(rep.Workload); err != nil {
+		return nil, fmt.Errorf("policy: the golden report's VM: %w", err)
+	}
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 
@@ -80,6 +84,10 @@ func Generate(g Golden) ([]byte, error) {
 	}
 
 	w("defaults {\n")
+	w("  # Only the VMs a vm block names are appraised: any other VM (another\n")
+	w("  # name, or this one spelled differently) is contraindicated (unknown_vm).\n")
+	w("  # Add a vm block for each VM you accept.\n")
+	w("  require_vm_block = true\n")
 	if hw != nil {
 		w("  # The report must carry hardware evidence, and every region must come from\n")
 		w("  # the guest (none measured by the host).\n")
@@ -100,7 +108,19 @@ func Generate(g Golden) ([]byte, error) {
 	w("  allowed_events = %s\n", hclList(events))
 	w("}\n\n")
 
+	w("# The golden report's VM, by its exact name.\n")
 	w("vm %s {\n", hclString(globEscape(rep.Workload)))
+	if id, ok := launchIdentity(g.Hardware); ok {
+		if bytes.Equal(id, identityFor(g.Hardware, rep.Workload)) {
+			w("  # The host launched the VM with its name's identity (%s): evidence relabelled\n", identityField(g.Hardware))
+			w("  # for another VM is contraindicated.\n")
+			w("  bind_vm_identity = true\n")
+		} else {
+			w("  # Launch the VM with its identity (hvmon vm identity %s) as %s,\n", printableComment(rep.Workload), identityField(g.Hardware))
+			w("  # then set this: evidence relabelled for another VM is then contraindicated.\n")
+			w("  # bind_vm_identity = true\n")
+		}
+	}
 	claims := slices.Clone(res.AllClaims())
 	slices.SortFunc(claims, func(a, c attest.Claim) int { return strings.Compare(a.Region.ID, c.Region.ID) })
 	if len(claims) > 0 {
@@ -157,6 +177,37 @@ func Generate(g Golden) ([]byte, error) {
 }
 
 func hexs(b []byte) string { return fmt.Sprintf("%x", b) }
+
+// launchIdentity returns the field of the hardware facts the host sets at
+// launch: SEV-SNP HOST_DATA or TDX MRCONFIGID.
+func launchIdentity(f *HardwareFacts) ([]byte, bool) {
+	switch {
+	case f == nil:
+		return nil, false
+	case f.SNP != nil:
+		return f.SNP.HostData, true
+	case f.TDX != nil:
+		return f.TDX.MRConfigID, true
+	}
+	return nil, false
+}
+
+// identityFor is the launch identity hvmon expects in that field for vm.
+func identityFor(f *HardwareFacts, vm string) []byte {
+	if f.SNP != nil {
+		h := attest.VMIdentityHostData(vm)
+		return h[:]
+	}
+	m := attest.VMIdentityMRConfigID(vm)
+	return m[:]
+}
+
+func identityField(f *HardwareFacts) string {
+	if f.SNP != nil {
+		return "HOST_DATA"
+	}
+	return "MRCONFIGID"
+}
 
 // hclString quotes s as an HCL string literal: the escapes HCL knows, and
 // template sequences ("${", "%{") doubled so they stay literal.

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -112,10 +113,10 @@ func TestGenerateWithoutHardware(t *testing.T) {
 	}
 }
 
-// VM names become HCL strings and glob patterns that match exactly them,
-// whatever they hold.
+// A golden report's VM name becomes a pattern that matches exactly that
+// name; a name outside the VM name rule is refused.
 func TestGenerateNames(t *testing.T) {
-	for _, name := range []string{"vm-1", `we"ird\name`, "a*b?[c]", "${var.x}", "%{ if true }x%{ endif }", "$${x}", "$$", "tab\tnew\nline", "ünï", "a/b"} {
+	for _, name := range []string{"vm-1", "db_prod.example.com", "tenant+a@zone:2", "6f1c1d2e-0000-4000-8000-000000000001"} {
 		res := result(t)
 		res.Report.Workload = name
 		text, err := Generate(Golden{Result: res, Hardware: snpFacts(), HostKeys: []string{name + ".pub"}})
@@ -131,6 +132,107 @@ func TestGenerateNames(t *testing.T) {
 			t.Errorf("name %q: pattern %q does not match exactly the name", name, got)
 		}
 	}
+	for _, name := range []string{`we"ird\name`, "a*b?[c]", "${var.x}", "tab\tnew\nline", "\u00fcn\u00ef", "a/b", "vm-1 "} {
+		res := result(t)
+		res.Report.Workload = name
+		if _, err := Generate(Golden{Result: res, Hardware: snpFacts(), HostKeys: []string{"h.pub"}}); !errors.Is(err, attest.ErrInvalidVMName) {
+			t.Errorf("Generate for VM %q = %v, want ErrInvalidVMName", name, err)
+		}
+	}
+}
+
+// TestGeneratedPolicyNamesOneVM: a policy from policy init affirms its
+// golden VM and contraindicates every other VM, whether renamed slightly
+// (a trailing space, a look-alike letter: invalid_vm_name) or another
+// valid name (unknown_vm), even when that VM's report is otherwise the
+// golden one; an admin adds a VM deliberately with a vm block.
+func TestGeneratedPolicyNamesOneVM(t *testing.T) {
+	golden := result(t)
+	text, err := Generate(Golden{Result: golden, Hardware: snpFacts(), HostKeys: []string{"host.pub"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := mustParse(t, string(text), &fakeHardware{facts: snpFacts()})
+	if v := p.At(testNow).AppraiseResult(golden); v.Status != Affirming {
+		t.Fatalf("the golden report: %s %+v", v.Status, v.Findings)
+	}
+	for name, reason := range map[string]string{
+		"vm-1 ":      ReasonInvalidVMName,
+		"v\u043c-1":  ReasonInvalidVMName,
+		"vm-1\u200b": ReasonInvalidVMName,
+		"vm-2":       ReasonUnknownVM,
+		"VM-1":       ReasonUnknownVM,
+	} {
+		res := result(t)
+		renamed(name)(res)
+		v := p.At(testNow).AppraiseResult(res)
+		if v.Status != Contraindicated || !hasReason(v, reason) {
+			t.Errorf("report for %q under the generated policy: %s %+v, want contraindicated with %s", name, v.Status, v.Findings, reason)
+		}
+	}
+	// The admin accepts vm-2 by adding a block for it.
+	p = mustParse(t, string(text)+"vm \"vm-2\" {\n}\n", &fakeHardware{facts: snpFacts()})
+	res := result(t)
+	renamed("vm-2")(res)
+	if v := p.At(testNow).AppraiseResult(res); v.Status != Affirming || finding(t, v, "vm.known").Reason != ReasonKnownVM {
+		t.Errorf("vm-2 after the admin added its block: %s %+v", v.Status, v.Findings)
+	}
+}
+
+// A golden report whose hardware carries its VM's identity gives a policy
+// that binds it; one without, a policy that says how to.
+func TestGenerateIdentity(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		facts *HardwareFacts
+		bound bool
+	}{
+		{"snp bound", withIdentity("vm-1")(snpFacts()), true},
+		{"snp not bound", snpFacts(), false},
+		{"tdx bound", withTDXIdentity("vm-1")(nil), true},
+		{"tdx not bound", tdxFacts(), false},
+	} {
+		res := result(t)
+		if tc.facts.TDX != nil {
+			res.Guest.Hardware.Type, res.Guest.Platform = "tdx", "tdx"
+		}
+		text, err := Generate(Golden{Result: res, Hardware: tc.facts, HostKeys: []string{"host.pub"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(text), "\n  bind_vm_identity = true\n"); got != tc.bound {
+			t.Errorf("%s: bind_vm_identity written %v, want %v\n%s", tc.name, got, tc.bound, text)
+		}
+		if !tc.bound && !strings.Contains(string(text), "# bind_vm_identity = true") {
+			t.Errorf("%s: no hint how to bind the identity", tc.name)
+		}
+		p := mustParse(t, string(text), &fakeHardware{facts: tc.facts})
+		if v := p.At(testNow).AppraiseResult(res); v.Status != Affirming {
+			t.Errorf("%s: golden report against its policy: %s %+v", tc.name, v.Status, v.Findings)
+		}
+		if tc.bound {
+			// The same evidence relabelled for another VM: the identity
+			// gives it away even under a block that names that VM.
+			p := mustParse(t, string(text)+"vm \"vm-2\" {\n  bind_vm_identity = true\n}\n", &fakeHardware{facts: tc.facts})
+			other := result(t)
+			if tc.facts.TDX != nil {
+				other.Guest.Hardware.Type, other.Guest.Platform = "tdx", "tdx"
+			}
+			renamed("vm-2")(other)
+			if v := p.At(testNow).AppraiseResult(other); finding(t, v, "vm.identity").Reason != ReasonIdentityMismatch {
+				t.Errorf("%s: relabelled evidence: %+v", tc.name, v.Findings)
+			}
+		}
+	}
+}
+
+func hasReason(v Verdict, reason string) bool {
+	for _, f := range v.Findings {
+		if f.Reason == reason {
+			return true
+		}
+	}
+	return false
 }
 
 // FuzzHCLString: any UTF-8 string survives quoting into HCL and parsing.

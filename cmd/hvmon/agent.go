@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -57,7 +56,11 @@ guest console or journal). The agent runs until SIGTERM or SIGINT.`,
 			if evidenceTy == "" {
 				evidenceTy = cfg.Evidence
 			}
-			provider, err := a.evidenceProvider(cmd.Context(), evidenceTy, cfg.SimulatedSeed)
+			simOpts, err := cfg.SimulatedOptions()
+			if err != nil {
+				return configErr(err)
+			}
+			provider, err := a.evidenceProvider(cmd.Context(), evidenceTy, simOpts)
 			if err != nil {
 				return configErr(fmt.Errorf("--evidence %s: %w", evidenceTy, err))
 			}
@@ -79,16 +82,13 @@ guest console or journal). The agent runs until SIGTERM or SIGINT.`,
 // ("" means auto); nil means no hardware evidence. A simulated provider
 // without a seed gets a fresh chain, whose roots it logs so that a
 // verifier can be told to trust them.
-func (a *app) evidenceProvider(ctx context.Context, name, seedHex string) (evidence.Provider, error) {
+func (a *app) evidenceProvider(ctx context.Context, name string, simOpts sim.Options) (evidence.Provider, error) {
 	if name == "" {
 		name = evidence.NameAuto
 	}
-	seed, err := hex.DecodeString(seedHex)
-	if err != nil {
-		return nil, fmt.Errorf("simulated seed: %w", err)
-	}
+	seed := simOpts.Seed
 	log := a.log.Named("evidence")
-	p, err := evidence.New(ctx, name, evidence.ProviderOptions{Logger: log, Simulated: sim.Options{Seed: seed}})
+	p, err := evidence.New(ctx, name, evidence.ProviderOptions{Logger: log, Simulated: simOpts})
 	if name == evidence.NameAuto && errors.Is(err, evidence.ErrNoHardware) {
 		log.Info("no TEE found; guest evidence will carry no hardware evidence", "probe", err)
 		return nil, nil

@@ -59,6 +59,9 @@ chmod 600 rather than --unsafe-key-permissions.`,
 			if !req.Event.Valid() {
 				return configErr(fmt.Errorf("--event %q: want one of %s", event, strings.Join(events, ", ")))
 			}
+			if err := attest.CheckVMName(workload); err != nil {
+				return configErr(fmt.Errorf("--workload: %w", err))
+			}
 			if err := checkDuration("ttl", ttl, minTTL, maxTTL); err != nil {
 				return err
 			}
@@ -117,7 +120,7 @@ chmod 600 rather than --unsafe-key-permissions.`,
 	f := cmd.Flags()
 	f.StringVar(&keyPath, "key", "", "private `KEY` file (PEM PKCS#8, mode 0600) (required)")
 	f.StringArrayVar(&regions, "region", nil, "region to measure, `ID=FILE[:OFFSET:SIZE]`; repeat for more (required)")
-	f.StringVar(&workload, "workload", "default", "`WORKLOAD` (VM) identifier recorded in the report")
+	f.StringVar(&workload, "workload", "default", "`WORKLOAD` (VM) name recorded in the report: "+attest.VMNameRule)
 	f.StringVar(&event, "event", string(attest.EventOnDemand), "lifecycle `EVENT` the report answers: "+strings.Join(events, ", "))
 	f.DurationVar(&ttl, "ttl", attest.DefaultTTL, fmt.Sprintf("report lifetime, %s to %s", minTTL, maxTTL))
 	f.StringVar(&nonceHex, "nonce", "", fmt.Sprintf("`HEX` nonce to answer, 8 to 64 bytes (default %d random bytes)", attest.NonceSize))

@@ -37,7 +37,10 @@ key under two VM names is contraindicated (a relabelled or cloned VM).
 What the host says about itself (facts such as a rejected evidence's hash,
 its agent status, the event) explains a finding but never lowers it. With
 --policy, every report that verified is also appraised against it.
-hvmon log verify runs the same audit over the daemon's store.
+With --vm, only the reports about that VM (as --vm matches one report)
+are audited; a report whose signature does not verify is kept, since
+nothing in it names a VM that can be trusted. hvmon log verify runs the
+same audit over the daemon's store.
 
 The output is each VM's timeline, one line per finding (check, report,
 status, reason, detail) and a last line VERDICT: affirming, warning or
@@ -146,6 +149,13 @@ func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.
 // report's bytes first (log verify: the file still hashes to its name);
 // its error stands for the report's verification error.
 func (a *app) auditHistory(paths, names []string, check func(i int, data []byte) error, opts attest.VerifyOptions, pol *policy.Policy, asJSON bool) error {
+	// --vm restricts the audit to one VM's reports: each report is
+	// verified without it and kept only when it is about that VM. A
+	// report whose signature did not verify names no VM anyone can
+	// trust, so it stays in (and fails the audit).
+	vm := opts.VM
+	opts.VM = ""
+	skipped := 0
 	var (
 		in      []policy.ChainReport
 		reports []chainReportJSON
@@ -175,6 +185,10 @@ func (a *app) auditHistory(paths, names []string, check func(i int, data []byte)
 		default:
 			res, verr = attest.Verify(data, opts)
 		}
+		if vm != "" && res != nil && res.Report != nil && !res.Report.IsAbout(vm) {
+			skipped++
+			continue
+		}
 		cr := policy.ChainReport{Name: names[i], Result: res, Err: verr}
 		if pol != nil && verr == nil {
 			at := opts.Now
@@ -192,6 +206,9 @@ func (a *app) auditHistory(paths, names []string, check func(i int, data []byte)
 			}
 		}
 		reports = append(reports, rj)
+	}
+	if vm != "" && len(in) == 0 {
+		return configErr(fmt.Errorf("--vm %s: none of the %d report(s) is about that VM", vm, len(paths)))
 	}
 	audit := policy.AuditChain(in)
 	var err error
@@ -215,7 +232,7 @@ func (a *app) auditHistory(paths, names []string, check func(i int, data []byte)
 	if err := audit.Err(); err != nil {
 		return fmt.Errorf("chain audit: %w", err)
 	}
-	a.log.Info("chain audited", "reports", len(paths), "vms", len(audit.VMs), "status", audit.Status)
+	a.log.Info("chain audited", "reports", len(in), "other_vms", skipped, "vms", len(audit.VMs), "status", audit.Status)
 	return nil
 }
 

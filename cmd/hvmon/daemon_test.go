@@ -80,6 +80,25 @@ vm "vm-1" {
 	if got := runOK("vm", "attest", "vm-1", "--api-socket", cfg.APISocket); !strings.Contains(got, "vm-1 on-demand seq 0") {
 		t.Errorf("vm attest printed %q", got)
 	}
+	// A relying party's own nonce, end to end: the report answers it, and
+	// verify --nonce tells it from another. (This VM has no agent, so the
+	// report covers no region: exit 5 after the nonce check passed.)
+	mine := filepath.Join(dir, "mine.cose")
+	const nonce = "00112233445566778899aabbccddeeff"
+	runOK("vm", "attest", "vm-1", "--nonce", nonce, "-o", mine, "--api-socket", cfg.APISocket)
+	for _, tc := range []struct {
+		nonce string
+		code  int
+	}{{nonce, exitAppraisal}, {"ffeeddccbbaa99887766554433221100", exitFreshness}} {
+		var o, errb bytes.Buffer
+		code := run([]string{"verify", "--trust", keyPath + ".pub", "--vm", "vm-1", "--nonce", tc.nonce, mine}, nil, &o, &errb)
+		if code != tc.code {
+			t.Errorf("verify --nonce %s: exit %d, want %d\n%s%s", tc.nonce, code, tc.code, o.String(), errb.String())
+		}
+		if want := tc.nonce == nonce; strings.Contains(o.String(), "matches the verifier's nonce") != want {
+			t.Errorf("verify --nonce %s: nonce check passed %v\n%s", tc.nonce, !want, o.String())
+		}
+	}
 	q.Inject("SHUTDOWN", map[string]any{"reason": "guest-shutdown"})
 	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(runOK("log", "list", "--data-dir", cfg.DataDir), "shutdown"); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -87,9 +106,9 @@ vm "vm-1" {
 		}
 	}
 	got := runOK("log", "verify", "--data-dir", cfg.DataDir, "--trust", keyPath+".pub")
-	// The on-demand report has no guest evidence (no agent): a warning; the
-	// shutdown's needs none.
-	if !strings.Contains(got, "[2 report(s) of 1 VM(s)]") || !strings.Contains(got, "VERDICT: warning (1 warning(s)): no_evidence") {
+	// The two on-demand reports (one for the relying party's nonce) have
+	// no guest evidence (no agent): a warning each; the shutdown's needs none.
+	if !strings.Contains(got, "[3 report(s) of 1 VM(s)]") || !strings.Contains(got, "VERDICT: warning (2 warning(s)): no_evidence") {
 		t.Errorf("log verify:\n%s", got)
 	}
 	cancel()

@@ -13,8 +13,8 @@ const (
 	exitUsage     = 1 // usage, configuration or I/O error; nothing was decided about a report
 	exitMalformed = 2 // the report is not a well-formed hvmon report
 	exitTrust     = 3 // bad signature, untrusted key, or guest evidence not bound
-	exitFreshness = 4 // expired, not yet valid, lifetime too long, or nonce mismatch
-	exitAppraisal = 5 // drift in strict mode, or an expected region is missing
+	exitFreshness = 4 // expired, not yet valid, lifetime too long, stale guest evidence, or nonce mismatch
+	exitAppraisal = 5 // drift in strict mode, an expected region missing or unbacked, another VM, no hardware evidence when required
 )
 
 // exitCodeHelp documents the exit codes in help texts.
@@ -27,9 +27,12 @@ const exitCodeHelp = `Exit codes:
   3  signature or trust failure: the signature does not verify, the signing
      key is not among --trust, or guest evidence is not bound to the report
   4  freshness failure: expired, not yet valid, lifetime above
-     --max-lifetime, or the report answers another --nonce
+     --max-lifetime, guest evidence older than --max-evidence-age before
+     its report, or the report answers another --nonce
   5  appraisal failure: a region drifted from --expect in --strict mode,
-     an --expect region is missing from the report, or --policy gives a
+     an --expect region is missing from the report or only the host
+     vouches for it, the report is about another VM than --vm, it has no
+     hardware evidence with --require-hardware, or --policy gives a
      contraindicated verdict (warnings exit 0)`
 
 // configError marks an error about the command's own inputs (flags, key

@@ -31,17 +31,21 @@ func TestExitCode(t *testing.T) {
 		{attest.ErrNotYetValid, exitFreshness},
 		{attest.ErrLifetime, exitFreshness},
 		{attest.ErrNonce, exitFreshness},
+		{attest.ErrStaleEvidence, exitFreshness},
 
 		{attest.ErrAppraisal, exitAppraisal},
 		{attest.ErrRegionDrift, exitAppraisal},
 		{&attest.RegionDriftError{Regions: []attest.RegionDrift{{RegionID: "a"}}}, exitAppraisal},
 		{attest.ErrIncomplete, exitAppraisal},
+		{attest.ErrWrongVM, exitAppraisal},
+		{attest.ErrNoHardware, exitAppraisal},
 
 		// Everything else is a usage, configuration or I/O error.
 		{errors.New("anything"), exitUsage},
 		{fs.ErrNotExist, exitUsage},
 		{attest.ErrVerification, exitUsage},
 		{attest.ErrInvalidRegion, exitUsage},
+		{&attest.InvalidVMNameError{Name: "a b"}, exitUsage},
 		{&attest.BackendError{Backend: "file", Op: "snapshot", Err: fs.ErrNotExist}, exitUsage},
 		{&attest.InvalidRegionError{ID: "x", Reason: "bad"}, exitUsage},
 	} {

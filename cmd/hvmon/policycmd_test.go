@@ -35,11 +35,16 @@ var policyScriptTime = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
 // simreport command, and $POLICY_RUNNER, an executable marker that scripts
 // test with [exec:$POLICY_RUNNER]; other runners of the directory skip them.
 //
-//	simreport [-tdx] [-debug] [-event EV] [-host-region ID=FILE] KEY OUT ID=FILE...
+//	simreport [-tdx] [-debug] [-none] [-event EV] [-host-region ID=FILE] [-vm NAME]
+//	          [-launched-as NAME] [-uuid UUID] [-guest-age D] [-nonce HEX] KEY OUT ID=FILE...
 //
-// signs (with the host KEY) a report of VM vm-1 issued at
+// signs (with the host KEY) a report of VM vm-1 (or -vm NAME) issued at
 // 2026-01-15T12:00:00Z, whose guest evidence holds the regions ID=FILE and
-// simulated SEV-SNP (or TDX) evidence from $SIMSEED, and writes it to OUT.
+// simulated SEV-SNP (or TDX) evidence from $SIMSEED (-none: no hardware
+// evidence, platform none), and writes it to OUT. -launched-as NAME sets
+// the simulated HOST_DATA (MRCONFIGID) to NAME's VM identity; -uuid adds
+// host observations with that vm_uuid fact; -guest-age D issues the guest
+// evidence D before the report; -nonce sets the nonce (hex).
 func TestPolicyScripts(t *testing.T) {
 	files, err := filepath.Glob("testdata/script/policy*.txtar")
 	if err != nil || len(files) == 0 {
@@ -95,6 +100,37 @@ func simProviders() error {
 	return simErr
 }
 
+var (
+	identityMu    sync.Mutex
+	identityProvs = map[string]evidence.SimulatedProvider{}
+)
+
+// identityProvider is the simulated provider of type typ for a guest the
+// host launched with the VM identity of name (HOST_DATA or MRCONFIGID).
+func identityProvider(ts *testscript.TestScript, typ attest.Platform, name string) evidence.SimulatedProvider {
+	identityMu.Lock()
+	defer identityMu.Unlock()
+	key := string(typ) + "/" + name
+	if p, ok := identityProvs[key]; ok {
+		return p
+	}
+	o := sim.Options{Seed: policySimSeed}
+	var p evidence.SimulatedProvider
+	var err error
+	if typ == evidence.TypeSimulatedTDX {
+		m := attest.VMIdentityMRConfigID(name)
+		o.MRConfigID = m[:]
+		p, err = evidence.NewSimulatedTDX(o)
+	} else {
+		h := attest.VMIdentityHostData(name)
+		o.HostData = h[:]
+		p, err = evidence.NewSimulatedSNP(o)
+	}
+	ts.Check(err)
+	identityProvs[key] = p
+	return p
+}
+
 func cmdSimReport(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("unsupported: ! simreport")
@@ -103,20 +139,45 @@ func cmdSimReport(ts *testscript.TestScript, neg bool, args []string) {
 	var p evidence.SimulatedProvider = simSNP
 	event := attest.EventBoot
 	var hostRegions []string
+	vm, launchedAs, uuid := "vm-1", "", ""
+	var guestAge time.Duration
+	var none bool
+	nonce := make([]byte, 32)
+	_, err := rand.Read(nonce)
+	ts.Check(err)
 	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
 		switch args[0] {
 		case "-tdx":
 			p = simTDX
 		case "-debug":
 			p = simDbg
+		case "-none":
+			none = true
 		case "-event":
 			event, args = attest.Event(args[1]), args[1:]
 		case "-host-region":
 			hostRegions, args = append(hostRegions, args[1]), args[1:]
+		case "-vm":
+			vm, args = args[1], args[1:]
+		case "-launched-as":
+			launchedAs, args = args[1], args[1:]
+		case "-uuid":
+			uuid, args = args[1], args[1:]
+		case "-guest-age":
+			guestAge, err = time.ParseDuration(args[1])
+			ts.Check(err)
+			args = args[1:]
+		case "-nonce":
+			nonce, err = hex.DecodeString(args[1])
+			ts.Check(err)
+			args = args[1:]
 		default:
 			ts.Fatalf("simreport: unknown option %s", args[0])
 		}
 		args = args[1:]
+	}
+	if launchedAs != "" {
+		p = identityProvider(ts, p.Type(), launchedAs)
 	}
 	if len(args) < 3 {
 		ts.Fatalf("usage: simreport [-tdx] [-debug] [-event EV] [-host-region ID=FILE] KEY OUT ID=FILE...")
@@ -134,32 +195,38 @@ func cmdSimReport(ts *testscript.TestScript, neg bool, args []string) {
 			out = append(out, attest.Claim{
 				Region:   attest.Region{ID: id, Size: uint64(len(data)), Source: "file:" + file},
 				Snapshot: attest.Snapshot{RegionID: id, Root: measure.Bytes(data), Size: uint64(len(data)), TakenAt: policyScriptTime, PageSize: 4096},
-				Workload: "vm-1", Platform: platform,
+				Workload: vm, Platform: platform,
 			})
 		}
 		return out
 	}
 	gk, err := attest.NewKeyFromSeed(bytes.Repeat([]byte{0x47}, attest.SeedSize))
 	ts.Check(err)
-	nonce := make([]byte, 32)
-	_, err = rand.Read(nonce)
-	ts.Check(err)
-	g := &attest.GuestEvidence{
-		IssuedAt: policyScriptTime, Nonce: nonce, Event: event, VM: "vm-1",
-		Platform: p.Type(), GuestKey: gk.PublicKey().Bytes(), Claims: claims(args[2:], p.Type()),
+	platform := p.Type()
+	if none {
+		platform = attest.PlatformNone
 	}
-	rd, err := attest.GuestReportData(g)
-	ts.Check(err)
-	if g.Hardware, err = p.Evidence(context.Background(), rd); err != nil {
-		ts.Fatalf("simreport: %v", err)
+	g := &attest.GuestEvidence{
+		IssuedAt: policyScriptTime.Add(-guestAge), Nonce: nonce, Event: event, VM: vm,
+		Platform: platform, GuestKey: gk.PublicKey().Bytes(), Claims: claims(args[2:], platform),
+	}
+	if !none {
+		rd, err := attest.GuestReportData(g)
+		ts.Check(err)
+		if g.Hardware, err = p.Evidence(context.Background(), rd); err != nil {
+			ts.Fatalf("simreport: %v", err)
+		}
 	}
 	guest, err := attest.SignGuestEvidence(gk, g, &attest.SignOptions{Deterministic: true})
 	ts.Check(err)
 	r := &attest.Report{
 		IssuedAt: policyScriptTime, ExpiresAt: policyScriptTime.Add(time.Hour), Nonce: nonce,
-		Event: event, Workload: "vm-1", Platform: attest.PlatformHost,
+		Event: event, Workload: vm, Platform: attest.PlatformHost,
 		Attester: attest.Identity{Name: "hv-1"}, Guest: guest,
 		Claims: claims(hostRegions, attest.PlatformHost),
+	}
+	if uuid != "" {
+		r.Host = &attest.Observations{Host: "hv-1", EventAt: policyScriptTime, Agent: "ok", Facts: map[string]string{attest.FactVMUUID: uuid}}
 	}
 	signed, err := attest.Sign(hk, r, &attest.SignOptions{Deterministic: true})
 	ts.Check(err)

@@ -28,7 +28,16 @@ The report is decoded as strictly as verify decodes it, but no signature,
 key, time or nonce is checked: nothing shown is authenticated. Use it to
 look at a report, and hvmon verify to decide anything about it.
 
---json prints the decoded report as JSON with "verified": false.
+Labels are shown for what backs them: a host report's own regions are
+"the host's word" whatever platform they name, guest regions are "backed by
+<type> hardware evidence" only when the guest evidence carries it (show
+does not verify it), and guest evidence without hardware evidence is the
+host's word too. The evidence age is the report's issued-at minus the
+guest evidence's.
+
+--json prints the decoded report as JSON with "verified": false, and the
+same origins ("claims_origin", "guest_claims_origin") and
+"evidence_age_seconds".
 
 Exit codes: 0 decoded, 1 usage or I/O error, 2 malformed report.`,
 		Args: exactArgs(1, `one REPORT file (or "-" for stdin)`),
@@ -42,7 +51,13 @@ Exit codes: 0 decoded, 1 usage or I/O error, 2 malformed report.`,
 				return fmt.Errorf("%s: %w", displayName(args[0]), err)
 			}
 			if asJSON {
-				err = writeJSON(a.stdout, showJSON{Verified: false, Inspection: in})
+				v := showJSON{Verified: false, Inspection: in}
+				v.ClaimsOrigin, v.GuestClaimsOrigin = attest.Origins(in.Report, in.Guest)
+				if in.Guest != nil {
+					age := int64(in.Report.IssuedAt.Sub(in.Guest.IssuedAt) / time.Second)
+					v.EvidenceAgeSeconds = &age
+				}
+				err = writeJSON(a.stdout, v)
 			} else {
 				err = writeShowText(a.stdout, in)
 			}
@@ -58,6 +73,12 @@ Exit codes: 0 decoded, 1 usage or I/O error, 2 malformed report.`,
 type showJSON struct {
 	Verified bool `json:"verified"`
 	*attest.Inspection
+	// ClaimsOrigin and GuestClaimsOrigin say who vouches for the report's
+	// own claims and for the guest evidence's (attest.Origins), assuming
+	// hardware evidence present would verify.
+	ClaimsOrigin       attest.Origin `json:"claims_origin"`
+	GuestClaimsOrigin  attest.Origin `json:"guest_claims_origin,omitempty"`
+	EvidenceAgeSeconds *int64        `json:"evidence_age_seconds,omitempty"`
 }
 
 func writeShowText(w io.Writer, in *attest.Inspection) error {
@@ -68,8 +89,9 @@ func writeShowText(w io.Writer, in *attest.Inspection) error {
 	p.field("", "content type", printable(in.Type))
 	p.field("", "algorithm", algName(in.Alg))
 	p.field("", "event", printable(string(r.Event)))
-	p.field("", "workload", printable(r.Workload))
-	p.field("", "platform", printable(string(r.Platform)))
+	p.field("", "workload", vmNameText(r.Workload))
+	outer, guest := attest.Origins(r, in.Guest)
+	p.field("", "platform", platformText(r.Platform, outer))
 	p.field("", "attester key id", r.Attester.KeyID.String())
 	p.field("", "attester name", orNone(printable(r.Attester.Name)))
 	p.field("", "seq", strconv.FormatUint(r.Seq, 10))
@@ -77,7 +99,7 @@ func writeShowText(w io.Writer, in *attest.Inspection) error {
 	p.field("", "issued", timeString(r.IssuedAt))
 	p.field("", "expires", timeString(r.ExpiresAt))
 	p.field("", "nonce", fmt.Sprintf("%x", []byte(r.Nonce)))
-	p.claims("", r.Claims)
+	p.claims("", r.Claims, originText(outer, nil))
 	if h := r.Host; h != nil {
 		p.line("host observations:")
 		p.field("  ", "host", printable(h.Host))
@@ -99,10 +121,11 @@ func writeShowText(w io.Writer, in *attest.Inspection) error {
 		p.line("guest evidence:")
 		p.field("  ", "hash", digestOrNone(in.GuestHash))
 		p.field("  ", "guest key id", attest.KeyIDOf(g.GuestKey).String())
-		p.field("  ", "vm", printable(g.VM))
+		p.field("  ", "vm", vmNameText(g.VM))
 		p.field("  ", "event", printable(string(g.Event)))
-		p.field("  ", "platform", printable(string(g.Platform)))
+		p.field("  ", "platform", guestPlatformText(g))
 		p.field("  ", "issued", timeString(g.IssuedAt))
+		p.field("  ", "evidence age", fmt.Sprintf("%s (the report's issued-at minus this)", r.IssuedAt.Sub(g.IssuedAt)))
 		p.field("  ", "seq", strconv.FormatUint(g.Seq, 10))
 		p.field("  ", "prev", digestOrNone(g.Prev))
 		p.field("  ", "nonce", fmt.Sprintf("%x", []byte(g.Nonce)))
@@ -111,9 +134,51 @@ func writeShowText(w io.Writer, in *attest.Inspection) error {
 		} else {
 			p.field("  ", "hardware", "(none)")
 		}
-		p.claims("  ", g.Claims)
+		p.claims("  ", g.Claims, originText(guest, g.Hardware))
 	}
 	return p.err
+}
+
+// vmNameText shows a VM name; one outside the VM name rule is quoted in
+// ASCII, so that a look-alike letter or a trailing space is visible.
+func vmNameText(name string) string {
+	if attest.ValidVMName(name) {
+		return name
+	}
+	return strconv.QuoteToASCII(name) + " (not a valid VM name: docs/FORMAT.md §6.1)"
+}
+
+// platformText shows a report's platform for what it is: in a host report
+// a label other than "host" is only the host's word.
+func platformText(pl attest.Platform, outer attest.Origin) string {
+	if outer == attest.OriginHost && pl != attest.PlatformHost {
+		return printable(string(pl)) + " (a label the host wrote: no evidence backs it)"
+	}
+	return printable(string(pl))
+}
+
+// guestPlatformText shows guest evidence's platform with what backs it.
+// (Decoding already refused a TEE platform without hardware evidence of
+// that type.)
+func guestPlatformText(g *attest.GuestEvidence) string {
+	if g.Hardware == nil {
+		return printable(string(g.Platform)) + " (no hardware evidence: the guest key is vouched for by the host alone)"
+	}
+	return printable(string(g.Platform)) + " (with hardware evidence; not verified here)"
+}
+
+// originText says who vouches for a set of claims.
+func originText(o attest.Origin, hw *attest.HardwareEvidence) string {
+	switch o {
+	case attest.OriginHardware:
+		return fmt.Sprintf("measured by the guest, backed by %s hardware evidence if it verifies", printable(string(hw.Type)))
+	case attest.OriginGuestUnbacked:
+		return "measured by the guest without hardware evidence: the host's word"
+	case attest.OriginHost:
+		return "host-measured: the host's word"
+	default:
+		return "the signer's own measurement"
+	}
 }
 
 // printer writes aligned "name: value" lines and keeps the first error.
@@ -132,8 +197,12 @@ func (p *printer) field(indent, name, value string) {
 	p.line(fmt.Sprintf("%s%-*s %s", indent, 17-len(indent), name+":", value))
 }
 
-func (p *printer) claims(indent string, cs []attest.Claim) {
-	p.field(indent, "claims", strconv.Itoa(len(cs)))
+func (p *printer) claims(indent string, cs []attest.Claim, origin string) {
+	if len(cs) == 0 {
+		p.field(indent, "claims", "0")
+	} else {
+		p.field(indent, "claims", fmt.Sprintf("%d (%s)", len(cs), origin))
+	}
 	in := indent + "    "
 	for _, c := range cs {
 		p.line(fmt.Sprintf("%s  region %s", indent, printable(c.Region.ID)))

@@ -24,6 +24,11 @@ type vector struct {
 	Strict bool              `json:"strict"`
 	Exit   int               `json:"exit"`
 	Drift  []string          `json:"drift"`
+
+	AllowHostMeasured bool   `json:"allow_host_measured"`
+	RequireHardware   bool   `json:"require_hardware"`
+	VM                string `json:"vm"`
+	MaxEvidenceAge    string `json:"max_evidence_age"`
 }
 
 const vectorDir = "../../testdata"
@@ -61,6 +66,18 @@ func TestVectors(t *testing.T) {
 			}
 			if v.Strict {
 				args = append(args, "--strict")
+			}
+			if v.AllowHostMeasured {
+				args = append(args, "--allow-host-measured")
+			}
+			if v.RequireHardware {
+				args = append(args, "--require-hardware")
+			}
+			if v.VM != "" {
+				args = append(args, "--vm", v.VM)
+			}
+			if v.MaxEvidenceAge != "" {
+				args = append(args, "--max-evidence-age", v.MaxEvidenceAge)
 			}
 			args = append(args, filepath.Join(vectorDir, "vectors", v.File))
 

@@ -18,11 +18,13 @@ import (
 func (a *app) verifyCmd() *cobra.Command {
 	var (
 		trust, expect     []string
-		nonceHex, at      string
+		nonceHex, at, vm  string
 		strict, asJSON    bool
 		skew, maxLifetime time.Duration
+		maxEvidenceAge    time.Duration
 		ev                evidenceSettings
 		allowHostMeasured bool
+		requireHardware   bool
 		policyPath        string
 		chain             bool
 	)
@@ -34,10 +36,26 @@ stdin.
 
 Checks run in this order and stop at the first failure: format, trust (the
 signing key is one of the --trust keys), signature, guest evidence, freshness
-(issued-at and expires-at against --at, with --skew tolerance, and a
-lifetime of at most --max-lifetime), nonce (when --nonce is given),
+(issued-at and expires-at against --at, with --skew tolerance, a lifetime
+of at most --max-lifetime, and guest evidence issued at most
+--max-evidence-age before the report), nonce (when --nonce is given), vm
+(with --vm: the report is about that VM), hardware (with
+--require-hardware: the report embeds verified hardware evidence),
 completeness (every --expect region is in the report) and drift (each
 --expect region has one of the expected roots).
+
+--vm NAME|UUID names the VM the report must be about: its workload equals
+NAME byte for byte, or its host's vm_uuid fact equals UUID (any case).
+A report about another VM fails (exit 5). The output always names the VM.
+
+Whose measurements count for --expect: regions the guest agent measured
+under hardware evidence that verified; and, in a report with neither host
+observations nor guest evidence (hvmon attest), the signer's own. A host
+report's own regions, whatever platform they name, and guest regions
+without hardware evidence are the host's word: they count only with
+--allow-host-measured. --require-hardware fails a report without verified
+hardware evidence (exit 5) and counts only the guest's hardware-backed
+regions.
 
 Hardware evidence inside guest evidence is checked offline against AMD's
 and Intel's roots built into hvmon (--amd-roots and --intel-roots replace
@@ -72,7 +90,8 @@ contraindicated verdict exits 5; warnings exit 0.
       --expect weights=3f1c...9a --expect weights=77de...01 report.cose`,
 		Args: verifyArgs(&chain),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := attest.VerifyOptions{Strict: strict, ClockSkew: skew, MaxLifetime: maxLifetime, AllowHostMeasured: allowHostMeasured}
+			opts := attest.VerifyOptions{Strict: strict, ClockSkew: skew, MaxLifetime: maxLifetime, AllowHostMeasured: allowHostMeasured,
+				RequireHardware: requireHardware, MaxEvidenceAge: maxEvidenceAge}
 			// The library reads a zero duration as "use the default", so
 			// zero cannot be passed through as "no tolerance".
 			if skew <= 0 {
@@ -80,6 +99,18 @@ contraindicated verdict exits 5; warnings exit 0.
 			}
 			if maxLifetime <= 0 {
 				return configErr(fmt.Errorf("--max-lifetime %s: must be positive", maxLifetime))
+			}
+			if maxEvidenceAge <= 0 {
+				return configErr(fmt.Errorf("--max-evidence-age %s: must be positive", maxEvidenceAge))
+			}
+			if allowHostMeasured && requireHardware {
+				return configErr(errors.New("--allow-host-measured and --require-hardware contradict each other: choose one"))
+			}
+			if cmd.Flags().Changed("vm") {
+				if err := attest.CheckVMName(vm); err != nil {
+					return configErr(fmt.Errorf("--vm: %w", err))
+				}
+				opts.VM = vm
 			}
 			if cmd.Flags().Changed("nonce") {
 				n, err := parseHex("nonce", nonceHex)
@@ -157,7 +188,10 @@ contraindicated verdict exits 5; warnings exit 0.
 	f.StringArrayVar(&trust, "trust", nil, "trusted public key `PUB` file (PEM SPKI); repeat to trust several (required)")
 	f.StringArrayVar(&expect, "expect", nil, "expected root of a region, `ID=HEX` (64 hex digits); repeat an ID to accept several roots")
 	f.StringVar(&nonceHex, "nonce", "", "`HEX` nonce the report must answer")
-	f.BoolVar(&allowHostMeasured, "allow-host-measured", false, "let regions the host measured itself (platform host, VMs without a TEE) count for --expect")
+	f.BoolVar(&allowHostMeasured, "allow-host-measured", false, "let regions no hardware evidence backs (a host report's own regions, guest regions without hardware evidence) count for --expect")
+	f.BoolVar(&requireHardware, "require-hardware", false, "fail (exit 5) a report without verified hardware evidence; only the guest's hardware-backed regions count")
+	f.StringVar(&vm, "vm", "", "the VM the report must be about: a `NAME` (byte for byte) or the UUID of its vm_uuid fact")
+	f.DurationVar(&maxEvidenceAge, "max-evidence-age", attest.DefaultMaxEvidenceAge, "longest time between the guest evidence's and the report's issued-at")
 	f.BoolVar(&strict, "strict", false, "fail (exit 5) when a region drifted from --expect, instead of warning")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.StringVar(&at, "at", "", "verify as of this RFC 3339 `TIME` instead of now")

@@ -52,6 +52,31 @@ type Options struct {
 	// Measurement is the launch measurement to report (SNP MEASUREMENT,
 	// TDX MR_TD): 48 bytes. Nil means SHA3-384 of a fixed label.
 	Measurement []byte
+	// HostData is the SEV-SNP HOST_DATA the simulated host "launched" the
+	// guest with: 32 bytes, nil for zeros. A real host sets it at launch
+	// (hvmon puts the VM's identity there, attest.VMIdentityHostData).
+	HostData []byte
+	// MRConfigID is the TDX MRCONFIGID the simulated host launched the TD
+	// with: 48 bytes, nil for zeros (attest.VMIdentityMRConfigID).
+	MRConfigID []byte
+}
+
+// HostDataSize and MRConfigIDSize are the sizes of Options.HostData and
+// Options.MRConfigID.
+const (
+	HostDataSize   = 32
+	MRConfigIDSize = 48
+)
+
+// launchValue returns v, or n zero bytes when v is nil, and checks its size.
+func launchValue(what string, v []byte, n int) ([]byte, error) {
+	if v == nil {
+		return make([]byte, n), nil
+	}
+	if len(v) != n {
+		return nil, fmt.Errorf("%s must be %d bytes, got %d", what, n, len(v))
+	}
+	return append([]byte(nil), v...), nil
 }
 
 // DefaultNotBefore is the validity start of seeded chains without an

@@ -251,3 +251,53 @@ func TestOptions(t *testing.T) {
 		t.Errorf("validity %s..%s, want from %s", td.Root().NotBefore, td.NotAfter(), nb)
 	}
 }
+
+// The launch values a host sets (HOST_DATA, MRCONFIGID) appear in the
+// evidence, signed: what a policy's bind_vm_identity checks.
+func TestLaunchValues(t *testing.T) {
+	hostData := bytes.Repeat([]byte{0x4a}, HostDataSize)
+	mrConfigID := bytes.Repeat([]byte{0x4b}, MRConfigIDSize)
+	s, err := NewSNP(Options{Seed: seedB, HostData: hostData})
+	if err != nil {
+		t.Fatal(err)
+	}
+	report, err := s.Report(reportData(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := abi.ReportToProto(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p.HostData, hostData) {
+		t.Errorf("HOST_DATA = %x, want %x", p.HostData, hostData)
+	}
+	td, err := NewTDX(Options{Seed: seedA, MRConfigID: mrConfigID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quote, err := td.Quote(reportData(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyTDX(t, quote, td.Root(), reportData(2)); err != nil {
+		t.Fatalf("quote with MRCONFIGID does not verify: %v", err)
+	}
+	q, _ := tdxabi.QuoteToProto(quote)
+	if got := q.(*tpb.QuoteV4).TdQuoteBody.MrConfigId; !bytes.Equal(got, mrConfigID) {
+		t.Errorf("MRCONFIGID = %x, want %x", got, mrConfigID)
+	}
+	// Unset, they are zeros; a wrong size is refused.
+	q0, _ := NewTDX(Options{Seed: seedA})
+	quote, _ = q0.Quote(reportData(2))
+	q, _ = tdxabi.QuoteToProto(quote)
+	if got := q.(*tpb.QuoteV4).TdQuoteBody.MrConfigId; !bytes.Equal(got, make([]byte, MRConfigIDSize)) {
+		t.Errorf("default MRCONFIGID = %x, want zeros", got)
+	}
+	if _, err := NewSNP(Options{HostData: make([]byte, 31)}); err == nil {
+		t.Error("NewSNP accepted 31 bytes of host data")
+	}
+	if _, err := NewTDX(Options{MRConfigID: make([]byte, 32)}); err == nil {
+		t.Error("NewTDX accepted a 32-byte MRCONFIGID")
+	}
+}

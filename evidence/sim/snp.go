@@ -47,6 +47,7 @@ type SNP struct {
 	measurement []byte
 	debug       bool
 	reportIDKey []byte
+	hostData    []byte
 }
 
 // NewSNP generates (or, with Options.Seed, derives) a simulated AMD chain:
@@ -55,6 +56,10 @@ type SNP struct {
 // TCB and chip id.
 func NewSNP(opts Options) (*SNP, error) {
 	meas, err := opts.measurement()
+	if err != nil {
+		return nil, err
+	}
+	hostData, err := launchValue("host data", opts.HostData, HostDataSize)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +108,7 @@ func NewSNP(opts Options) (*SNP, error) {
 	return &SNP{
 		vcekKey: vcek, ark: signer.Ark, ask: signer.Ask, asvk: signer.Asvk, vcek: signer.Vcek,
 		chipID: chipID, measurement: meas, debug: opts.Debug,
-		reportIDKey: ks.bytes("snp report id", 32),
+		reportIDKey: ks.bytes("snp report id", 32), hostData: hostData,
 	}, nil
 }
 
@@ -145,7 +150,7 @@ func (s *SNP) Report(reportData [64]byte) ([]byte, error) {
 		SignerInfo:       abi.ComposeSignerInfo(abi.SignerInfo{SigningKey: abi.VcekReportSigner}),
 		ReportData:       reportData[:],
 		Measurement:      s.measurement,
-		HostData:         make([]byte, abi.HostDataSize),
+		HostData:         s.hostData,
 		IdKeyDigest:      make([]byte, abi.IDKeyDigestSize),
 		AuthorKeyDigest:  make([]byte, abi.AuthorKeyDigestSize),
 		ReportId:         s.reportIDKey,

@@ -61,6 +61,7 @@ type TDX struct {
 	tcbKey                  *ecdsa.PrivateKey
 	chainPEM                []byte
 	measurement             []byte
+	mrConfigID              []byte
 	attributes              uint64
 	seamSeed                []byte
 }
@@ -70,6 +71,10 @@ type TDX struct {
 // ECDSA P-256 throughout) and an attestation key.
 func NewTDX(opts Options) (*TDX, error) {
 	meas, err := opts.measurement()
+	if err != nil {
+		return nil, err
+	}
+	mrConfigID, err := launchValue("MRCONFIGID", opts.MRConfigID, MRConfigIDSize)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +165,7 @@ func NewTDX(opts Options) (*TDX, error) {
 		root: root, intermediate: intermediate, pck: pck, pckKey: pckKey, attestKey: ak,
 		tcbSigner: tcbSigner, tcbKey: tcbKey,
 		chainPEM:    PEM(pck, intermediate, root),
-		measurement: meas, attributes: attrs,
+		measurement: meas, attributes: attrs, mrConfigID: mrConfigID,
 		seamSeed: ks.bytes("tdx seam", 48),
 	}, nil
 }
@@ -246,7 +251,7 @@ func (t *TDX) Quote(reportData [64]byte) ([]byte, error) {
 		TdAttributes:   attrs,
 		Xfam:           tdxXFAM,
 		MrTd:           t.measurement,
-		MrConfigId:     make([]byte, abi.MrConfigIDSize),
+		MrConfigId:     t.mrConfigID,
 		MrOwner:        make([]byte, abi.MrOwnerSize),
 		MrOwnerConfig:  make([]byte, abi.MrOwnerConfigSize),
 		Rtmrs:          rtmrs,

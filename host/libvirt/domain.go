@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"libvirt.org/go/libvirtxml"
+
+	"hvmon.dev/hvmon/attest"
 )
 
 // AgentChannelName is the virtio-serial port name of hvmon's agent
@@ -77,6 +79,12 @@ func ParseDomainXML(doc string) (*DomainInfo, error) {
 	}
 	return info, nil
 }
+
+// CheckName refuses a domain whose name breaks hvmon's VM name rule
+// (attest.VMNameRule; libvirt itself allows spaces and any Unicode). hvmon
+// does not follow such a domain: its reports would carry a name that a
+// policy contraindicates, and that could read like another VM's.
+func (d *DomainInfo) CheckName() error { return attest.CheckVMName(d.Name) }
 
 // XMLDigest is the SHA3-256 of a domain XML document as libvirt returned
 // it, in hex: the "domain_xml_sha3" observation.

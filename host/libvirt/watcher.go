@@ -47,6 +47,7 @@ type Watcher struct {
 	up        chan struct{}      // closed while connected
 	sessions  map[string]*session
 	followed  map[string]string // uuid -> name, as added to the supervisor
+	refused   map[string]bool   // uuids of wanted domains whose name breaks the VM name rule (logged once)
 	reconnect int
 }
 
@@ -95,7 +96,7 @@ func New(opts Options) (*Watcher, error) {
 		return nil, fmt.Errorf("libvirt: event loop: %w", err)
 	}
 	return &Watcher{opts: opts, log: opts.Logger, up: make(chan struct{}),
-		sessions: map[string]*session{}, followed: map[string]string{}}, nil
+		sessions: map[string]*session{}, followed: map[string]string{}, refused: map[string]bool{}}, nil
 }
 
 // Reconnects counts the connections made after the first.
@@ -237,6 +238,27 @@ func (w *Watcher) wanted(info *DomainInfo) bool {
 	return false
 }
 
+// admit says whether to follow a domain: it is wanted, and its name
+// follows the VM name rule. A wanted domain with a name outside the rule
+// is logged once, naming the domain and the rule.
+func (w *Watcher) admit(uuid string, info *DomainInfo) bool {
+	if !w.wanted(info) {
+		return false
+	}
+	err := info.CheckName()
+	if err == nil {
+		return true
+	}
+	w.mu.Lock()
+	first := !w.refused[uuid]
+	w.refused[uuid] = true
+	w.mu.Unlock()
+	if first {
+		w.log.Error("not following a libvirt domain: its name breaks the VM name rule", "domain", info.Name, "uuid", uuid, "error", err)
+	}
+	return false
+}
+
 // adopt starts following a domain when it is wanted and not yet followed.
 func (w *Watcher) adopt(conn *golibvirt.Connect, dom *golibvirt.Domain) {
 	uuid, err := dom.GetUUIDString()
@@ -253,7 +275,7 @@ func (w *Watcher) adopt(conn *golibvirt.Connect, dom *golibvirt.Domain) {
 		w.log.Warn("ignoring a domain", "uuid", uuid, "error", err)
 		return
 	}
-	if !w.wanted(info) {
+	if !w.admit(uuid, info) {
 		return
 	}
 	w.mu.Lock()
