@@ -195,6 +195,9 @@ func (a *app) demoPolicy(pubPath, out, golden string) error {
 	fmt.Fprintf(a.stdout, "   then hvmon verify --policy %s --chain %s\n", pol, dir)
 	sink.Reset()
 	code := run([]string{"verify", "--policy", pol, "--chain", dir}, nil, &sink, &sink)
+	if n := strings.Count(sink.String(), "identity_bound"); n > 0 {
+		fmt.Fprintf(a.stdout, "  the policy pins the VM's launch identity (bind_vm_identity: HOST_DATA = SHA3-256 of its name, set at launch): bound in %d report(s) with evidence\n", n)
+	}
 	for _, l := range strings.Split(strings.TrimSpace(sink.String()), "\n") {
 		f := strings.Fields(l)
 		if strings.HasPrefix(l, "VERDICT: ") || (len(f) >= 4 && (f[2] == "contraindicated" || f[2] == "warning")) {

@@ -230,8 +230,13 @@ func (r *run) record(ctx context.Context, hostName string, e host.Entry) (Report
 
 func (r *run) lifecycle(ctx context.Context) error {
 	r.say("== Building the guest: the host's kernel, busybox, the static hvmon agent (simulated SEV-SNP), %d regions", len(Regions))
+	// The launch binds the VM's name: HOST_DATA is its identity, as a host
+	// sets it for an SEV-SNP launch (hvmon vm identity), so a policy can
+	// pin it (bind_vm_identity) and evidence relabelled for another VM fails.
+	hostData := attest.VMIdentityHostData(VMName)
 	img, err := tinyvm.Build(ctx, tinyvm.BuildOptions{Dir: r.work, Agent: r.o.Agent, ModuleRoot: r.o.ModuleRoot,
-		Regions: Regions, Evidence: string(evidence.TypeSimulatedSEVSNP), SimulatedSeed: SimulatedSeed})
+		Regions: Regions, Evidence: string(evidence.TypeSimulatedSEVSNP), SimulatedSeed: SimulatedSeed,
+		SimulatedHostData: hex.EncodeToString(hostData[:])})
 	if err != nil {
 		return err
 	}

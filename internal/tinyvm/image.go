@@ -59,6 +59,10 @@ type BuildOptions struct {
 	Evidence string
 	// SimulatedSeed (hex) seeds simulated evidence chains.
 	SimulatedSeed string
+	// SimulatedHostData (hex, 32 bytes) is the HOST_DATA simulated SEV-SNP
+	// evidence reports: what a host sets at an SEV-SNP launch (hvmon sets
+	// attest.VMIdentityHostData of the VM's name).
+	SimulatedHostData string
 	// Regions to create and measure.
 	Regions []Region
 }
@@ -121,7 +125,7 @@ func Build(ctx context.Context, o BuildOptions) (*Image, error) {
 	} else if err := BuildAgent(ctx, o.ModuleRoot, agent); err != nil {
 		return nil, err
 	}
-	cfg := guest.Config{Evidence: o.Evidence, SimulatedSeed: o.SimulatedSeed}
+	cfg := guest.Config{Evidence: o.Evidence, SimulatedSeed: o.SimulatedSeed, SimulatedHostData: o.SimulatedHostData}
 	for _, r := range o.Regions {
 		cfg.Regions = append(cfg.Regions, guest.RegionConfig{ID: r.ID, File: r.Path(), Protection: "RO", Description: "test region " + r.ID})
 	}
