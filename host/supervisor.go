@@ -574,6 +574,6 @@ func (v *vm) report(ctx context.Context, r request, tm *Timing) (Entry, error) {
 	h := e.Hash
 	v.prev = &h
 	v.mu.Unlock()
-	v.log.Info("report", "event", r.event, "seq", rep.Seq, "agent", obs.Agent, "hash", e.Hash.String())
+	v.log.Info("report", "vm", v.cfg.Name, "event", r.event, "seq", rep.Seq, "agent", obs.Agent, "hash", e.Hash.String())
 	return e, nil
 }
