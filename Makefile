@@ -55,7 +55,7 @@ bench:
 LATENCY_N ?= 300
 LATENCY_GAP ?= 50ms
 bench-latency:
-	$(GO) test -tags integration -run '^$$' -bench '^BenchmarkEventLatency$$' -benchtime $(LATENCY_N)x \
+	$(GO) test -tags integration -v -run '^$$' -bench '^BenchmarkEventLatency$$' -benchtime $(LATENCY_N)x \
 		-timeout 60m ./integration/ -args -latency.gap $(LATENCY_GAP)
 
 # Regenerate testdata/vectors and testdata/keys after a deliberate format
