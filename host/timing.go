@@ -20,7 +20,8 @@ type Timing struct {
 	// Queued is the time between the request being made (the QMP event
 	// read, the timer firing, the API call) and the worker taking it up.
 	Queued time.Duration
-	// Status is QMP query-status.
+	// Status is QMP query-status, which runs beside the agent's round
+	// trip: it adds to Total only when it takes longer.
 	Status time.Duration
 	// AgentConnect is dialling the agent socket and the sync exchange; zero
 	// when the connection was already open and in step.
