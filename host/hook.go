@@ -21,6 +21,7 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/hook"
+	"hvmon.dev/hvmon/internal/atomicfile"
 )
 
 // libvirt hook events, as "hvmon hook" forwards them:
@@ -92,7 +93,7 @@ func OpenHookJournal(path string, opts HookJournalOptions) (*HookJournal, error)
 	if opts.PendingVMs <= 0 {
 		opts.PendingVMs = 4096
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := atomicfile.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640) // a new journal's name is synced too
 	if err != nil {
 		return nil, fmt.Errorf("hook journal: %w", err)
 	}

@@ -66,7 +66,7 @@ type FileStore struct {
 
 // NewFileStore opens (creating) a store under dir.
 func NewFileStore(dir string) (*FileStore, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "reports"), 0o750); err != nil {
+	if err := atomicfile.MkdirAll(filepath.Join(dir, "reports"), 0o750); err != nil {
 		return nil, err
 	}
 	return &FileStore{Dir: dir}, nil
@@ -90,7 +90,9 @@ func (s *FileStore) Put(ctx context.Context, vm string, signed []byte, r *attest
 	e := Entry{VM: vm, Time: r.IssuedAt, Seq: r.Seq, Event: r.Event, Hash: h}
 	dir := filepath.Join(s.Dir, "reports", escapeVM(vm))
 	s.mu.Lock()
-	err := os.MkdirAll(dir, 0o750)
+	// A VM's first report creates its directory: MkdirAll syncs
+	// reports/ too, or the report would not be durable.
+	err := atomicfile.MkdirAll(dir, 0o750)
 	s.mu.Unlock()
 	if err != nil {
 		return Entry{}, err
