@@ -53,7 +53,7 @@ bench:
 # baseline, same run), with each step (docs/OPERATIONS.md, "Event latency").
 # LATENCY_GAP is the pause between two events.
 LATENCY_N ?= 300
-LATENCY_GAP ?= 50ms
+LATENCY_GAP ?= 0s
 bench-latency:
 	$(GO) test -tags integration -v -run '^$$' -bench '^BenchmarkEventLatency$$' -benchtime $(LATENCY_N)x \
 		-timeout 60m ./integration/ -args -latency.gap $(LATENCY_GAP)

@@ -10,11 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
-	"runtime/metrics"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -52,8 +49,6 @@ type Agent struct {
 	mu   sync.Mutex // serialises attestations: seq and prev
 	seq  uint64
 	prev *attest.Digest
-
-	collecting atomic.Bool // a collection between requests is running
 }
 
 // source measures one configured region.
@@ -383,39 +378,6 @@ func (a *Agent) Serve(ctx context.Context, rw io.ReadWriter) error {
 		if _, err := rw.Write(out); err != nil {
 			return err
 		}
-		a.collectIfDue()
 	}
 	return ctx.Err()
-}
-
-// heapSamples are the runtime metrics collectIfDue reads.
-var heapSamples = [...]string{"/gc/heap/live:bytes", "/gc/heap/goal:bytes", "/memory/classes/heap/objects:bytes"}
-
-// collectIfDue starts a garbage collection in the background once the heap
-// has used half of its room before the next one. It runs after a response
-// is written, so that collections fall between requests (while the host
-// checks, signs and stores, or while it waits for the next event) instead
-// of starting inside an attest: each attest allocates about 100 KB, and on
-// a slow vCPU (an emulated one takes ~10 ms per collection) a collection
-// in one attest out of every few dozen was part of the latency tail
-// (docs/OPERATIONS.md, "Event latency").
-func (a *Agent) collectIfDue() {
-	var s [len(heapSamples)]metrics.Sample
-	for i, n := range heapSamples {
-		s[i].Name = n
-	}
-	metrics.Read(s[:])
-	for _, x := range s {
-		if x.Value.Kind() != metrics.KindUint64 {
-			return // not provided by this runtime
-		}
-	}
-	live, goal, objects := s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()
-	if goal <= live || objects < live+(goal-live)/2 || !a.collecting.CompareAndSwap(false, true) {
-		return
-	}
-	go func() {
-		defer a.collecting.Store(false)
-		runtime.GC()
-	}()
 }

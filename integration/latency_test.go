@@ -24,7 +24,7 @@ import (
 	"hvmon.dev/hvmon/internal/tinyvm"
 )
 
-var latencyGap = flag.Duration("latency.gap", 50*time.Millisecond, "BenchmarkEventLatency: pause between two events")
+var latencyGap = flag.Duration("latency.gap", 0, "BenchmarkEventLatency: pause between two events")
 
 // dist is a sample of durations.
 type dist []time.Duration
