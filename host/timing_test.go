@@ -105,7 +105,7 @@ func TestStatusBesideAgent(t *testing.T) {
 		if armed.Load() {
 			select {
 			case <-seen:
-			case <-time.After(5 * time.Second):
+			case <-time.After(30 * time.Second): // a bound on the wait, not a measurement
 				late.Store(true)
 			}
 		}
