@@ -403,14 +403,15 @@ func TestStormKill(t *testing.T) {
 		}()
 	}
 	// The boot storm starts once the API storm runs; the kill comes once
-	// enough requests were answered, while others are in flight.
+	// enough requests were answered, while others and boot reports are in
+	// flight.
 	var inflightAtKill int64
 	booted := false
 	for {
 		mu.Lock()
 		answered := len(apiAcks)
 		mu.Unlock()
-		if !booted && answered >= killAt/2 {
+		if !booted && answered >= killAt-10 {
 			booted = true
 			for _, q := range r.servers {
 				go q.Inject("VSERPORT_CHANGE", map[string]any{"id": "agentport0", "open": true})
