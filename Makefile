@@ -1,7 +1,7 @@
 # The README's two commands are `make demo` and `make test`.
 GO ?= go
 
-.PHONY: all build demo demo-files test test-loaded bench vectors clean
+.PHONY: all build demo demo-files test test-loaded bench bench-latency vectors clean
 
 all: build
 
@@ -53,6 +53,16 @@ bench:
 	@echo
 	@echo "libvirt hook run time, /bin/true in the same run:"
 	$(GO) test -run '^$$' -bench HookProcess -benchtime 200x ./cmd/hvmon/
+
+# Event -> stored signed report with a real guest under QEMU: p50, p99 and
+# max over 300 events next to the agent's attest round trip alone (the
+# baseline, same run), with each step (docs/OPERATIONS.md, "Event latency").
+# LATENCY_GAP is the pause between two events.
+LATENCY_N ?= 300
+LATENCY_GAP ?= 0s
+bench-latency:
+	$(GO) test -tags integration -v -run '^$$' -bench '^BenchmarkEventLatency$$' -benchtime $(LATENCY_N)x \
+		-timeout 60m ./integration/ -args -latency.gap $(LATENCY_GAP)
 
 # Regenerate testdata/vectors and testdata/keys after a deliberate format
 # change, and the chain-audit vectors (policy/testdata/chain) after them.

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -76,6 +77,10 @@ type Response struct {
 	ID     uint64          `json:"id"`
 	Result json.RawMessage `json:"result,omitempty"`
 	Error  *Error          `json:"error,omitempty"`
+
+	// marshalled is the Result that ResultResponse made with json.Marshal
+	// (valid and compact), for EncodeLine.
+	marshalled json.RawMessage
 }
 
 // Error is a failed response's reason. It implements error.
@@ -226,9 +231,24 @@ func decodeStrict(b []byte, v any) error {
 // EncodeLine marshals v as one line, newline included, refusing lines
 // longer than MaxLine.
 func EncodeLine(v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
+	var b []byte
+	if r, ok := v.(*Response); ok && r.Error == nil && r.fromMarshal() {
+		// The bytes json.Marshal would give, without its second pass over
+		// the result (it validates and compacts a RawMessage again): for
+		// an attest result of ~20 KB that pass took six times as long as
+		// making the result, ~0.3 ms of the agent's ~1 ms of CPU per
+		// attest (BenchmarkEncodeLine, BenchmarkAttest).
+		b = make([]byte, 0, len(r.Result)+32)
+		b = append(b, `{"id":`...)
+		b = strconv.AppendUint(b, r.ID, 10)
+		b = append(b, `,"result":`...)
+		b = append(b, r.Result...)
+		b = append(b, '}')
+	} else {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return nil, err
+		}
 	}
 	if len(b)+1 > MaxLine {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(b)+1)
@@ -242,7 +262,12 @@ func ResultResponse(id uint64, result any) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Response{ID: id, Result: b}, nil
+	return &Response{ID: id, Result: b, marshalled: b}, nil
+}
+
+// fromMarshal says whether Result is still what ResultResponse marshalled.
+func (r *Response) fromMarshal() bool {
+	return len(r.Result) > 0 && len(r.Result) == len(r.marshalled) && &r.Result[0] == &r.marshalled[0]
 }
 
 // ErrorResponse builds a failed response. A message longer than

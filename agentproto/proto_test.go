@@ -2,6 +2,7 @@ package agentproto
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -89,4 +90,47 @@ func FuzzDecodeResponse(f *testing.F) {
 			t.Fatalf("accepted %s", b)
 		}
 	})
+}
+
+// TestEncodeLineResult: a result response is encoded byte for byte as
+// json.Marshal encodes the Response (its shortcut skips only the second
+// pass over the result), and decodes back to the same result.
+func TestEncodeLineResult(t *testing.T) {
+	results := []any{
+		AttestResult{Evidence: bytes.Repeat([]byte{0xfa}, 20000), Seq: 7},
+		SyncResult{Value: 1<<64 - 1},
+		map[string]string{"<tag>": "a & b \u2028 \u2029 \"q\" \x01"},
+		struct{}{},
+		nil,
+	}
+	for _, id := range []uint64{0, 1, 1<<64 - 1} {
+		for _, res := range results {
+			r, err := ResultResponse(id, res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := EncodeLine(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, err := json.Marshal(&Response{ID: r.ID, Result: r.Result})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := append(plain, '\n'); !bytes.Equal(got, want) {
+				t.Fatalf("EncodeLine(ResultResponse(%d, %T)) = %.200q, json.Marshal gives %.200q", id, res, got, want)
+			}
+			back, err := DecodeResponse(bytes.TrimSuffix(got, []byte("\n")))
+			if err != nil || back.ID != id || !bytes.Equal(back.Result, r.Result) {
+				t.Fatalf("decoding %.200q: %+v, %v", got, back, err)
+			}
+		}
+	}
+	// A Result replaced after ResultResponse goes through json.Marshal,
+	// which refuses it when it is not JSON.
+	r, _ := ResultResponse(1, SyncResult{Value: 1})
+	r.Result = json.RawMessage("{not json")
+	if _, err := EncodeLine(r); err == nil {
+		t.Fatal("EncodeLine encoded a result that is not JSON")
+	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/hook"
+	"hvmon.dev/hvmon/internal/atomicfile"
 	"hvmon.dev/hvmon/internal/boundedfile"
 )
 
@@ -108,7 +109,8 @@ func OpenHookJournal(path string, opts HookJournalOptions) (*HookJournal, error)
 	}
 	// O_NONBLOCK: a FIFO at the path must not block the open (it would
 	// block every read after it); fstat then refuses anything but a file.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NONBLOCK, 0o640)
+	// A new journal's name is synced too.
+	f, err := atomicfile.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NONBLOCK, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("hook journal: %w", err)
 	}

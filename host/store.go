@@ -99,7 +99,7 @@ type FileStore struct {
 
 // NewFileStore opens (creating) a store under dir.
 func NewFileStore(dir string) (*FileStore, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "reports"), 0o750); err != nil {
+	if err := atomicfile.MkdirAll(filepath.Join(dir, "reports"), 0o750); err != nil {
 		return nil, err
 	}
 	return &FileStore{Dir: dir}, nil
@@ -161,7 +161,9 @@ func (s *FileStore) Put(ctx context.Context, vm string, signed []byte, r *attest
 	e := Entry{VM: vm, Time: r.IssuedAt, Seq: r.Seq, Event: r.Event, Hash: h, Chain: reportChainTag(r)}
 	dir := filepath.Join(s.Dir, "reports", escapeVM(vm))
 	s.mu.Lock()
-	err := os.MkdirAll(dir, 0o750)
+	// A VM's first report creates its directory: MkdirAll syncs
+	// reports/ too, or the report would not be durable.
+	err := atomicfile.MkdirAll(dir, 0o750)
 	if err == nil && strings.Contains(filepath.Base(dir), hashedVM) {
 		// The full name, before any report: List reads it back.
 		err = atomicfile.Write(filepath.Join(dir, vmNameFile), []byte(vm), 0o640, atomicfile.Options{})

@@ -52,6 +52,9 @@ type Options struct {
 	Hooks interface {
 		Pending(vm string) []HookEvent
 	}
+	// Trace, when set, is called after every request with the time each
+	// step of its report took. It runs on the VM's worker: keep it short.
+	Trace func(Timing)
 }
 
 // VMConfig names a VM and where to reach it.
@@ -297,7 +300,7 @@ func (s *Supervisor) AttestNonce(ctx context.Context, name string, event attest.
 	if !event.Valid() {
 		return Entry{}, fmt.Errorf("host: unknown event %q", event)
 	}
-	r := request{event: event, at: s.opts.Now(), facts: facts, nonce: nonce, done: make(chan result, 1)}
+	r := request{event: event, at: s.opts.Now(), made: time.Now(), facts: facts, nonce: nonce, done: make(chan result, 1)}
 	select {
 	case v.requests <- r:
 	case <-ctx.Done():
@@ -317,6 +320,7 @@ func (s *Supervisor) AttestNonce(ctx context.Context, name string, event attest.
 type request struct {
 	event attest.Event
 	at    time.Time // when the host saw the lifecycle event
+	made  time.Time // when the request was made (monotonic; for Timing)
 	facts map[string]string
 	nonce []byte      // the caller's nonce; nil draws a fresh one
 	done  chan result // nil for event-driven requests
@@ -398,12 +402,14 @@ func (v *vm) run() {
 			if !ok {
 				return
 			}
+			made := time.Now()
 			for _, r := range onEvent(ctx, e) {
+				r.made = made
 				v.handle(ctx, r)
 			}
 		case <-tick:
 			if v.periodicDue() {
-				v.handle(ctx, request{event: attest.EventPeriodic, at: v.s.opts.Now()})
+				v.handle(ctx, request{event: attest.EventPeriodic, at: v.s.opts.Now(), made: time.Now()})
 			}
 		case r := <-v.requests:
 			v.handle(ctx, r)
@@ -444,9 +450,18 @@ func (v *vm) connectLoop(ctx context.Context) {
 // handle makes one report and answers the request.
 func (v *vm) handle(ctx context.Context, r request) {
 	start := time.Now()
-	e, err := v.report(ctx, r)
+	if r.made.IsZero() {
+		r.made = start
+	}
+	tm := Timing{VM: v.cfg.Name, Event: r.event, Queued: start.Sub(r.made)}
+	e, err := v.report(ctx, r, &tm)
+	tm.Err, tm.Total = err, time.Since(r.made)
 	if m := v.s.opts.Metrics; m != nil {
-		m.observe(v.cfg.Name, r.event, err, time.Since(start))
+		m.observe(v.cfg.Name, r.event, err, tm.Total)
+	}
+	logTiming(v.log, &tm)
+	if v.s.opts.Trace != nil {
+		v.s.opts.Trace(tm)
 	}
 	if err != nil {
 		v.log.Error("report failed", "event", r.event, "error", err)
@@ -469,7 +484,7 @@ func (v *vm) closeAgent() {
 
 // attestAgent asks the agent for guest evidence, reconnecting first when
 // needed. It returns the evidence and the agent status for observations.
-func (v *vm) attestAgent(ctx context.Context, nonce []byte, event attest.Event) ([]byte, string, string) {
+func (v *vm) attestAgent(ctx context.Context, nonce []byte, event attest.Event, tm *Timing) ([]byte, string, string) {
 	if v.cfg.Agent == "" {
 		return nil, "none", "no agent configured for this VM"
 	}
@@ -477,14 +492,31 @@ func (v *vm) attestAgent(ctx context.Context, nonce []byte, event attest.Event) 
 	defer cancel()
 	for attempt := 0; attempt < 2; attempt++ {
 		if v.agent == nil {
+			t0 := time.Now()
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "unix", v.cfg.Agent)
 			if err != nil {
 				return nil, "unavailable", fmt.Sprintf("connecting to the agent socket: %v", err)
 			}
 			v.aconn, v.agent = c, agentproto.NewClient(c)
+			tm.Redials++
+			// The first call would sync by itself; doing it here times it apart.
+			err = v.agent.Sync(ctx)
+			tm.AgentConnect += time.Since(t0)
+			if err != nil {
+				v.closeAgent()
+				if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+					return nil, "timeout", err.Error()
+				}
+				if attempt == 1 {
+					return nil, "unavailable", err.Error()
+				}
+				continue // a broken connection: redial once
+			}
 		}
+		t0 := time.Now()
 		res, err := v.agent.Attest(ctx, agentproto.AttestArgs{Nonce: nonce, Event: event, VM: v.cfg.Name, Regions: v.cfg.Regions})
+		tm.Agent += time.Since(t0)
 		if err == nil {
 			return res.Evidence, "ok", ""
 		}
@@ -508,7 +540,7 @@ func (v *vm) attestAgent(ctx context.Context, nonce []byte, event attest.Event) 
 }
 
 // report makes, signs and stores one report.
-func (v *vm) report(ctx context.Context, r request) (Entry, error) {
+func (v *vm) report(ctx context.Context, r request, tm *Timing) (Entry, error) {
 	o := v.s.opts
 	nonce := r.nonce
 	if nonce == nil {
@@ -536,23 +568,38 @@ func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 			facts["libvirt_hook_xml_sha3"] = evs[len(evs)-1].XMLSHA3
 		}
 	}
-	if st, err := v.qmp.QueryStatus(ctx); err == nil {
-		facts["qmp_status"] = st.Status
-	} else {
-		facts["qmp_status"] = "unknown: " + err.Error()
-	}
+	// query-status runs beside the agent's round trip, which dominates a
+	// report's latency, rather than before it; a QEMU that does not answer
+	// delays the report by at most qmp.DefaultTimeout.
+	var qmpStatus string
+	statusDone := make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		t0 := time.Now()
+		sctx, cancel := context.WithTimeout(ctx, qmp.DefaultTimeout)
+		defer cancel()
+		if st, err := v.qmp.QueryStatus(sctx); err == nil {
+			qmpStatus = st.Status
+		} else {
+			qmpStatus = "unknown: " + err.Error()
+		}
+		tm.Status = time.Since(t0)
+	}()
 	obs := &attest.Observations{Host: o.HostName, EventAt: r.at.Truncate(time.Millisecond).UTC(), Facts: facts}
 	var guest []byte
+	var t0 time.Time
 	switch {
 	case r.noAgent != "":
 		obs.Agent, obs.Detail = "none", r.noAgent
 	case r.event == attest.EventShutdown:
 		obs.Agent, obs.Detail = "none", "the guest has shut down; no agent to ask"
 	default:
-		ev, status, detail := v.attestAgent(ctx, nonce, r.event)
+		ev, status, detail := v.attestAgent(ctx, nonce, r.event, tm)
 		obs.Agent, obs.Detail = status, detail
 		if ev != nil {
+			t0 = time.Now()
 			g, err := attest.CheckGuestEvidence(ev, nonce, r.event, v.cfg.Name, attest.VerifyOptions{Evidence: o.Evidence, Now: o.Now()})
+			tm.Check = time.Since(t0)
 			if err != nil {
 				obs.Agent, obs.Detail = "bad-evidence", err.Error()
 				facts["rejected_evidence_hash"] = attest.ReportHash(ev).String()
@@ -576,7 +623,11 @@ func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 		}
 		v.log.Warn("no guest evidence", "event", r.event, "agent", obs.Agent, "detail", obs.Detail)
 	}
+	<-statusDone
+	facts["qmp_status"] = qmpStatus
+	t0 = time.Now()
 	claims, err := v.measureHost(ctx)
+	tm.HostRegions = since(&t0)
 	if err != nil {
 		facts["host_measure_error"] = err.Error()
 		v.log.Warn("host-measured regions failed", "error", err)
@@ -587,7 +638,9 @@ func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 		Platform: "host", Attester: attest.Identity{Name: o.HostName}, Seq: v.seq, Prev: v.prev,
 		Guest: guest, Host: obs, Claims: claims,
 	}
+	t0 = time.Now()
 	signed, err := signReport(o.Signer, rep) // fits the observations; never drops the event for what it carries
+	tm.Sign = since(&t0)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -598,6 +651,7 @@ func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 		v.log.Warn("guest evidence left out", "event", r.event, "detail", rep.Host.Detail)
 	}
 	e, err := o.Store.Put(ctx, v.cfg.Name, signed, rep)
+	tm.Store = since(&t0)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -606,6 +660,6 @@ func (v *vm) report(ctx context.Context, r request) (Entry, error) {
 	h := e.Hash
 	v.prev = &h
 	v.mu.Unlock()
-	v.log.Info("report", "event", r.event, "seq", rep.Seq, "agent", rep.Host.Agent, "hash", e.Hash.String())
+	v.log.Info("report", "vm", v.cfg.Name, "event", r.event, "seq", rep.Seq, "agent", rep.Host.Agent, "hash", e.Hash.String())
 	return e, nil
 }

@@ -68,7 +68,7 @@ func TestMain(m *testing.M) {
 }
 
 // bootVM boots the test guest and waits for its agent.
-func bootVM(t *testing.T) *tinyvm.VM {
+func bootVM(t testing.TB) *tinyvm.VM {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "hvmon-vm")
 	if err != nil {

@@ -2,7 +2,9 @@
 // content or the complete new content, never a part, even across a crash:
 // the bytes go to a temporary file in the same directory, which is synced,
 // then renamed (or hard-linked, when existing files must not be replaced)
-// over the target, and the directory is synced.
+// over the target, and the directory is synced. MkdirAll and OpenFile make
+// the directories and files they create durable the same way: a new name
+// lasts only once the directory holding it is synced.
 package atomicfile
 
 import (
@@ -63,7 +65,7 @@ func Write(path string, data []byte, perm fs.FileMode, opts Options) (err error)
 	if err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return syncDirHook(dir)
 }
 
 // publishExclusive gives tmp the name path only if path does not exist. A
@@ -85,6 +87,63 @@ func publishExclusive(tmp, path string) error {
 	}
 	return nil
 }
+
+// MkdirAll is os.MkdirAll that also syncs the parent of every directory
+// it creates, so that they survive a crash (of the machine, not only of
+// the process) once it returns.
+func MkdirAll(path string, perm fs.FileMode) error {
+	path = filepath.Clean(path)
+	if st, err := os.Stat(path); err == nil {
+		if st.IsDir() {
+			return nil
+		}
+		return &fs.PathError{Op: "mkdir", Path: path, Err: syscall.ENOTDIR}
+	}
+	parent := filepath.Dir(path)
+	if parent != path {
+		if err := MkdirAll(parent, perm); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(path, perm); err != nil {
+		if st, serr := os.Stat(path); serr == nil && st.IsDir() {
+			return nil // made meanwhile by someone else, who syncs it
+		}
+		return err
+	}
+	return syncDirHook(parent)
+}
+
+// OpenFile is os.OpenFile that, when flag has os.O_CREATE and the file did
+// not exist, syncs its directory after creating it.
+func OpenFile(path string, flag int, perm fs.FileMode) (*os.File, error) {
+	if flag&os.O_CREATE == 0 || flag&os.O_EXCL != 0 {
+		f, err := os.OpenFile(path, flag, perm)
+		if err == nil && flag&os.O_EXCL != 0 {
+			if err := syncDirHook(filepath.Dir(path)); err != nil {
+				f.Close()
+				return nil, err
+			}
+		}
+		return f, err
+	}
+	f, err := os.OpenFile(path, flag|os.O_EXCL, perm)
+	if errors.Is(err, fs.ErrExist) {
+		return os.OpenFile(path, flag&^os.O_CREATE, perm)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := syncDirHook(filepath.Dir(path)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// syncDirHook is syncDir; tests replace it to see which directories are
+// synced.
+var syncDirHook = syncDir
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
