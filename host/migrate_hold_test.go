@@ -78,8 +78,8 @@ func (c pacedConn) Read(b []byte) (int, error) {
 }
 
 // migrationRig is a rig whose VM has booted (its agent answered once) and
-// whose fake QEMU can migrate: 64 MiB at QEMU's default 128 MiB/s, about
-// half a second unless held. At the switchover the agent freezes, as the
+// whose fake QEMU can migrate: 256 MiB at QEMU's default 128 MiB/s, two
+// seconds unless held. At the switchover the agent freezes, as the
 // guest's vCPUs stop. Then the agent is made slow: it answers after
 // agentDelay, longer than the whole migration.
 type migrationRig struct {
@@ -88,7 +88,7 @@ type migrationRig struct {
 	pace *agentPace
 }
 
-const agentDelay = 2 * time.Second
+const agentDelay = 3 * time.Second
 
 func newMigrationRig(t *testing.T, opts func(*Options)) *migrationRig {
 	t.Parallel()

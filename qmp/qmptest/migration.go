@@ -11,8 +11,9 @@ const DefaultMaxBandwidth = 128 << 20
 
 // MigrationOptions describe a fake outgoing migration.
 type MigrationOptions struct {
-	// Size is the guest state to move, in bytes; 0 means 64 MiB (half a
-	// second at DefaultMaxBandwidth).
+	// Size is the guest state to move, in bytes; 0 means 256 MiB (two
+	// seconds at DefaultMaxBandwidth, about what a real 256 MiB guest
+	// takes on a loaded machine).
 	Size int64
 	// MaxBandwidth is the max-bandwidth in force before anyone sets it;
 	// 0 means DefaultMaxBandwidth.
@@ -47,7 +48,7 @@ type Migration struct {
 // EnableMigration installs the migration commands on the server.
 func (s *Server) EnableMigration(o MigrationOptions) *Migration {
 	if o.Size == 0 {
-		o.Size = 64 << 20
+		o.Size = 256 << 20
 	}
 	if o.MaxBandwidth == 0 {
 		o.MaxBandwidth = DefaultMaxBandwidth
