@@ -19,7 +19,7 @@ const (
 
 // evidenceVerifier returns a verifier that trusts the simulated roots of
 // simulatedSeed and nothing simulated besides.
-func evidenceVerifier(t *testing.T) attest.EvidenceVerifier {
+func evidenceVerifier(t testing.TB) attest.EvidenceVerifier {
 	t.Helper()
 	seed, _ := hex.DecodeString(simulatedSeed)
 	roots, err := evidence.SimulatedRoots(seed)
