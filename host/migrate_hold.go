@@ -74,6 +74,7 @@ type migrationHold struct {
 	held     bool                    // max-bandwidth is HoldBandwidth, set by this hold
 	saved    uint64                  // the max-bandwidth the hold replaced
 	since    time.Time
+	lag      time.Duration // from QEMU's MIGRATION event to the hold in force
 	heldFor  time.Duration // how long the last hold lasted
 	timer    *time.Timer
 	note     string // what the migrate-out report says about the hold
@@ -83,13 +84,14 @@ func newMigrationHold(v *vm, bound time.Duration) *migrationHold {
 	return &migrationHold{v: v, bound: bound}
 }
 
-// start records a migration that begins, and holds it when hold is set
-// (the guest runs and its agent's port is open); otherwise why says why
-// not. paused says the guest's vCPUs are stopped already.
-func (h *migrationHold) start(hold, paused bool, why string) {
+// start records a migration that begins (QEMU's event at at), and holds
+// it when hold is set (the guest runs and its agent's port is open);
+// otherwise why says why not. paused says the guest's vCPUs are stopped
+// already.
+func (h *migrationHold) start(at time.Time, hold, paused bool, why string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.inFlight, h.stopped, h.heldFor = true, paused, 0
+	h.inFlight, h.stopped, h.heldFor, h.lag = true, paused, 0, 0
 	switch {
 	case h.closed:
 		return
@@ -122,6 +124,7 @@ func (h *migrationHold) start(hold, paused bool, why string) {
 		return
 	}
 	h.held, h.saved, h.since, h.note = true, *p.MaxBandwidth, time.Now(), "held"
+	h.lag = h.since.Sub(at)
 	if h.saved == HoldBandwidth {
 		// Left by an earlier run of the daemon that died holding.
 		h.saved = leftoverBandwidth
@@ -237,6 +240,17 @@ func (h *migrationHold) sourceResumed() {
 	h.mu.Unlock()
 }
 
+// switchover: the migration reached its switchover (or completed). A hold
+// still in force then came too late: the bulk transfer had ended before
+// QEMU applied it. The report says so.
+func (h *migrationHold) switchover() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.held {
+		h.note = "too late: the migration reached its switchover before the hold took effect"
+	}
+}
+
 // ended: the migration completed, failed or was cancelled.
 func (h *migrationHold) ended() {
 	h.mu.Lock()
@@ -275,6 +289,9 @@ func (h *migrationHold) facts() map[string]string {
 	}
 	if h.heldFor > 0 {
 		f["migration_hold_ms"] = fmt.Sprint(h.heldFor.Milliseconds())
+	}
+	if h.lag > 0 {
+		f["migration_hold_lag_ms"] = fmt.Sprint(h.lag.Milliseconds())
 	}
 	return f
 }
@@ -395,8 +412,18 @@ func (v *vm) gateEvent(ctx context.Context, g *gateState, e qmp.Event) {
 			case !g.portOpen:
 				why = "the agent's port is not open"
 			}
-			v.hold.start(why == "", g.paused, why)
-		case "completed", "failed", "cancelled":
+			at := time.Now()
+			if e.Timestamp.Seconds > 0 {
+				at = timeOf(e)
+			}
+			v.hold.start(at, why == "", g.paused, why)
+		case "pre-switchover", "device", "postcopy-active":
+			v.hold.switchover()
+		case "completed":
+			v.hold.switchover()
+			g.migrating = false
+			v.hold.ended()
+		case "failed", "cancelled":
 			g.migrating = false
 			v.hold.ended()
 		}

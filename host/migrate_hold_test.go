@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -143,7 +144,7 @@ func TestMigrationHoldKeepsEvidence(t *testing.T) {
 	if out.Guest == nil || out.Report.Host.Agent != "ok" {
 		t.Fatalf("migrate-out: agent %q (%s), no guest evidence", out.Report.Host.Agent, out.Report.Host.Detail)
 	}
-	if f := out.Report.Host.Facts; f["migration_hold"] != "held" || f["migration_hold_ms"] == "" || f["qmp_status"] == "" {
+	if f := out.Report.Host.Facts; f["migration_hold"] != "held" || f["migration_hold_ms"] == "" || f["migration_hold_lag_ms"] == "" || f["qmp_status"] == "" {
 		t.Errorf("migrate-out facts %v", f)
 	}
 	r.restored()
@@ -275,6 +276,21 @@ func (r *migrationRig) migrateOutStarted(n int) *attest.Result {
 	}
 	es := r.waitReports(n)
 	return r.verify(es[n-1])
+}
+
+// TestMigrationHoldTooLate: QEMU applies the hold only after the bulk
+// transfer is over (a slow monitor): the report says the evidence was not
+// obtained, and why, at once; max-bandwidth still goes back.
+func TestMigrationHoldTooLate(t *testing.T) {
+	r := newMigrationRig(t, func(o *Options) { o.AgentTimeout = time.Minute })
+	r.qemu.Delay("migrate-set-parameters", 3*time.Second) // longer than the whole migration
+	out := r.migrateOut(2)
+	if out.Guest != nil || out.Report.Host.Detail != errSourceStopped.Error() ||
+		!strings.HasPrefix(out.Report.Host.Facts["migration_hold"], "too late") {
+		t.Fatalf("migrate-out: agent %q (%s), facts %v", out.Report.Host.Agent, out.Report.Host.Detail, out.Report.Host.Facts)
+	}
+	waitFor(t, func() bool { return len(r.m.Sets()) == 2 })
+	r.restored()
 }
 
 // TestMigrationLeftoverHold: a daemon that died holding a migration left
