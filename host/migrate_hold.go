@@ -114,21 +114,33 @@ func (h *migrationHold) start(at time.Time, hold, paused bool, why string) {
 	if err == nil && p.MaxBandwidth == nil {
 		err = errors.New("query-migrate-parameters has no max-bandwidth")
 	}
-	if err == nil {
-		hb := uint64(HoldBandwidth)
-		err = h.v.qmp.MigrateSetParameters(ctx, qmp.MigrationParameters{MaxBandwidth: &hb})
-	}
 	if err != nil {
 		h.note = "not applied: " + shorten(err.Error())
 		h.v.log.Warn("cannot hold the migration for the agent; migrate-out evidence depends on the agent's speed", "error", err)
 		return
 	}
-	h.held, h.saved, h.since, h.note = true, *p.MaxBandwidth, time.Now(), "held"
-	h.lag = h.since.Sub(at)
+	h.saved = *p.MaxBandwidth
 	if h.saved == HoldBandwidth {
 		// Left by an earlier run of the daemon that died holding.
 		h.saved = leftoverBandwidth
 	}
+	hb := uint64(HoldBandwidth)
+	if err := h.v.qmp.MigrateSetParameters(ctx, qmp.MigrationParameters{MaxBandwidth: &hb}); err != nil {
+		h.note = "not applied: " + shorten(err.Error())
+		h.v.log.Warn("cannot hold the migration for the agent; migrate-out evidence depends on the agent's speed", "error", err)
+		var refused *qmp.Error
+		if !errors.As(err, &refused) {
+			// No answer: the command may still have reached QEMU. Held
+			// as far as the release is concerned, which puts the old
+			// value back only where it finds the hold's.
+			h.held, h.since = true, time.Now()
+			h.note = "unanswered: " + shorten(err.Error())
+			h.armTimer()
+		}
+		return
+	}
+	h.held, h.since, h.note = true, time.Now(), "held"
+	h.lag = h.since.Sub(at)
 	h.armTimer()
 	h.v.log.Info("migration held for the migrate-out evidence", "max_bandwidth", h.saved, "bound", h.bound)
 }

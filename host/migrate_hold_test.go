@@ -293,6 +293,31 @@ func TestMigrationHoldTooLate(t *testing.T) {
 	r.restored()
 }
 
+// TestMigrationHoldUnanswered: QEMU applies the hold but answers only
+// after the hold's command timeout. The hold counts as in force: the
+// migration waits for the agent, and max-bandwidth goes back after it.
+func TestMigrationHoldUnanswered(t *testing.T) {
+	r := newMigrationRig(t, nil)
+	first := true
+	r.qemu.Handle("migrate-set-parameters", func(args json.RawMessage) (any, string, string) {
+		var p struct {
+			MaxBandwidth uint64 `json:"max-bandwidth"`
+		}
+		json.Unmarshal(args, &p)
+		r.m.SetMaxBandwidth(p.MaxBandwidth)
+		if first {
+			first = false
+			time.Sleep(holdCommandTimeout + time.Second) // QEMU stuck after applying it
+		}
+		return nil, "", ""
+	})
+	out := r.migrateOut(2)
+	if out.Guest == nil || !strings.HasPrefix(out.Report.Host.Facts["migration_hold"], "unanswered") {
+		t.Fatalf("migrate-out: agent %q (%s), facts %v", out.Report.Host.Agent, out.Report.Host.Detail, out.Report.Host.Facts)
+	}
+	r.restored()
+}
+
 // TestMigrationLeftoverHold: a daemon that died holding a migration left
 // max-bandwidth at HoldBandwidth; the next one releases it when it
 // connects.

@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -15,9 +16,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	golibvirt "libvirt.org/go/libvirt"
 
 	"hvmon.dev/hvmon/attest"
@@ -53,6 +56,31 @@ func saturate(tb testing.TB) (stop func()) {
 	}
 	tb.Cleanup(stop)
 	return stop
+}
+
+func tailString(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// lockedBuffer is a log destination safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // qmpVM is a QEMU of the ping-pong with the test's own QMP client (hvmon
@@ -332,11 +360,18 @@ func benchMigrationQMP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sup, err := host.New(host.Options{Signer: key, HostName: "hv", Store: store, Evidence: evidenceVerifier(b)})
+	var log lockedBuffer
+	sup, err := host.New(host.Options{Signer: key, HostName: "hv", Store: store, Evidence: evidenceVerifier(b),
+		Logger: hclog.New(&hclog.LoggerOptions{Output: &log, Level: hclog.Debug})})
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(sup.Close)
+	b.Cleanup(func() {
+		sup.Close()
+		if b.Failed() {
+			b.Logf("supervisor log:\n%s", log.String())
+		}
+	})
 	dir := func(n int) string {
 		d := filepath.Join(root, strconv.Itoa(n))
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -377,6 +412,14 @@ func benchMigrationQMP(b *testing.B) {
 				})
 				outRes = storedReport(b, store, key, out, attest.EventMigrateOut)
 				inRes = storedReport(b, store, key, in, attest.EventMigrateIn)
+				if missing := handover(outRes, inRes); missing != "" {
+					// Say what the guest was doing.
+					octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					ps, status, err := next.vm.Output(octx, "cat /proc/uptime; ps")
+					cancel()
+					b.Logf("migration %d: missing %s\nguest console (tail):\n%s\nguest processes (%d, %v):\n%s", i+1, missing,
+						tailString(next.vm.Console(), 3000), status, err, ps)
+				}
 				sup.Remove(out)
 				sup.Remove(in)
 			}

@@ -66,11 +66,8 @@ func (s *Server) EnableMigration(o MigrationOptions) *Migration {
 		if err := json.Unmarshal(args, &p); err != nil {
 			return nil, "GenericError", "Parameter 'max-bandwidth' expects uint64"
 		}
-		m.mu.Lock()
-		defer m.mu.Unlock()
 		if p.MaxBandwidth != nil {
-			m.bandwidth = *p.MaxBandwidth
-			m.sets = append(m.sets, *p.MaxBandwidth)
+			m.SetMaxBandwidth(*p.MaxBandwidth)
 		}
 		return nil, "", ""
 	})
@@ -135,6 +132,16 @@ func (m *Migration) run() {
 
 // Done is closed once the migration completed.
 func (m *Migration) Done() <-chan struct{} { return m.done }
+
+// SetMaxBandwidth sets max-bandwidth as migrate-set-parameters does (a
+// test's own handler of that command uses it, to answer late or not at
+// all).
+func (m *Migration) SetMaxBandwidth(v uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.bandwidth = v
+	m.sets = append(m.sets, v)
+}
 
 // MaxBandwidth is the max-bandwidth in force.
 func (m *Migration) MaxBandwidth() uint64 {
