@@ -449,13 +449,15 @@ func benchMigrationLibvirt(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer connB.Close()
-	// Two transient domains without disks: "bench-hv" has the agent
-	// channel (the daemons follow it), "bench-base" has none (no hvmon
-	// follows it): the runs without hvmon, side by side.
-	create := func(name string, channel bool) *golibvirt.Domain {
-		ch := ""
-		if channel {
-			ch = a.run("libvirt", "channel-xml", "--name", name)
+	// Two transient domains without disks and with the same devices:
+	// "bench-hv" has the agent channel (the daemons follow it);
+	// "bench-base" has the same virtio-serial channel under another name,
+	// so no hvmon follows it (and its agent, finding no port, does not
+	// run): the runs without hvmon, side by side.
+	create := func(name string, followed bool) *golibvirt.Domain {
+		ch := a.run("libvirt", "channel-xml", "--name", name)
+		if !followed {
+			ch = strings.ReplaceAll(ch, "org.hvmon.agent.0", "org.hvmon.unwatched.0")
 		}
 		xml := fmt.Sprintf(domainXML, name, image.Kernel, image.Initramfs, "", filepath.Join(a.dir, "console-"+name+".log"), ch)
 		start, end := strings.Index(xml, "<disk"), strings.Index(xml, "</disk>")+len("</disk>")
