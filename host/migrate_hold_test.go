@@ -298,6 +298,7 @@ func TestMigrationHoldTooLate(t *testing.T) {
 // migration waits for the agent, and max-bandwidth goes back after it.
 func TestMigrationHoldUnanswered(t *testing.T) {
 	r := newMigrationRig(t, nil)
+	r.pace.setDelay(0) // the hold, not the agent, is what this is about
 	first := true
 	r.qemu.Handle("migrate-set-parameters", func(args json.RawMessage) (any, string, string) {
 		var p struct {
