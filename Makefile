@@ -1,7 +1,7 @@
 # The README's two commands are `make demo` and `make test`.
 GO ?= go
 
-.PHONY: all build demo demo-files test test-loaded bench bench-latency vectors clean
+.PHONY: all build demo demo-files test test-loaded bench bench-latency bench-migration vectors clean
 
 all: build
 
@@ -63,6 +63,19 @@ LATENCY_GAP ?= 0s
 bench-latency:
 	$(GO) test -tags integration -v -run '^$$' -bench '^BenchmarkEventLatency$$' -benchtime $(LATENCY_N)x \
 		-timeout 60m ./integration/ -args -latency.gap $(LATENCY_GAP)
+
+# Live migrations of the test guest with every core busy (busy loops the
+# benchmark starts and stops), under QMP and under libvirt (two libvirt
+# hosts): how many migrate-out and migrate-in reports carry guest evidence,
+# and QEMU's downtime with hvmon following beside the same run without.
+# Root, QEMU and libvirt (scripts/deps.sh installs them). Only one libvirtd
+# tier may run at a time, hence the lock around the libvirt half.
+MIGRATIONS ?= 20
+BENCH_MIGRATION = $(GO) test -tags integration -count=1 -run '^$$' -benchtime 1x -timeout 120m
+bench-migration:
+	scripts/deps.sh
+	$(BENCH_MIGRATION) -bench 'MigrationUnderLoad/qmp' ./integration/ -migrations $(MIGRATIONS)
+	flock /tmp/hvmon-libvirtd.lock $(BENCH_MIGRATION) -bench 'MigrationUnderLoad/libvirt' ./integration/ -migrations $(MIGRATIONS)
 
 # Regenerate testdata/vectors and testdata/keys after a deliberate format
 # change, and the chain-audit vectors (policy/testdata/chain) after them.

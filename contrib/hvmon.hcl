@@ -25,6 +25,12 @@ ttl = "5m"
 # How long to wait for the guest agent's evidence for one event.
 agent_timeout = "60s"
 
+# How long an outgoing live migration may be held (its bulk transfer
+# stopped, the guest running) while the agent is asked for the migrate-out
+# evidence; the hold ends as soon as the agent has answered. A duration, or
+# "off". Default: agent_timeout.
+# migration_hold = "60s"
+
 # Default interval of periodic attestations; "" or "0s" disables them.
 periodic = "10m"
 

@@ -39,6 +39,11 @@ type Config struct {
 	// migration's hook is allowed only when the domain's newest stored
 	// report verifies under the host's own key or one of these.
 	TrustPeers []string `hcl:"trust_peers,optional"`
+
+	// MigrationHold bounds how long an outgoing live migration is held
+	// while the agent is asked for the migrate-out evidence: a duration,
+	// or "off". Empty means agent_timeout.
+	MigrationHold string `hcl:"migration_hold,optional"`
 }
 
 // Libvirt is the `libvirt { ... }` block: follow the domains of a libvirt
@@ -132,6 +137,11 @@ func (c *Config) validate(filename string) error {
 			return fmt.Errorf("%s: %s: %w", filename, name, err)
 		}
 	}
+	if c.MigrationHold != "" && c.MigrationHold != "off" {
+		if d, err := parseDuration(c.MigrationHold); err != nil || d == 0 {
+			return fmt.Errorf("%s: migration_hold: %q is neither a positive duration nor \"off\"", filename, c.MigrationHold)
+		}
+	}
 	if c.Key == "" {
 		return fmt.Errorf("%s: key is required", filename)
 	}
@@ -196,6 +206,16 @@ func (c *Config) Durations() (ttl, agentTimeout, periodic time.Duration) {
 	agentTimeout, _ = parseDuration(c.AgentTimeout)
 	periodic, _ = parseDuration(c.Periodic)
 	return
+}
+
+// MigrationHoldDuration returns migration_hold (validated by ParseConfig)
+// as Options.MigrationHold: negative for "off", zero for the default.
+func (c *Config) MigrationHoldDuration() time.Duration {
+	if c.MigrationHold == "off" {
+		return -1
+	}
+	d, _ := parseDuration(c.MigrationHold)
+	return d
 }
 
 // VMConfigs returns the configured VMs as supervisor configurations.

@@ -75,6 +75,23 @@ vm "b" {
 	}
 }
 
+func TestParseConfigMigrationHold(t *testing.T) {
+	for src, want := range map[string]time.Duration{"": 0, "migration_hold = \"off\"\n": -1, "migration_hold = \"90s\"\n": 90 * time.Second} {
+		c, err := ParseConfig([]byte("key = \"/k\"\n"+src), "t.hcl")
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if got := c.MigrationHoldDuration(); got != want {
+			t.Errorf("%q: migration hold %v, want %v", src, got, want)
+		}
+	}
+	for _, bad := range []string{"0s", "-1s", "never", "1 minute"} {
+		if _, err := ParseConfig([]byte("key = \"/k\"\nmigration_hold = \""+bad+"\"\n"), "t.hcl"); err == nil {
+			t.Errorf("migration_hold = %q accepted", bad)
+		}
+	}
+}
+
 func FuzzParseConfig(f *testing.F) {
 	src, _ := os.ReadFile("../contrib/hvmon.hcl")
 	if len(src) == 0 {

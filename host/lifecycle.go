@@ -118,6 +118,8 @@ func (v *vm) onEvent(ctx context.Context, e qmp.Event) []request {
 			lc.migratingOut = false
 			lc.facts["last_migration_status"] = status
 		}
+		// Not a migrate-out: a hold the gate set is not needed.
+		v.hold.release("not a migrate-out")
 	case "STOP":
 		lc.running = false
 		v.setState("paused")

@@ -192,6 +192,8 @@ func (v *vm) onLibvirtEvent(ctx context.Context, e qmp.Event) []request {
 			lc.migrating, lc.pausedSave = false, false
 			v.lc.facts["last_migration_status"] = status
 		}
+		// Not a migrate-out: a hold the gate set is not needed.
+		v.hold.release("not a migrate-out")
 	}
 	return nil
 }

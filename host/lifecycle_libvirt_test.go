@@ -11,6 +11,7 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/hook"
+	"hvmon.dev/hvmon/qmp/qmptest"
 )
 
 // The sequences below are the events libvirt 9.0 delivered on this
@@ -96,6 +97,7 @@ func (r *rig) expectExactly(want ...attest.Event) []Entry {
 
 func TestLibvirtLifecycle(t *testing.T) {
 	r := libvirtRig(t)
+	m := r.qemu.EnableMigration(qmptest.MigrationOptions{}) // the commands a hold would use
 	r.bootLibvirt(5)
 	es := r.expectExactly(attest.EventBoot)
 	boot := r.verify(es[0])
@@ -150,21 +152,33 @@ func TestLibvirtLifecycle(t *testing.T) {
 	if res := r.verify(es[5]); res.Report.Host.Facts["shutdown_reason"] != "destroyed" {
 		t.Fatalf("shutdown facts %v", res.Report.Host.Facts)
 	}
+	// None of these state transfers ran while the guest did: none was
+	// held (migrate_hold.go).
+	if sets := m.Sets(); len(sets) != 0 {
+		t.Errorf("max-bandwidth set to %v: a paused transfer was held", sets)
+	}
 }
 
 func TestLibvirtMigration(t *testing.T) {
 	t.Run("source", func(t *testing.T) {
+		// A live migration: held while the guest still runs until the
+		// agent (slower than the whole migration) answered; the source's
+		// end is not a shutdown.
 		r := libvirtRig(t)
+		p := pace(r)
+		m := r.qemu.EnableMigration(qmptest.MigrationOptions{Switchover: func() { p.setFrozen(true) }})
 		r.bootLibvirt(3)
 		r.expectExactly(attest.EventBoot)
-		// A live migration: reported while the guest still runs; the
-		// source's end is not a shutdown.
-		r.play(qmpEv("MIGRATION", "status", "setup"), qmpEv("MIGRATION", "status", "active"),
-			qmpEv("MIGRATION_PASS", "pass", 2.0), qmpEv("STOP"), lcEv("suspended", "migrated"),
-			qmpEv("MIGRATION", "status", "completed"), lcEv("stopped", "migrated"))
+		p.setDelay(agentDelay)
+		m.Start()
+		<-m.Done()
+		r.play(lcEv("suspended", "migrated"), lcEv("stopped", "migrated"))
 		es := r.expectExactly(attest.EventBoot, attest.EventMigrateOut)
-		if res := r.verify(es[1]); res.Guest == nil {
-			t.Fatalf("migrate-out without guest evidence: %q", res.Report.Host.Agent)
+		if res := r.verify(es[1]); res.Guest == nil || res.Report.Host.Facts["migration_hold"] != "held" {
+			t.Fatalf("migrate-out: agent %q (%s), facts %v", res.Report.Host.Agent, res.Report.Host.Detail, res.Report.Host.Facts)
+		}
+		if sets := m.Sets(); !slices.Equal(sets, []uint64{HoldBandwidth, qmptest.DefaultMaxBandwidth}) {
+			t.Fatalf("max-bandwidth set to %v", sets)
 		}
 	})
 	t.Run("destination", func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 
 	"hvmon.dev/hvmon/agentproto"
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/dropq"
 	"hvmon.dev/hvmon/qmp"
 )
 
@@ -45,6 +46,11 @@ type Options struct {
 	TTL time.Duration
 	// AgentTimeout bounds one attest request; zero means 60 s.
 	AgentTimeout time.Duration
+	// MigrationHold bounds how long an outgoing live migration is held
+	// (its bulk transfer stopped, the guest running) while the agent is
+	// asked for the migrate-out evidence (migrate_hold.go); zero means
+	// AgentTimeout, negative turns the hold off.
+	MigrationHold time.Duration
 	// Metrics, when set, receives counters and latencies.
 	Metrics *Metrics
 	// Hooks, when set, gives the libvirt hook events recorded for a VM
@@ -129,6 +135,9 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	if opts.AgentTimeout == 0 {
 		opts.AgentTimeout = 60 * time.Second
+	}
+	if opts.MigrationHold == 0 {
+		opts.MigrationHold = opts.AgentTimeout
 	}
 	return &Supervisor{opts: opts, log: opts.Logger, vms: map[string]*vm{}}, nil
 }
@@ -359,6 +368,7 @@ type vm struct {
 	qemu  string
 	lc    lifecycle
 	llc   libvirtLifecycle
+	hold  *migrationHold // shared by the gate and the worker
 }
 
 func (v *vm) close() { v.once.Do(func() { close(v.stop) }) }
@@ -379,14 +389,21 @@ func (v *vm) run() {
 		cancel()
 	}()
 	v.qmp = qmp.New(v.cfg.QMP, qmp.Options{Logger: v.log.Named("qmp"), Reconnect: true, Dial: v.cfg.Dial})
+	v.hold = newMigrationHold(v, v.s.opts.MigrationHold)
 	onEvent := v.onEvent
 	if v.cfg.Source == SourceLibvirt {
 		v.llc = newLibvirtLifecycle()
 		onEvent = v.onLibvirtEvent
 	}
 	defer v.qmp.Disconnect()
+	defer v.hold.close() // before the client goes: a hold never outlives the worker
 	defer v.closeAgent()
-	events, _ := v.qmp.Events(ctx)
+	// Events reach the worker through its gate (migrate_hold.go), which
+	// holds a starting migration even while the worker is busy.
+	raw, _ := v.qmp.Events(ctx)
+	inbox := dropq.New[qmp.Event](qmp.QueueSize)
+	go v.gate(ctx, raw, inbox)
+	events := forward(ctx, inbox)
 	go v.connectLoop(ctx)
 	var tick <-chan time.Time
 	if v.cfg.Periodic > 0 {
@@ -415,6 +432,43 @@ func (v *vm) run() {
 			v.handle(ctx, r)
 		}
 	}
+}
+
+// forward delivers the gate's queue to the worker, with an EventDropped
+// for the events the queue dropped while the worker was busy.
+func forward(ctx context.Context, q *dropq.Queue[qmp.Event]) <-chan qmp.Event {
+	out := make(chan qmp.Event)
+	go func() {
+		send := func(e qmp.Event) bool {
+			select {
+			case out <- e:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		for {
+			e, dropped, ok := q.Pop()
+			if dropped > 0 && !send(qmp.Event{Event: qmp.EventDropped, Data: map[string]any{"count": dropped}}) {
+				return
+			}
+			if ok {
+				if !send(e) {
+					return
+				}
+				continue
+			}
+			if dropped > 0 {
+				continue
+			}
+			select {
+			case <-q.Wake():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // periodicDue says whether the VM runs with its agent up (or has no agent),
@@ -594,7 +648,22 @@ func (v *vm) report(ctx context.Context, r request, tm *Timing) (Entry, error) {
 	case r.event == attest.EventShutdown:
 		obs.Agent, obs.Detail = "none", "the guest has shut down; no agent to ask"
 	default:
-		ev, status, detail := v.attestAgent(ctx, nonce, r.event, tm)
+		actx, done := ctx, func() {}
+		if r.event == attest.EventMigrateOut {
+			// The source may stop for the switchover (when the hold could
+			// not be set, or was skipped): the agent cannot answer then.
+			actx, done = v.hold.agentContext(ctx)
+		}
+		ev, status, detail := v.attestAgent(actx, nonce, r.event, tm)
+		if ev == nil && errors.Is(context.Cause(actx), errSourceStopped) {
+			status, detail = "unavailable", errSourceStopped.Error()
+		}
+		done()
+		if r.event == attest.EventMigrateOut {
+			// Asked first, released first: the migration goes on before
+			// anything else the report needs.
+			v.hold.release("the agent was asked: " + status)
+		}
 		obs.Agent, obs.Detail = status, detail
 		if ev != nil {
 			t0 = time.Now()
@@ -615,6 +684,10 @@ func (v *vm) report(ctx context.Context, r request, tm *Timing) (Entry, error) {
 				}
 			}
 		}
+	}
+	if r.event == attest.EventMigrateOut {
+		v.hold.release("migrate-out reported") // when the agent was not asked
+		maps.Copy(facts, v.hold.facts())
 	}
 	obs.Detail = fitText(obs.Detail) // agent and QEMU text, bounded before it is logged too
 	if obs.Agent != "ok" {

@@ -32,6 +32,9 @@ type fakeAgent struct {
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	conn  net.Conn
+	// wrap, when set, wraps each connection the agent serves (a slow or
+	// frozen agent: migrate_hold_test.go).
+	wrap func(net.Conn) net.Conn
 }
 
 func newFakeAgent(t *testing.T, dir string) *fakeAgent {
@@ -64,8 +67,13 @@ func (f *fakeAgent) start(t *testing.T) {
 			}
 			f.mu.Lock()
 			f.conn = c
+			wrap := f.wrap
 			f.mu.Unlock()
-			f.agent.Serve(context.Background(), c)
+			var sc net.Conn = c
+			if wrap != nil {
+				sc = wrap(c)
+			}
+			f.agent.Serve(context.Background(), sc)
 			c.Close()
 		}
 	}()

@@ -28,7 +28,7 @@ import (
 // libvirtRig is a private libvirtd (with virtlogd) started as root for one
 // test, with hvmon's hook installed and an hvmon daemon following it.
 type libvirtRig struct {
-	t         *testing.T
+	t         testing.TB
 	dir       string
 	bin       string
 	uri       string
@@ -49,7 +49,7 @@ type libvirtRig struct {
 // moved, so the test installs hvmon's wrapper there and removes it after.
 const libvirtHooksDir = "/etc/libvirt/hooks"
 
-func newLibvirtRig(t *testing.T) *libvirtRig {
+func newLibvirtRig(t testing.TB) *libvirtRig {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the libvirt tier runs libvirtd as root: run make test as root")
@@ -189,7 +189,7 @@ func (r *libvirtRig) waitLibvirtd() {
 func (r *libvirtRig) stopLibvirtd() { killPidFile(r.t, r.pidFile) }
 
 // killPidFile stops a daemon by the PID in its pid file and waits for it.
-func killPidFile(t *testing.T, path string) {
+func killPidFile(t testing.TB, path string) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Logf("no pid file %s: %v", path, err)

@@ -75,6 +75,31 @@ func (c *Client) QueryMigrate(ctx context.Context) (MigrationInfo, error) {
 	return m, err
 }
 
+// MigrationParameters are the migration parameters hvmon reads and sets
+// (query-migrate-parameters, migrate-set-parameters). A nil field is left
+// out of a set, so QEMU keeps its value.
+type MigrationParameters struct {
+	// MaxBandwidth caps the pre-copy transfer, in bytes per second. QEMU
+	// spends it in 100 ms windows of MaxBandwidth/10 bytes; 0 means no
+	// cap. QEMU lifts the cap for the final stop-and-copy, so it never
+	// lengthens the downtime.
+	MaxBandwidth *uint64 `json:"max-bandwidth,omitempty"`
+}
+
+// QueryMigrateParameters returns the migration parameters in force.
+func (c *Client) QueryMigrateParameters(ctx context.Context) (MigrationParameters, error) {
+	var p MigrationParameters
+	err := c.Execute(ctx, "query-migrate-parameters", nil, &p)
+	return p, err
+}
+
+// MigrateSetParameters sets the non-nil parameters of p. A new
+// max-bandwidth applies to a migration under way from QEMU's next 100 ms
+// window on.
+func (c *Client) MigrateSetParameters(ctx context.Context, p MigrationParameters) error {
+	return c.Execute(ctx, "migrate-set-parameters", p, nil)
+}
+
 // SnapshotSave starts the snapshot-save job (QEMU >= 6.0): the VM state
 // goes to vmstate's block node, disks listed in devices are snapshotted.
 // Wait for it with WaitJob, then JobDismiss.

@@ -98,7 +98,7 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) e
 	defer journal.Close()
 	sup, err := host.New(host.Options{
 		Logger: log, Signer: key, HostName: hostName, Store: store, Evidence: verifier,
-		TTL: ttl, AgentTimeout: agentTimeout, Metrics: host.NewMetrics(reg), Hooks: journal,
+		TTL: ttl, AgentTimeout: agentTimeout, MigrationHold: cfg.MigrationHoldDuration(), Metrics: host.NewMetrics(reg), Hooks: journal,
 	})
 	if err != nil {
 		return err

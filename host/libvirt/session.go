@@ -28,6 +28,9 @@ import (
 // starts with an HVMON_EVENTS_DROPPED event, as qmp.Client does.
 const maxQueued = 4096
 
+// maxCommands bounds the commands of one stream that run at once.
+const maxCommands = 8
+
 // event is one event for a domain, in the QMP wire shape.
 type event struct {
 	Event     string         `json:"event"`
@@ -130,7 +133,17 @@ func (s *session) serve(conn *golibvirt.Connect, pipe net.Conn) {
 	negotiated := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
-		defer close(done)
+		// Commands run side by side (their replies carry the client's
+		// ids): one that libvirt keeps waiting, such as a pmemsave, must
+		// not hold up another, such as the migration hold's
+		// (host/migrate_hold.go). done closes once none is left, before
+		// the domain handle they use is freed.
+		var running sync.WaitGroup
+		slots := make(chan struct{}, maxCommands)
+		defer func() {
+			running.Wait()
+			close(done)
+		}()
 		dec := json.NewDecoder(pipe)
 		once := sync.Once{}
 		for {
@@ -148,10 +161,19 @@ func (s *session) serve(conn *golibvirt.Connect, pipe net.Conn) {
 				once.Do(func() { close(negotiated) })
 				continue
 			}
-			if write(s.command(dom, name, cmd, id)) != nil {
-				return
-			}
+			slots <- struct{}{}
+			running.Add(1)
+			go func() {
+				defer func() { <-slots; running.Done() }()
+				// A reply that cannot be written means the pipe closed;
+				// the decoder sees that too.
+				write(s.command(dom, name, cmd, id))
+			}()
 		}
+	}()
+	defer func() {
+		pipe.Close()
+		<-done // the commands still running use dom: they end first
 	}()
 	select {
 	case <-negotiated:
