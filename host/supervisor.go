@@ -438,36 +438,7 @@ func (v *vm) run() {
 // for the events the queue dropped while the worker was busy.
 func forward(ctx context.Context, q *dropq.Queue[qmp.Event]) <-chan qmp.Event {
 	out := make(chan qmp.Event)
-	go func() {
-		send := func(e qmp.Event) bool {
-			select {
-			case out <- e:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
-		for {
-			e, dropped, ok := q.Pop()
-			if dropped > 0 && !send(qmp.Event{Event: qmp.EventDropped, Data: map[string]any{"count": dropped}}) {
-				return
-			}
-			if ok {
-				if !send(e) {
-					return
-				}
-				continue
-			}
-			if dropped > 0 {
-				continue
-			}
-			select {
-			case <-q.Wake():
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	go q.Forward(ctx, out, qmp.DroppedEvent)
 	return out
 }
 

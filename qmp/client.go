@@ -539,40 +539,20 @@ func (c *Client) Events(ctx context.Context) (<-chan Event, error) {
 	c.mu.Unlock()
 	go func() {
 		defer close(s.out)
-		// send delivers one event; false when the subscriber is done.
-		send := func(e Event) bool {
+		// Forwarding ends when the subscriber is done (the client
+		// disconnected) or its ctx ends (then it unsubscribes).
+		fctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
 			select {
-			case s.out <- e:
-				return true
 			case <-s.done:
-				return false
-			case <-ctx.Done():
-				c.unsubscribe(s)
-				return false
+				cancel()
+			case <-fctx.Done():
 			}
-		}
-		for {
-			e, dropped, ok := s.queue.Pop()
-			if dropped > 0 && !send(Event{Event: EventDropped, Data: map[string]any{"count": dropped}}) {
-				return
-			}
-			if ok {
-				if !send(e) {
-					return
-				}
-				continue
-			}
-			if dropped > 0 {
-				continue
-			}
-			select {
-			case <-s.queue.Wake():
-			case <-s.done:
-				return
-			case <-ctx.Done():
-				c.unsubscribe(s)
-				return
-			}
+		}()
+		s.queue.Forward(fctx, s.out, DroppedEvent)
+		if ctx.Err() != nil {
+			c.unsubscribe(s)
 		}
 	}()
 	return s.out, nil
@@ -599,4 +579,10 @@ func (c *Client) broadcast(e Event) {
 	for _, s := range subs {
 		s.push(e)
 	}
+}
+
+// DroppedEvent is the EventDropped event that tells a consumer n events
+// were dropped before the next one.
+func DroppedEvent(n int) Event {
+	return Event{Event: EventDropped, Data: map[string]any{"count": n}}
 }

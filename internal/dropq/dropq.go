@@ -5,7 +5,10 @@
 // loses old events, says how many, and never stalls the producer.
 package dropq
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
 // Queue is a bounded drop-oldest FIFO. The zero value is not usable; call
 // New.
@@ -70,5 +73,41 @@ func (q *Queue[T]) signal() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
+	}
+}
+
+// Forward delivers the queue to out, in order, until ctx ends, and then
+// returns ctx's error. Before an item that follows drops, it sends
+// dropped(n) with the number of items lost, so the consumer knows it
+// missed some. A consumer that stops reading blocks only Forward, never
+// the producer.
+func (q *Queue[T]) Forward(ctx context.Context, out chan<- T, dropped func(n int) T) error {
+	send := func(v T) bool {
+		select {
+		case out <- v:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for {
+		v, n, ok := q.Pop()
+		if n > 0 && !send(dropped(n)) {
+			return ctx.Err()
+		}
+		if ok {
+			if !send(v) {
+				return ctx.Err()
+			}
+			continue
+		}
+		if n > 0 {
+			continue
+		}
+		select {
+		case <-q.Wake():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
