@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -59,6 +60,7 @@ func newLibvirtRig(t testing.TB) *libvirtRig {
 			t.Fatalf("%s not found: scripts/deps.sh installs libvirt-daemon-system and qemu-utils", b)
 		}
 	}
+	stopLeftovers(t)
 	if pid := runningProcess("libvirtd"); pid != "" {
 		t.Fatalf("a libvirtd is already running (pid %s); the libvirt tier needs the machine's libvirt to itself", pid)
 	}
@@ -120,7 +122,79 @@ func newLibvirtRig(t testing.TB) *libvirtRig {
 	t.Cleanup(func() { killPidFile(t, logdPid) })
 	r.startLibvirtd()
 	t.Cleanup(r.stopLibvirtd)
+	r.removeLeftoverDomains()
 	return r
+}
+
+// rigDomains are the names the libvirt tests give their domains.
+var rigDomains = []string{"hvmon-it", "hvmon-mig"}
+
+// removeLeftoverDomains destroys and undefines the tests' domains that an
+// interrupted earlier run (a killed test binary runs no cleanup) left in
+// the machine's libvirt configuration; defining them again would fail.
+func (r *libvirtRig) removeLeftoverDomains() {
+	r.t.Helper()
+	conn, err := golibvirt.NewConnect(r.uri)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, name := range rigDomains {
+		dom, err := conn.LookupDomainByName(name)
+		if err != nil {
+			continue // not defined: the usual case
+		}
+		r.t.Logf("removing domain %s, left by an earlier run that did not finish", name)
+		dom.Destroy()
+		err = dom.UndefineFlags(golibvirt.DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | golibvirt.DOMAIN_UNDEFINE_MANAGED_SAVE |
+			golibvirt.DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+		dom.Free()
+		if err != nil {
+			r.t.Fatalf("removing the leftover domain %s: %v", name, err)
+		}
+	}
+}
+
+// stopLeftovers kills the daemons (libvirtd, virtlogd, QEMU) an earlier
+// run of these tests started and could not stop (a test binary killed at
+// its timeout runs no cleanup): a process whose command line names one of
+// the rigs' directories. The machine's own daemons are left alone.
+func stopLeftovers(t testing.TB) {
+	t.Helper()
+	rigDir := regexp.MustCompile(regexp.QuoteMeta(filepath.Join(os.TempDir(), "hvmon-libvirt")) + `[0-9]+/`)
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		comm, _ := os.ReadFile(filepath.Join(d, "comm"))
+		switch c := strings.TrimSpace(string(comm)); {
+		case c == "libvirtd", c == "virtlogd", c == "hvmon", strings.HasPrefix(c, "qemu-system"):
+		default:
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join(d, "cmdline"))
+		if err != nil || !rigDir.Match(cmdline) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		t.Logf("stopping pid %d, left by an earlier run that did not finish: %s", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+		syscall.Kill(pid, syscall.SIGKILL)
+		for i := 0; i < 100 && live(filepath.Join("/proc", strconv.Itoa(pid))); i++ {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// live reports whether the process of a /proc directory exists and is
+// not a zombie.
+func live(procDir string) bool {
+	st, err := os.ReadFile(filepath.Join(procDir, "stat"))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+	return len(f) == 0 || f[0] != "Z"
 }
 
 // runningProcess returns the pid of a live (not zombie) process named
@@ -132,12 +206,9 @@ func runningProcess(comm string) string {
 		if err != nil || strings.TrimSpace(string(c)) != comm {
 			continue
 		}
-		if st, err := os.ReadFile(filepath.Join(d, "stat")); err == nil {
-			if f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:])); len(f) > 0 && f[0] == "Z" {
-				continue
-			}
+		if live(d) {
+			return filepath.Base(d)
 		}
-		return filepath.Base(d)
 	}
 	return ""
 }
