@@ -51,6 +51,13 @@ func (e *Error) Unwrap() error { return e.Err }
 // blocking on a FIFO or a device.
 func Open(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ENXIO) {
+		// open(2) of a socket fails with ENXIO ("no such device or
+		// address"): say what the path is instead.
+		if st, serr := os.Stat(path); serr == nil && st.Mode()&fs.ModeSocket != 0 {
+			return nil, &Error{Path: path, Kind: Kind(st.Mode()), Err: ErrNotRegular}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package boundedfile
 import (
 	"bytes"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -22,9 +23,15 @@ func TestRefusesWhatIsNotARegularFile(t *testing.T) {
 	os.Symlink(loop, loop)
 	sub := filepath.Join(dir, "dir.cose")
 	os.Mkdir(sub, 0o755)
+	sock := filepath.Join(dir, "sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
 	for _, tc := range []struct {
 		path, kind string
-	}{{fifo, "a FIFO"}, {sub, "a directory"}, {"/dev/zero", "a character device"}} {
+	}{{fifo, "a FIFO"}, {sub, "a directory"}, {"/dev/zero", "a character device"}, {sock, "a socket"}} {
 		_, err := Read(tc.path, 1<<20)
 		var e *Error
 		if !errors.Is(err, ErrNotRegular) || !errors.As(err, &e) || e.Kind != tc.kind {
