@@ -7,15 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"sync"
 	"time"
 
 	"hvmon.dev/hvmon/attest"
-	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/measure"
+	"hvmon.dev/hvmon/measure/fileregion"
 )
 
 // ErrNoRegion reports a snapshot of a region the backend does not hold.
@@ -127,9 +126,10 @@ type FileRegion struct {
 	Length int64
 }
 
-// File measures regions that are files or byte ranges of files. It reads
-// page by page (pread), never the whole file at once. One File serves one
-// workload: every workload name lists the same regions.
+// File measures regions that are files or byte ranges of files, through
+// fileregion: only regular files, read page batches at a time (pread),
+// never whole. One File serves one workload: every workload name lists the
+// same regions.
 type File struct {
 	regions []FileRegion
 	// Now is the clock snapshots are stamped with; nil means time.Now.
@@ -177,32 +177,21 @@ func (f *File) Regions(_ context.Context, _ string) ([]attest.Region, error) {
 
 // Snapshot implements attest.Backend. A range that extends past the end of
 // the file is an error, never a silently shorter measurement.
-func (f *File) Snapshot(_ context.Context, _ string, r attest.Region) (attest.Snapshot, error) {
+func (f *File) Snapshot(ctx context.Context, _ string, r attest.Region) (attest.Snapshot, error) {
 	i := slices.IndexFunc(f.regions, func(fr FileRegion) bool { return fr.ID == r.ID })
 	if i < 0 {
 		return attest.Snapshot{}, fmt.Errorf("%w: %q", ErrNoRegion, r.ID)
 	}
 	fr := f.regions[i]
-	fh, err := boundedfile.Open(fr.Path) // never waits on a FIFO or reads a device
+	src, err := fileregion.Open(fr.Path, fr.Offset, fr.Length)
 	if err != nil {
 		return attest.Snapshot{}, err
 	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return attest.Snapshot{}, err
-	}
-	length := fr.Length
-	if length == 0 {
-		length = st.Size() - fr.Offset
-	}
-	if length < 0 || fr.Offset > st.Size()-length {
-		return attest.Snapshot{}, fmt.Errorf("range [%d, %d) exceeds %s (%d bytes)", fr.Offset, fr.Offset+length, fr.Path, st.Size())
-	}
+	defer src.Close()
 	taken := clock(f.Now)
-	root, err := measure.ReaderAt(io.NewSectionReader(fh, fr.Offset, length), length)
+	root, err := measure.Root(ctx, src, nil)
 	if err != nil {
-		return attest.Snapshot{}, fmt.Errorf("%s: %w", fr.Path, err)
+		return attest.Snapshot{}, err
 	}
-	return attest.Snapshot{RegionID: r.ID, Root: root, Size: uint64(length), TakenAt: taken, PageSize: measure.PageSize}, nil
+	return attest.Snapshot{RegionID: r.ID, Root: root, Size: uint64(src.Size()), TakenAt: taken, PageSize: measure.PageSize}, nil
 }

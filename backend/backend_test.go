@@ -7,10 +7,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/measure"
+	"hvmon.dev/hvmon/measure/fileregion"
 )
 
 func TestFile(t *testing.T) {
@@ -40,12 +43,20 @@ func TestFile(t *testing.T) {
 	}
 	// A range past the end of the file is an error, not a shorter measurement.
 	past, _ := NewFile([]FileRegion{{ID: "past", Path: path, Offset: 15000, Length: 2000}})
-	if _, err := past.Snapshot(ctx, "w", attest.Region{ID: "past"}); err == nil {
-		t.Error("Snapshot of a range past the end succeeded")
+	var re *fileregion.RangeError
+	if _, err := past.Snapshot(ctx, "w", attest.Region{ID: "past"}); !errors.As(err, &re) {
+		t.Errorf("Snapshot of a range past the end = %v, want a RangeError", err)
 	}
-	dirRegion, _ := NewFile([]FileRegion{{ID: "d", Path: dir}})
-	if _, err := dirRegion.Snapshot(ctx, "w", attest.Region{ID: "d"}); err == nil {
-		t.Error("Snapshot of a directory succeeded")
+	// A directory, or a FIFO no one writes, is refused at once.
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, fifo} {
+		other, _ := NewFile([]FileRegion{{ID: "d", Path: p}})
+		if _, err := other.Snapshot(ctx, "w", attest.Region{ID: "d"}); !errors.Is(err, boundedfile.ErrNotRegular) {
+			t.Errorf("Snapshot(%s) = %v, want ErrNotRegular", p, err)
+		}
 	}
 	if _, err := f.Snapshot(ctx, "w", attest.Region{ID: "nope"}); !errors.Is(err, ErrNoRegion) {
 		t.Errorf("Snapshot(unknown region) = %v, want ErrNoRegion", err)

@@ -18,8 +18,8 @@ import (
 	"hvmon.dev/hvmon/agentproto"
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/evidence"
-	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/measure"
+	"hvmon.dev/hvmon/measure/fileregion"
 )
 
 // Options configure an Agent. The zero value is usable: a fresh key, no
@@ -134,26 +134,13 @@ func newSource(rc RegionConfig) (source, error) {
 }
 
 // measureFile measures size bytes of path from off (size 0: to the end).
+// Only a regular file is measured: a FIFO or a device would hang the agent.
 func measureFile(ctx context.Context, path string, off, size int64) (*measure.Tree, error) {
-	f, err := boundedfile.Open(path) // a FIFO or a device would hang the agent
+	src, err := fileregion.Open(path, off, size)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if size == 0 {
-		size = st.Size() - off
-	}
-	if size < 0 || off > st.Size()-size {
-		return nil, fmt.Errorf("range [%d, +%d) exceeds %s (%d bytes)", off, size, path, st.Size())
-	}
-	src, err := measure.Section(f, off, size)
-	if err != nil {
-		return nil, err
-	}
+	defer src.Close()
 	return measure.Measure(ctx, src, nil)
 }
 

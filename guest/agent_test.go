@@ -16,7 +16,9 @@ import (
 
 	"hvmon.dev/hvmon/agentproto"
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/measure"
+	"hvmon.dev/hvmon/measure/fileregion"
 )
 
 var testNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -377,6 +379,56 @@ func TestChangedPages(t *testing.T) {
 	}
 	if len(vr.Drift) != 1 || len(vr.Drift[0].Changed) != 1 || !strings.Contains(vr.Checks[len(vr.Checks)-1].Detail, "page 2") {
 		t.Errorf("drift = %+v, checks %+v", vr.Drift, vr.Checks)
+	}
+}
+
+// TestFileRegionRefusals: a file region whose path became a FIFO no one
+// writes, or a directory, fails the attestation at once with a measure
+// error naming what the path is; a range past the end of the file is an
+// error, not a shorter measurement.
+func TestFileRegionRefusals(t *testing.T) {
+	dir := t.TempDir()
+	weights := filepath.Join(dir, "weights.bin")
+	os.WriteFile(weights, make([]byte, 5000), 0o644)
+	a, err := New(&Config{Regions: []RegionConfig{
+		{ID: "weights", File: weights},
+		{ID: "tail", File: weights, Offset: 4096, Size: 4096},
+	}}, Options{Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	attestRegion := func(id string) error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := a.Attest(ctx, agentproto.AttestArgs{Nonce: bytes.Repeat([]byte{5}, 16), Event: attest.EventOnDemand, VM: "vm-1", Regions: []string{id}})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Attest(%s) still blocks after 10 s", id)
+			return nil
+		}
+	}
+	var re *requestError
+	var rangeErr *fileregion.RangeError
+	if err := attestRegion("tail"); !errors.As(err, &re) || re.code != agentproto.CodeMeasure || !errors.As(err, &rangeErr) {
+		t.Errorf("Attest(range past the end) = %v, want %s with a RangeError", err, agentproto.CodeMeasure)
+	}
+	os.Remove(weights)
+	if err := syscall.Mkfifo(weights, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := attestRegion("weights"); !errors.As(err, &re) || re.code != agentproto.CodeMeasure || !errors.Is(err, boundedfile.ErrNotRegular) ||
+		!strings.Contains(err.Error(), "is a FIFO, not a regular file") {
+		t.Errorf("Attest(FIFO region) = %v, want %s naming a FIFO", err, agentproto.CodeMeasure)
+	}
+	os.Remove(weights)
+	os.Mkdir(weights, 0o755)
+	if err := attestRegion("weights"); !errors.Is(err, boundedfile.ErrNotRegular) || !strings.Contains(err.Error(), "is a directory, not a regular file") {
+		t.Errorf("Attest(directory region) = %v, want one naming a directory", err)
 	}
 }
 

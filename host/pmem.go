@@ -3,13 +3,12 @@ package host
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
 	"hvmon.dev/hvmon/attest"
-	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/measure"
+	"hvmon.dev/hvmon/measure/fileregion"
 	"hvmon.dev/hvmon/qmp"
 )
 
@@ -38,7 +37,7 @@ func (v *vm) measureHost(ctx context.Context) ([]attest.Claim, error) {
 		if err != nil {
 			return claims, fmt.Errorf("region %s: %w", hr.ID, err)
 		}
-		root, err := measureFile(path, int64(hr.Size))
+		root, err := measureFile(ctx, path, int64(hr.Size))
 		os.Remove(path)
 		if err != nil {
 			return claims, fmt.Errorf("region %s: %w", hr.ID, err)
@@ -54,13 +53,14 @@ func (v *vm) measureHost(ctx context.Context) ([]attest.Claim, error) {
 	return claims, nil
 }
 
-// measureFile measures the file QEMU wrote. It must be a regular file: a
-// FIFO made in its place would block the read, and the VM's worker.
-func measureFile(path string, size int64) (measure.Digest, error) {
-	f, err := boundedfile.Open(path)
+// measureFile measures the size bytes QEMU wrote to path; a shorter file
+// is an error. It must be a regular file: a FIFO made in its place would
+// block the read, and the VM's worker.
+func measureFile(ctx context.Context, path string, size int64) (measure.Digest, error) {
+	src, err := fileregion.Open(path, 0, size)
 	if err != nil {
 		return measure.Digest{}, err
 	}
-	defer f.Close()
-	return measure.ReaderAt(io.NewSectionReader(f, 0, size), size)
+	defer src.Close()
+	return measure.Root(ctx, src, nil)
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/measure"
+	"hvmon.dev/hvmon/measure/fileregion"
 	"hvmon.dev/hvmon/measure/proc"
 )
 
@@ -144,24 +144,15 @@ func openRegion(arg string) (*region, error) {
 		}
 		return newRegion(pr.String(), pr, true, pr.Close), nil
 	}
-	f, err := boundedfile.Open(arg) // never waits on a FIFO or reads a device
+	src, err := fileregion.Open(arg, 0, 0) // never waits on a FIFO or reads a device
 	if err != nil {
-		return nil, configErr(err)
-	}
-	st, err := f.Stat()
-	var src measure.Source
-	if err == nil {
-		src, err = measure.Section(f, 0, st.Size())
-	}
-	if err != nil {
-		f.Close()
 		return nil, configErr(err)
 	}
 	name := arg
 	if abs, err := filepath.Abs(arg); err == nil {
 		name = abs
 	}
-	return newRegion(name, src, false, f.Close), nil
+	return newRegion(name, src, false, src.Close), nil
 }
 
 // measureJSON is the --json view of one measurement.
