@@ -85,17 +85,9 @@ func (t *Tree) Root() Digest { return t.root }
 func (t *Tree) Size() int64 { return t.size }
 
 // Leaves returns the leaf hashes, one per page. The slice is the tree's
-// own: do not modify it, and copy it (or Clone the tree) before an Update
-// if you need the old leaves.
+// own: do not modify it, and copy it before an Update if you need the old
+// leaves.
 func (t *Tree) Leaves() []Digest { return t.leaves }
-
-// Clone returns an independent copy of the tree.
-func (t *Tree) Clone() *Tree {
-	c := *t
-	c.leaves = slices.Clone(t.leaves)
-	c.blocks = slices.Clone(t.blocks)
-	return &c
-}
 
 // Measure reads every page of src and returns its tree.
 func Measure(ctx context.Context, src Source, opts *Options) (*Tree, error) {

@@ -60,8 +60,8 @@ func TestEngineEqualsReference(t *testing.T) {
 			if got := Bytes(b); got != want {
 				t.Errorf("Bytes(%d bytes) = %s, want %s", n, got, want)
 			}
-			if got, err := ReaderAt(bytes.NewReader(b), int64(n)); err != nil || got != want {
-				t.Errorf("ReaderAt(%d bytes) = %s, %v; want %s", n, got, err, want)
+			if got, err := sectionRoot(bytes.NewReader(b), int64(n)); err != nil || got != want {
+				t.Errorf("Root(Section(%d bytes)) = %s, %v; want %s", n, got, err, want)
 			}
 			for _, w := range []int{1, 3} {
 				tr, err := Measure(context.Background(), must(Section(bytes.NewReader(b), 0, int64(n))), &Options{Workers: w})
@@ -265,9 +265,6 @@ func TestErrors(t *testing.T) {
 	}
 	if _, err := Section(bytes.NewReader(nil), -1, 1); err == nil {
 		t.Error("Section(offset -1) accepted")
-	}
-	if _, err := Phys(nil, 1<<63, 1<<63+1); err == nil {
-		t.Error("Phys(range wrapping 2^64) accepted")
 	}
 }
 

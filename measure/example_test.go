@@ -61,19 +61,3 @@ func ExampleTracker() {
 	// c0cb653260973695e043fead362574e9707f4595c1f5c67597e02791ce1c9a07 full
 	// c0cb653260973695e043fead362574e9707f4595c1f5c67597e02791ce1c9a07 full-fallback: the source does not track writes
 }
-
-// physMemory stands in for a VMM that reads guest-physical memory.
-type physMemory []byte
-
-func (m physMemory) ReadPhys(_ context.Context, addr uint64, buf []byte) error {
-	copy(buf, m[addr:])
-	return nil
-}
-
-func ExamplePhys() {
-	guest := make(physMemory, 1<<20)
-	src, _ := measure.Phys(guest, 0x10000, 0x3000)
-	root, _ := measure.Root(context.Background(), src, nil)
-	fmt.Println(root == measure.Bytes(guest[0x10000:0x13000]))
-	// Output: true
-}

@@ -9,8 +9,9 @@ import (
 )
 
 // Source is a region to measure: Size bytes, read in page-aligned pieces.
-// Sources for files (Section), memory (Memory) and guest-physical memory
-// (Phys) are here; hvmon.dev/hvmon/measure/proc has process mappings.
+// Memory and Section (any io.ReaderAt) are here;
+// hvmon.dev/hvmon/measure/fileregion opens regular files and
+// hvmon.dev/hvmon/measure/proc reads process mappings.
 type Source interface {
 	// Size returns the region's length in bytes. It must not change
 	// while a measurement runs.
@@ -67,41 +68,6 @@ func (s *section) ReadPages(_ context.Context, p []byte, off int64) error {
 			err = ErrShortRead
 		}
 		return fmt.Errorf("measure: reading page at offset %d: %w", off+int64(n)/PageSize*PageSize, err)
-	}
-	return nil
-}
-
-// PhysReader reads guest-physical memory, for example through the VMM that
-// runs the guest.
-type PhysReader interface {
-	// ReadPhys fills buf with guest-physical memory from address addr. It
-	// fills buf entirely or returns an error. It may be called from
-	// several goroutines at once.
-	ReadPhys(ctx context.Context, addr uint64, buf []byte) error
-}
-
-// Phys returns a source over size bytes of guest-physical memory from
-// address addr, read through r. The range must not wrap around 2^64, and
-// size must fit an int64.
-func Phys(r PhysReader, addr, size uint64) (Source, error) {
-	if size > math.MaxInt64 || size > 0 && addr > math.MaxUint64-(size-1) {
-		return nil, fmt.Errorf("measure: guest-physical range %#x + %#x overflows", addr, size)
-	}
-	return &phys{r: r, addr: addr, size: int64(size)}, nil
-}
-
-type phys struct {
-	r    PhysReader
-	addr uint64
-	size int64
-}
-
-func (s *phys) Size() int64 { return s.size }
-
-func (s *phys) ReadPages(ctx context.Context, p []byte, off int64) error {
-	addr := s.addr + uint64(off)
-	if err := s.r.ReadPhys(ctx, addr, p); err != nil {
-		return fmt.Errorf("measure: reading guest-physical %#x: %w", addr, err)
 	}
 	return nil
 }

@@ -78,7 +78,7 @@ func NewTracker(src Source, opts *Options) *Tracker {
 }
 
 // Tree returns the tree of the last successful measurement, or nil. The
-// next Measure updates it in place: Clone it to keep it.
+// next Measure updates it in place.
 func (t *Tracker) Tree() *Tree { return t.tree }
 
 // Measure measures the source, incrementally when it can.

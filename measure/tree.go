@@ -15,9 +15,9 @@
 // normative definition.
 //
 // LeafHash, NodeHash and RootFromLeaves are the single-stream reference,
-// on the standard library's SHA3-256. Measure, Root, Bytes and ReaderAt
-// use the engine, spread over GOMAXPROCS goroutines, with the same output
-// bit for bit. Which permutation it hashes leaves with is decided at run
+// on the standard library's SHA3-256. Measure, Root and Bytes use the
+// engine, spread over GOMAXPROCS goroutines, with the same output bit for
+// bit. Which permutation it hashes leaves with is decided at run
 // time: eight leaves at once with AVX-512 (this package's assembly), else
 // four at once with AVX2 (circl's keccakf1600.StateX4, which also hashes
 // the tree's nodes four at a time), else the reference leaf hash.
@@ -38,7 +38,6 @@ import (
 	"crypto/sha3"
 	"encoding/hex"
 	"fmt"
-	"io"
 )
 
 // PageSize is the leaf size of the region tree, in bytes. It is recorded in
@@ -112,17 +111,6 @@ func Bytes(b []byte) Digest {
 		panic("measure: hashing memory failed: " + err.Error()) // an in-memory source cannot fail
 	}
 	return d
-}
-
-// ReaderAt returns the fingerprint of size bytes of r starting at offset 0.
-// It reads batches of pages (1 MiB) with concurrent ReadAt calls, as
-// io.ReaderAt allows, and never holds the region in memory.
-func ReaderAt(r io.ReaderAt, size int64) (Digest, error) {
-	src, err := Section(r, 0, size)
-	if err != nil {
-		return Digest{}, err
-	}
-	return Root(context.Background(), src, nil)
 }
 
 // String returns the digest in lower-case hex.

@@ -42,13 +42,12 @@ type Watcher struct {
 	opts Options
 	log  hclog.Logger
 
-	mu        sync.Mutex
-	conn      *golibvirt.Connect // nil while disconnected
-	up        chan struct{}      // closed while connected
-	sessions  map[string]*session
-	followed  map[string]string // uuid -> name, as added to the supervisor
-	refused   map[string]bool   // uuids of wanted domains whose name breaks the VM name rule (logged once)
-	reconnect int
+	mu       sync.Mutex
+	conn     *golibvirt.Connect // nil while disconnected
+	up       chan struct{}      // closed while connected
+	sessions map[string]*session
+	followed map[string]string // uuid -> name, as added to the supervisor
+	refused  map[string]bool   // uuids of wanted domains whose name breaks the VM name rule (logged once)
 }
 
 var eventLoopOnce sync.Once
@@ -99,13 +98,6 @@ func New(opts Options) (*Watcher, error) {
 		sessions: map[string]*session{}, followed: map[string]string{}, refused: map[string]bool{}}, nil
 }
 
-// Reconnects counts the connections made after the first.
-func (w *Watcher) Reconnects() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.reconnect
-}
-
 // connection waits for the libvirt connection.
 func (w *Watcher) connection(ctx context.Context) (*golibvirt.Connect, error) {
 	for {
@@ -143,9 +135,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 			continue
 		}
 		if !first {
-			w.mu.Lock()
-			w.reconnect++
-			w.mu.Unlock()
 			w.log.Info("reconnected to libvirt", "uri", w.opts.URI)
 		}
 		first = false

@@ -214,9 +214,6 @@ func covering(maps []Mapping, start, end uint64) ([]Mapping, error) {
 // Start returns the region's first virtual address.
 func (r *Region) Start() uint64 { return r.start }
 
-// Mappings returns the mappings the region covers, as last resolved.
-func (r *Region) Mappings() []Mapping { return slices.Clone(r.maps) }
-
 // Size implements measure.Source.
 func (r *Region) Size() int64 { return int64(r.end - r.start) }
 

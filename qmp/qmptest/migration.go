@@ -157,10 +157,3 @@ func (m *Migration) Sets() []uint64 {
 	defer m.mu.Unlock()
 	return append([]uint64(nil), m.sets...)
 }
-
-// Moved returns the bytes moved so far.
-func (m *Migration) Moved() int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return int64(m.moved)
-}
