@@ -20,6 +20,7 @@ import (
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/hook"
 	"hvmon.dev/hvmon/host"
+	"hvmon.dev/hvmon/internal/atomicfile"
 	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/internal/hookrun"
 	"hvmon.dev/hvmon/internal/keyfile"
@@ -343,7 +344,7 @@ func ourWrapper(path string) ([]byte, bool, error) {
 
 func installHook(dir string, wrapper []byte) (string, error) {
 	d := filepath.Join(dir, "qemu.d")
-	if err := os.MkdirAll(d, 0o755); err != nil {
+	if err := atomicfile.MkdirAll(d, 0o755); err != nil {
 		return "", fmt.Errorf("hook install: %w", err)
 	}
 	path := filepath.Join(d, "hvmon")
@@ -356,30 +357,12 @@ func installHook(dir string, wrapper []byte) (string, error) {
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return "", fmt.Errorf("hook install: %w", err)
 	}
-	// The temporary file goes in DIR, where libvirt runs only files with
-	// the drivers' names, not in qemu.d, where it runs every executable.
-	tmp, err := os.CreateTemp(dir, ".hvmon-hook.tmp-*")
-	if err != nil {
-		return "", fmt.Errorf("hook install: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(wrapper); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("hook install: %w", err)
-	}
-	if err := tmp.Chmod(0o755); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("hook install: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("hook install: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("hook install: %w", err)
-	}
-	// The rename makes the whole script appear at once.
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	// The whole script appears at once, and the temporary file goes in
+	// DIR, where libvirt runs only files with the drivers' names, not in
+	// qemu.d, where it runs every executable. Only our own wrapper is
+	// replaced: a file that appeared since the check above stays.
+	opts := atomicfile.Options{TempDir: dir, Replace: old != nil}
+	if err := atomicfile.Write(path, wrapper, 0o755, opts); err != nil {
 		return "", fmt.Errorf("hook install: %w", err)
 	}
 	if old != nil {

@@ -1,8 +1,9 @@
 // Package atomicfile writes files so that a reader sees either the old
 // content or the complete new content, never a part, even across a crash:
-// the bytes go to a temporary file in the same directory, which is synced,
-// then renamed (or hard-linked, when existing files must not be replaced)
-// over the target, and the directory is synced. MkdirAll and OpenFile make
+// the bytes go to a temporary file in the same directory (or in
+// Options.TempDir, on the same file system), which is synced, then renamed
+// (or hard-linked, when existing files must not be replaced) over the
+// target, and the target's directory is synced. MkdirAll and OpenFile make
 // the directories and files they create durable the same way: a new name
 // lasts only once the directory holding it is synced.
 package atomicfile
@@ -16,11 +17,25 @@ import (
 	"syscall"
 )
 
-// Options tune Write. The zero value never replaces an existing file.
+// Options tune Write. The zero value never replaces an existing file and
+// writes the temporary file next to the target.
 type Options struct {
 	// Replace allows Write to replace an existing file at path.
 	Replace bool
+	// TempDir is the directory of the temporary file; empty means the
+	// target's own directory. Set it when a file that appears in the
+	// target's directory, even for a moment or as what a crash leaves
+	// behind, would be acted on: libvirt runs every executable in its
+	// qemu.d hooks directory. It must be on the same file system as the
+	// target, because a rename cannot cross file systems (and a copy would
+	// not be atomic); Write refuses one that is not with an error matching
+	// ErrCrossDevice, before it writes anything.
+	TempDir string
 }
+
+// ErrCrossDevice matches the error of a Write whose Options.TempDir is not
+// on the target's file system.
+var ErrCrossDevice = errors.New("temporary directory on another file system than the target")
 
 // Write stores data at path with exactly the permission bits perm (the
 // umask does not apply). Without opts.Replace an existing path, even a
@@ -28,7 +43,14 @@ type Options struct {
 // leaves it untouched.
 func Write(path string, data []byte, perm fs.FileMode, opts Options) (err error) {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmpDir := dir
+	if opts.TempDir != "" {
+		tmpDir = opts.TempDir
+		if err := sameFileSystem(tmpDir, dir); err != nil {
+			return err
+		}
+	}
+	tmp, err := os.CreateTemp(tmpDir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
@@ -62,10 +84,41 @@ func Write(path string, data []byte, perm fs.FileMode, opts Options) (err error)
 	} else {
 		err = publishExclusive(tmpName, path)
 	}
+	if errors.Is(err, syscall.EXDEV) {
+		// The same device, but another mount (a bind mount): the kernel
+		// refuses to rename across it.
+		return crossDeviceError(tmpDir, dir, err)
+	}
 	if err != nil {
 		return err
 	}
 	return syncDirHook(dir)
+}
+
+// sameFileSystem returns an error matching ErrCrossDevice unless the
+// directories a and b are on the same file system.
+func sameFileSystem(a, b string) error {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return err
+	}
+	sb, err := os.Stat(b)
+	if err != nil {
+		return err
+	}
+	da, okA := sa.Sys().(*syscall.Stat_t)
+	db, okB := sb.Sys().(*syscall.Stat_t)
+	if okA && okB && da.Dev != db.Dev {
+		return crossDeviceError(a, b, nil)
+	}
+	return nil
+}
+
+func crossDeviceError(tmpDir, dir string, cause error) error {
+	if cause != nil {
+		return fmt.Errorf("%w: %s and %s (%w)", ErrCrossDevice, tmpDir, dir, cause)
+	}
+	return fmt.Errorf("%w: %s and %s", ErrCrossDevice, tmpDir, dir)
 }
 
 // publishExclusive gives tmp the name path only if path does not exist. A
