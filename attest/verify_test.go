@@ -60,10 +60,11 @@ func TestVerifyNeedsPinnedKey(t *testing.T) {
 	}
 }
 
-// Seed flaw 1: the verifier checked the signature against the key inside
-// the report, so anyone could forge. hvmon has no key in a report that a
-// verifier would use; it looks up the header's kid among pinned keys only.
-func TestSeedFlaw1ForgedReportRefused(t *testing.T) {
+// TestForgedReportRefused: a verifier that checks the signature against a
+// key inside the report lets anyone forge. hvmon has no key in a report
+// that a verifier would use; it looks up the header's kid among pinned keys
+// only.
+func TestForgedReportRefused(t *testing.T) {
 	host, attacker := testKey(t, 1), testKey(t, 9)
 	forged := testReport(1)
 	forged.Attester.Name = "host" // the attacker claims to be the host
@@ -92,9 +93,10 @@ func TestSeedFlaw1ForgedReportRefused(t *testing.T) {
 	}
 }
 
-// Seed flaw 2: signer and algorithm were outside the signed bytes. In hvmon
-// they are in the protected header, which Sig_structure covers.
-func TestSeedFlaw2HeaderInsideSignature(t *testing.T) {
+// TestHeaderInsideSignature: signer and algorithm must not lie outside the
+// signed bytes. In hvmon they are in the protected header, which
+// Sig_structure covers.
+func TestHeaderInsideSignature(t *testing.T) {
 	k, other := testKey(t, 1), testKey(t, 2)
 	signed := mustSign(t, k, testReport(1))
 	env, err := openEnvelope("report", signed)
@@ -129,11 +131,11 @@ func TestSeedFlaw2HeaderInsideSignature(t *testing.T) {
 	}
 }
 
-// Seed flaw 3: expected hashes came from the attester, so an empty one
-// switched drift detection off. hvmon reports carry no expectations (an
-// "expected" field is unknown and refused) and an expectation with no
-// acceptable root fails closed.
-func TestSeedFlaw3ExpectationsBelongToVerifier(t *testing.T) {
+// TestExpectationsBelongToVerifier: expected hashes that come from the
+// attester let an empty one switch drift detection off. hvmon reports
+// carry no expectations (an "expected" field is unknown and refused) and
+// an expectation with no acceptable root fails closed.
+func TestExpectationsBelongToVerifier(t *testing.T) {
 	k := testKey(t, 1)
 	signed := mustSign(t, k, testReport(1))
 	o := opts(k)
@@ -157,9 +159,9 @@ func TestSeedFlaw3ExpectationsBelongToVerifier(t *testing.T) {
 	}
 }
 
-// Seed flaw 4: the nonce was never checked and the attester chose the
-// lifetime.
-func TestSeedFlaw4NonceAndLifetime(t *testing.T) {
+// TestNonceAndLifetime: the verifier checks the nonce, and bounds the
+// lifetime the attester chose.
+func TestNonceAndLifetime(t *testing.T) {
 	k := testKey(t, 1)
 	signed := mustSign(t, k, testReport(1))
 	o := opts(k)
@@ -183,9 +185,10 @@ func TestSeedFlaw4NonceAndLifetime(t *testing.T) {
 	}
 }
 
-// Seed flaw 5: expiry failed open on empty or unparsable times, with no
-// clock skew and no issued-at check.
-func TestSeedFlaw5Expiry(t *testing.T) {
+// TestExpiry: expiry fails closed on missing, textual or backwards times,
+// within a bounded clock skew, and the issued-at window holds for every
+// snapshot too.
+func TestExpiry(t *testing.T) {
 	k := testKey(t, 1)
 	signed := mustSign(t, k, testReport(1))
 	exp := testNow.Add(5 * time.Minute)
@@ -228,8 +231,8 @@ func TestSeedFlaw5Expiry(t *testing.T) {
 	}
 }
 
-// Seed flaw 6: zero claims, duplicate or mismatched claims all verified.
-func TestSeedFlaw6Claims(t *testing.T) {
+// TestClaims: zero claims, duplicate or mismatched claims do not verify.
+func TestClaims(t *testing.T) {
 	k := testKey(t, 1)
 	zero := testReport(0)
 	if _, err := Verify(mustSign(t, k, zero), opts(k)); !errors.Is(err, ErrIncomplete) {
@@ -268,10 +271,10 @@ func TestSeedFlaw6Claims(t *testing.T) {
 	}
 }
 
-// Seed flaw 7: no domain separation or version in the signed bytes. hvmon
-// signs a typ header and an EAT profile naming the object and its version;
-// guest evidence is never accepted as a report.
-func TestSeedFlaw7DomainSeparation(t *testing.T) {
+// TestDomainSeparation: the signed bytes say what they are and in which
+// version. hvmon signs a typ header and an EAT profile naming the object
+// and its version; guest evidence is never accepted as a report.
+func TestDomainSeparation(t *testing.T) {
 	gk := testKey(t, 3)
 	g := &GuestEvidence{IssuedAt: testNow, Nonce: testNonce, Event: EventBoot, VM: "vm-1", Platform: "none",
 		Claims: []Claim{testClaim("w0", []byte("x"), "vm-1", "none")}, GuestKey: gk.PublicKey().Bytes()}
@@ -305,9 +308,9 @@ func TestSeedFlaw7DomainSeparation(t *testing.T) {
 	}
 }
 
-// Seed flaw 8: errors were misreported. Each failure matches exactly one
-// class, and the classes are distinct.
-func TestSeedFlaw8ErrorClasses(t *testing.T) {
+// TestErrorClasses: errors are reported as what they are. Each failure
+// matches exactly one class, and the classes are distinct.
+func TestErrorClasses(t *testing.T) {
 	classes := []error{ErrMalformed, ErrTrust, ErrFreshness, ErrAppraisal}
 	for _, err := range []error{ErrSignature, ErrUntrustedKey, ErrAlgorithm, ErrBinding, ErrExpired, ErrNotYetValid, ErrLifetime, ErrNonce, ErrStaleEvidence, ErrRegionDrift, ErrIncomplete, ErrWrongVM, ErrNoHardware,
 		&MalformedError{What: "x", Reason: "y"}, &RegionDriftError{}} {
@@ -337,10 +340,11 @@ func TestSeedFlaw8ErrorClasses(t *testing.T) {
 	}
 }
 
-// Seed flaw 9: malformed input raised bare exceptions and a float round
-// trip broke signatures. hvmon stores integers only and answers every
-// malformed input with ErrMalformed; the fuzz targets hold that up.
-func TestSeedFlaw9MalformedInput(t *testing.T) {
+// TestMalformedInput: malformed input is an error, never a crash, and no
+// float round trip can break a signature. hvmon stores integers only and
+// answers every malformed input with ErrMalformed; the fuzz targets hold
+// that up.
+func TestMalformedInput(t *testing.T) {
 	k := testKey(t, 1)
 	signed := mustSign(t, k, testReport(2))
 	inputs := [][]byte{nil, {}, {0xd2}, {0xd2, 0x84}, {0xd2, 0x80}, {0xd2, 0x9f, 0xff}, []byte("{}"), bytes.Repeat([]byte{0xd2}, 100),

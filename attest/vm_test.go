@@ -55,8 +55,8 @@ func FuzzVMName(f *testing.F) {
 }
 
 // TestVMIdentity pins the identity values of docs/FORMAT.md §8.1 (the
-// known answer was computed independently: Python's hashlib.sha3_256 over
-// b"hvmon vm identity v1\x00web-1").
+// known answer was computed independently of hvmon: SHA3-256 over the
+// bytes "hvmon vm identity v1", a zero byte and "web-1").
 func TestVMIdentity(t *testing.T) {
 	const want = "3697f66ecfcf4e17d43d42f6fc713731e582120cee80d41ce08c8c76248d2c5b"
 	got := VMIdentity("web-1")

@@ -1,6 +1,6 @@
 // Package backend holds the attest.Backend implementations that need no VM:
-// Memory, for tests and tutorials (the seed's InMemoryBackend), and File,
-// where a region is a file or a byte range of one.
+// Memory, for tests and tutorials, and File, where a region is a file or a
+// byte range of one.
 package backend
 
 import (

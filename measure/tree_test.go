@@ -23,8 +23,8 @@ func content(n int) []byte {
 	return b
 }
 
-// These roots were computed by an independent implementation of the
-// definition in docs/FORMAT.md (Python's hashlib.sha3_256).
+// These roots were computed independently of hvmon, from the definition in
+// docs/FORMAT.md over a separate SHA3-256 implementation.
 var vectors = []struct {
 	size int
 	root string
