@@ -3,6 +3,7 @@ package attest
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -245,7 +246,7 @@ func (r *Report) toWire() *wireReport {
 		Prev: digestPtrToWire(r.Prev), Seq: r.Seq, Workload: r.Workload,
 	}
 	if o := r.Host; o != nil {
-		w.Host = &wireObservations{Host: o.Host, EventAtMS: o.EventAt.UnixMilli(), Agent: o.Agent, Detail: o.Detail, Facts: o.Facts}
+		w.Host = &wireObservations{Host: o.Host, EventAtMS: o.EventAt.UnixMilli(), Agent: string(o.Agent), Detail: o.Detail, Facts: o.Facts}
 	}
 	return w
 }
@@ -306,6 +307,26 @@ func checkEvent(what, e string) (Event, error) {
 		return "", malformed(what, fmt.Sprintf("unknown event %q", e), nil)
 	}
 	return Event(e), nil
+}
+
+// checkAgentStatus accepts the six agent statuses of docs/FORMAT.md §7.5.
+func checkAgentStatus(what, s string) (AgentStatus, error) {
+	if err := checkText(what, "agent status", s, true); err != nil {
+		return "", err // bounds the text the message below quotes
+	}
+	if !AgentStatus(s).Valid() {
+		return "", malformed(what, fmt.Sprintf("unknown agent status %+q (docs/FORMAT.md §7.5 allows %s)", s, agentStatusList()), nil)
+	}
+	return AgentStatus(s), nil
+}
+
+// agentStatusList names the valid agent statuses for messages.
+func agentStatusList() string {
+	names := make([]string, len(agentStatuses))
+	for i, s := range agentStatuses {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
 }
 
 func checkPlatform(what, field, p string) (Platform, error) {
@@ -424,10 +445,15 @@ func decodeReport(payload []byte) (*Report, error) {
 		Seq:      w.Seq, Prev: prev, Claims: claims, Guest: w.Guest,
 	}
 	if o := w.Host; o != nil {
-		for _, f := range [][2]string{{"host name", o.Host}, {"agent status", o.Agent}, {"detail", o.Detail}} {
-			if err := checkText(what, f[0], f[1], f[0] != "detail"); err != nil {
-				return nil, err
-			}
+		if err := checkText(what, "host name", o.Host, true); err != nil {
+			return nil, err
+		}
+		agent, err := checkAgentStatus(what, o.Agent)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkText(what, "detail", o.Detail, false); err != nil {
+			return nil, err
 		}
 		for k, v := range o.Facts {
 			if err := checkText(what, "fact name", k, true); err != nil {
@@ -437,7 +463,7 @@ func decodeReport(payload []byte) (*Report, error) {
 				return nil, err
 			}
 		}
-		r.Host = &Observations{Host: o.Host, EventAt: time.UnixMilli(o.EventAtMS).UTC(), Agent: o.Agent, Detail: o.Detail, Facts: o.Facts}
+		r.Host = &Observations{Host: o.Host, EventAt: time.UnixMilli(o.EventAtMS).UTC(), Agent: agent, Detail: o.Detail, Facts: o.Facts}
 	}
 	if err := uniqueRegions(what, r.Claims); err != nil {
 		return nil, err
