@@ -25,10 +25,10 @@ const (
 	OriginSigner Origin = "signer"
 )
 
-// IsHostReport reports whether r is a host supervisor's report: it carries
+// isHostReport reports whether r is a host supervisor's report: it carries
 // host observations or guest evidence, or names platform host. Its own
 // claims are then the host's word.
-func (r *Report) IsHostReport() bool {
+func (r *Report) isHostReport() bool {
 	return r.Host != nil || len(r.Guest) > 0 || r.Platform == PlatformHost
 }
 
@@ -38,7 +38,7 @@ func (r *Report) IsHostReport() bool {
 // caller must have verified it (attest.Verify has, for a Result).
 func Origins(r *Report, g *GuestEvidence) (outer, guest Origin) {
 	outer = OriginSigner
-	if r.IsHostReport() {
+	if r.isHostReport() {
 		outer = OriginHost
 	}
 	switch {
@@ -93,8 +93,8 @@ func (r *Result) CountedClaims(opts VerifyOptions) (counted, excluded []Claim) {
 	return counted, excluded
 }
 
-// HardwareBacked reports whether the verified report embeds guest evidence
+// hardwareBacked reports whether the verified report embeds guest evidence
 // whose hardware evidence verified.
-func (r *Result) HardwareBacked() bool {
+func (r *Result) hardwareBacked() bool {
 	return r.Guest != nil && r.Guest.Hardware != nil
 }

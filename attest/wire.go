@@ -12,23 +12,23 @@ import (
 // Profiles (EAT "eat_profile", claim 265). A profile names the payload type
 // and its format version; a verifier of version 1 rejects any other value.
 const (
-	ProfileReport        = "tag:hvmon.dev,2026:report/v1"
-	ProfileGuestEvidence = "tag:hvmon.dev,2026:guest-evidence/v1"
+	profileReport        = "tag:hvmon.dev,2026:report/v1"
+	profileGuestEvidence = "tag:hvmon.dev,2026:guest-evidence/v1"
 )
 
 // Content types carried in the COSE "typ" header (RFC 9596). They keep a
 // guest evidence signature from ever being accepted as a report and the
 // other way round.
 const (
-	TypeReport        = "application/hvmon-report+cbor"
-	TypeGuestEvidence = "application/hvmon-guest-evidence+cbor"
+	typeReport        = "application/hvmon-report+cbor"
+	typeGuestEvidence = "application/hvmon-guest-evidence+cbor"
 )
 
 // Named bounds. Every decoder checks them before it trusts a length.
 const (
 	MaxReportSize = 1 << 20 // bytes of one encoded COSE_Sign1 (report or guest evidence)
 	MaxRegions    = 1024    // claims per report or guest evidence
-	MaxCerts      = 8       // certificates in one hardware evidence
+	maxCerts      = 8       // certificates in one hardware evidence
 	MaxFacts      = 64      // host observation facts
 	maxTextLen    = 1024    // bytes of any text field
 	minNonce      = MinNonceSize
@@ -239,7 +239,7 @@ func digestPtrToWire(d *Digest) []byte {
 
 func (r *Report) toWire() *wireReport {
 	w := &wireReport{
-		Exp: r.ExpiresAt.Unix(), Iat: r.IssuedAt.Unix(), Nonce: r.Nonce, Profile: ProfileReport,
+		Exp: r.ExpiresAt.Unix(), Iat: r.IssuedAt.Unix(), Nonce: r.Nonce, Profile: profileReport,
 		Attester: wireIdentity{Kid: bytes.Clone(r.Attester.KeyID[:]), Name: r.Attester.Name},
 		Claims:   claimsToWire(r.Claims),
 		Event:    string(r.Event), Guest: r.Guest, Platform: string(r.Platform),
@@ -253,7 +253,7 @@ func (r *Report) toWire() *wireReport {
 
 func (g *GuestEvidence) toWire() *wireGuest {
 	w := &wireGuest{
-		Iat: g.IssuedAt.Unix(), Nonce: g.Nonce, Profile: ProfileGuestEvidence,
+		Iat: g.IssuedAt.Unix(), Nonce: g.Nonce, Profile: profileGuestEvidence,
 		Claims: claimsToWire(g.Claims), Event: string(g.Event), GuestKey: g.GuestKey,
 		Platform: string(g.Platform), Prev: digestPtrToWire(g.Prev), Seq: g.Seq, VM: g.VM,
 	}
@@ -400,8 +400,8 @@ func decodeReport(payload []byte) (*Report, error) {
 	if err := decodeCanonical(what, payload, &w); err != nil {
 		return nil, err
 	}
-	if w.Profile != ProfileReport {
-		return nil, malformed(what, fmt.Sprintf("profile %q, want %q", w.Profile, ProfileReport), nil)
+	if w.Profile != profileReport {
+		return nil, malformed(what, fmt.Sprintf("profile %q, want %q", w.Profile, profileReport), nil)
 	}
 	if err := checkNonce(what, w.Nonce); err != nil {
 		return nil, err
@@ -480,8 +480,8 @@ func decodeGuestEvidence(payload []byte) (*GuestEvidence, error) {
 	if err := decodeCanonical(what, payload, &w); err != nil {
 		return nil, err
 	}
-	if w.Profile != ProfileGuestEvidence {
-		return nil, malformed(what, fmt.Sprintf("profile %q, want %q", w.Profile, ProfileGuestEvidence), nil)
+	if w.Profile != profileGuestEvidence {
+		return nil, malformed(what, fmt.Sprintf("profile %q, want %q", w.Profile, profileGuestEvidence), nil)
 	}
 	if err := checkNonce(what, w.Nonce); err != nil {
 		return nil, err
@@ -500,8 +500,8 @@ func decodeGuestEvidence(payload []byte) (*GuestEvidence, error) {
 	if err := checkText(what, "vm", w.VM, true); err != nil {
 		return nil, err
 	}
-	if len(w.GuestKey) != PublicKeySize {
-		return nil, malformed(what, fmt.Sprintf("guest key must be %d bytes, got %d", PublicKeySize, len(w.GuestKey)), nil)
+	if len(w.GuestKey) != publicKeySize {
+		return nil, malformed(what, fmt.Sprintf("guest key must be %d bytes, got %d", publicKeySize, len(w.GuestKey)), nil)
 	}
 	prev, err := optDigest(what, "prev", w.Prev)
 	if err != nil {
@@ -523,8 +523,8 @@ func decodeGuestEvidence(payload []byte) (*GuestEvidence, error) {
 		if err != nil {
 			return nil, err
 		}
-		if len(h.Certs) > MaxCerts {
-			return nil, malformed(what, fmt.Sprintf("more than %d certificates", MaxCerts), nil)
+		if len(h.Certs) > maxCerts {
+			return nil, malformed(what, fmt.Sprintf("more than %d certificates", maxCerts), nil)
 		}
 		g.Hardware = &HardwareEvidence{Type: ht, Report: h.Report}
 		for _, c := range h.Certs {
