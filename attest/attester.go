@@ -13,9 +13,8 @@ import (
 // pageSize is the only page size of format version 1.
 const pageSize = measure.PageSize
 
-// Backend enumerates and snapshots the regions of a workload. It is the
-// seed's AttestationBackend; package backend has in-memory and file
-// backends, package guest the agent's.
+// Backend enumerates and snapshots the regions of a workload. Package
+// backend has in-memory and file backends, package guest the agent's.
 type Backend interface {
 	// Name is the platform token recorded in every claim.
 	Name() Platform
@@ -127,8 +126,7 @@ func (a *Attester) Attest(ctx context.Context, b Backend, req Request) (*Signed,
 
 // ContinuousAttester attests a workload at a fixed interval and chains its
 // reports: seq counts up from 0 and prev is the hash of the previous report.
-// It is the seed's ContinuousAttester without its flaw: expected values
-// belong to verifiers, so it has none.
+// Expected values belong to verifiers, so it has none.
 type ContinuousAttester struct {
 	Attester *Attester
 	Backend  Backend

@@ -27,7 +27,7 @@ func exampleKey() *attest.PrivateKey {
 	return k
 }
 
-// The seed's basic flow: an attester signs a report over two in-memory
+// The basic flow: an attester signs a report over two in-memory
 // regions and a verifier who pins the attester's key and knows the
 // expected roots checks it.
 func Example_basicAttestation() {
@@ -64,7 +64,7 @@ func Example_basicAttestation() {
 	// kv-cache 4096
 }
 
-// The seed's tampering example: a region changes between two attestations
+// Tampering: a region changes between two attestations
 // and the verifier's reference value exposes it.
 func Example_detectMemoryTampering() {
 	key := exampleKey()
@@ -94,7 +94,7 @@ func Example_detectMemoryTampering() {
 	// after: true w0
 }
 
-// The seed's continuous loop: a ContinuousAttester signs a chained report
+// The continuous loop: a ContinuousAttester signs a chained report
 // at every tick until its context ends.
 func Example_continuousLoop() {
 	key := exampleKey()

@@ -129,7 +129,7 @@ func validToken(s string, max int, first func(byte) bool, more string) bool {
 }
 
 // Region describes a range of memory (or a file standing in for it) whose
-// content is attested. It is the seed's MemoryRegion.
+// content is attested.
 type Region struct {
 	ID          string  `json:"id"`
 	Description string  `json:"description,omitempty"`
