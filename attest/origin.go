@@ -69,8 +69,9 @@ func (o VerifyOptions) counts(origin Origin) bool {
 
 // CountedClaims splits the verified claims of r into those that may
 // satisfy a reference value under opts (AllowHostMeasured,
-// RequireHardware) and those that may not. attest.Verify uses it for
-// --expect, and package policy for its region rules, so that the two can
+// RequireHardware) and those that may not: the rule of docs/FORMAT.md
+// §9.1. Verify uses it for Expected, and package policy for its region
+// rules and for the regions require_hardware refuses, so that the two can
 // never disagree on whose measurements count.
 func (r *Result) CountedClaims(opts VerifyOptions) (counted, excluded []Claim) {
 	if r.Report == nil {
