@@ -23,7 +23,7 @@ func BenchmarkSign16Regions(b *testing.B) {
 func BenchmarkCirclSignRaw(b *testing.B) {
 	k := testKey(b, 1)
 	payload := mustEncode(b, testReport(16).toWire())
-	sig := make([]byte, SignatureSize)
+	sig := make([]byte, signatureSize)
 	for b.Loop() {
 		if err := mldsa65.SignTo(k.sk, payload, nil, true, sig); err != nil {
 			b.Fatal(err)
@@ -46,7 +46,7 @@ func BenchmarkVerify16Regions(b *testing.B) {
 func BenchmarkCirclVerifyRaw(b *testing.B) {
 	k := testKey(b, 1)
 	payload := mustEncode(b, testReport(16).toWire())
-	sig := make([]byte, SignatureSize)
+	sig := make([]byte, signatureSize)
 	if err := mldsa65.SignTo(k.sk, payload, nil, false, sig); err != nil {
 		b.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func BenchmarkEnvelopeVerify16Regions(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := env.verify(TypeReport, pk); err != nil {
+		if err := env.verify(typeReport, pk); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -44,7 +44,7 @@ type SignOptions struct {
 
 func (o *SignOptions) signerOpts() crypto.SignerOpts {
 	if o != nil && o.Deterministic {
-		return DeterministicSigning
+		return deterministicSigning
 	}
 	return crypto.Hash(0)
 }
@@ -95,7 +95,7 @@ func signWithHeader(s Signer, hdr protectedHeader, payload []byte, opts *SignOpt
 // bytes: tag, array head, protected, the empty unprotected map, payload,
 // signature.
 func sign1Size(protLen, payloadLen int) int {
-	return 1 + 1 + protLen + 1 + bstrHeadLen(uint64(payloadLen)) + payloadLen + bstrHeadLen(SignatureSize) + SignatureSize
+	return 1 + 1 + protLen + 1 + bstrHeadLen(uint64(payloadLen)) + payloadLen + bstrHeadLen(signatureSize) + signatureSize
 }
 
 // checkSignedSize refuses a payload whose COSE_Sign1 under s would exceed
@@ -114,7 +114,7 @@ func checkSignedSize(s Signer, typ string, payload []byte) error {
 
 func tooLarge(typ string, n int) error {
 	what := "report"
-	if typ == TypeGuestEvidence {
+	if typ == typeGuestEvidence {
 		what = "guest evidence"
 	}
 	return &MalformedError{What: what, Reason: fmt.Sprintf("the signed object would be %d bytes, more than %d (docs/FORMAT.md §10)", n, MaxReportSize), Err: ErrTooLarge}
@@ -193,8 +193,8 @@ func openEnvelope(what string, data []byte) (*envelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(e.raw.Signature) != SignatureSize {
-		return nil, malformed(what, fmt.Sprintf("signature must be %d bytes, got %d", SignatureSize, len(e.raw.Signature)), nil)
+	if len(e.raw.Signature) != signatureSize {
+		return nil, malformed(what, fmt.Sprintf("signature must be %d bytes, got %d", signatureSize, len(e.raw.Signature)), nil)
 	}
 	e.alg, e.kid, e.typ = hdr.Alg, kid, hdr.Typ
 	return &e, nil
@@ -310,13 +310,13 @@ func Sign(s Signer, r *Report, opts *SignOptions) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding report: %w", err)
 	}
-	if err := checkSignedSize(s, TypeReport, payload); err != nil {
+	if err := checkSignedSize(s, typeReport, payload); err != nil {
 		return nil, fmt.Errorf("refusing to sign: %w", err)
 	}
 	if _, err := decodeReport(payload); err != nil {
 		return nil, fmt.Errorf("refusing to sign: %w", err)
 	}
-	return sign1(s, TypeReport, payload, opts)
+	return sign1(s, typeReport, payload, opts)
 }
 
 // SignGuestEvidence encodes g and signs it with the guest key s, whose
@@ -329,21 +329,21 @@ func SignGuestEvidence(s Signer, g *GuestEvidence, opts *SignOptions) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("encoding guest evidence: %w", err)
 	}
-	if err := checkSignedSize(s, TypeGuestEvidence, payload); err != nil {
+	if err := checkSignedSize(s, typeGuestEvidence, payload); err != nil {
 		return nil, fmt.Errorf("refusing to sign: %w", err)
 	}
 	if _, err := decodeGuestEvidence(payload); err != nil {
 		return nil, fmt.Errorf("refusing to sign: %w", err)
 	}
-	return sign1(s, TypeGuestEvidence, payload, opts)
+	return sign1(s, typeGuestEvidence, payload, opts)
 }
 
-// ReportDataTag is the domain separation tag of the REPORT_DATA binding.
-const ReportDataTag = "hvmon guest evidence report-data v1\x00"
+// reportDataTag is the domain separation tag of the REPORT_DATA binding.
+const reportDataTag = "hvmon guest evidence report-data v1\x00"
 
 // GuestReportData returns the 64 bytes a guest puts in the hardware report's
-// REPORT_DATA field: SHA3-512(ReportDataTag || canonical CBOR of g without
-// its hardware evidence).
+// REPORT_DATA field: SHA3-512("hvmon guest evidence report-data v1" ‖ 0x00 ‖
+// the canonical CBOR of g without its hardware evidence) (docs/FORMAT.md §8).
 func GuestReportData(g *GuestEvidence) ([64]byte, error) {
 	w := g.toWire()
 	w.Hardware = nil
@@ -352,7 +352,7 @@ func GuestReportData(g *GuestEvidence) ([64]byte, error) {
 		return [64]byte{}, fmt.Errorf("encoding guest evidence: %w", err)
 	}
 	h := sha3.New512()
-	h.Write([]byte(ReportDataTag))
+	h.Write([]byte(reportDataTag))
 	h.Write(b)
 	var out [64]byte
 	h.Sum(out[:0])

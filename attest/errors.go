@@ -88,8 +88,6 @@ var (
 	// ErrBackend: a backend failed to list or snapshot regions. Use
 	// errors.As with *BackendError.
 	ErrBackend = errors.New("backend error")
-	// ErrUnknownBackend: no backend of that name exists.
-	ErrUnknownBackend = &classError{"unknown backend", ErrBackend}
 )
 
 // MalformedError describes input that is not a well-formed hvmon object.

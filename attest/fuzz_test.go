@@ -49,9 +49,19 @@ func payloads(b []byte) [][]byte {
 	return out
 }
 
+// unknownAgentPayload is the payload of a host report whose agent status
+// is none of the six, signed as is by key k: a seed next to the vectors,
+// which carry only valid statuses.
+func unknownAgentPayload(f *testing.F, k *PrivateKey) []byte {
+	r := agentReport("rebooting")
+	r.Attester.KeyID = k.KeyID()
+	return mustEncode(f, r.toWire())
+}
+
 func FuzzVerify(f *testing.F) {
 	addSeeds(f, filepath.Join(vectorDir, "*.cose"), whole)
 	host, other, guest := vectorHostKey(f), vectorOtherKey(f), vectorGuestKey(f)
+	f.Add(signRaw(f, host, unknownAgentPayload(f, host)))
 	o := opts(host, other, guest)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		res, err := Verify(data, o)
@@ -89,6 +99,7 @@ func FuzzInspect(f *testing.F) {
 
 func FuzzDecodeReport(f *testing.F) {
 	addSeeds(f, filepath.Join(vectorDir, "*.cose"), payloads)
+	f.Add(unknownAgentPayload(f, vectorHostKey(f)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := decodeReport(data)
 		if err != nil {

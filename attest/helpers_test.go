@@ -59,7 +59,7 @@ func mustSign(t testing.TB, k *PrivateKey, r *Report) []byte {
 // attacker-controlled-payload case that only a key holder can produce.
 func signRaw(t testing.TB, k *PrivateKey, payload []byte) []byte {
 	t.Helper()
-	b, err := sign1(k, TypeReport, payload, &SignOptions{Deterministic: true})
+	b, err := sign1(k, typeReport, payload, &SignOptions{Deterministic: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,14 +13,14 @@ import (
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 )
 
-// OIDMLDSA65 is the algorithm identifier of ML-DSA-65 in SPKI and PKCS#8
+// oidMLDSA65 is the algorithm identifier of ML-DSA-65 in SPKI and PKCS#8
 // (RFC 9881).
-var OIDMLDSA65 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 3, 18}
+var oidMLDSA65 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 3, 18}
 
 // Sizes of ML-DSA-65 objects (FIPS 204).
 const (
-	PublicKeySize = mldsa65.PublicKeySize // 1952
-	SignatureSize = mldsa65.SignatureSize // 3309
+	publicKeySize = mldsa65.PublicKeySize // 1952
+	signatureSize = mldsa65.SignatureSize // 3309
 	SeedSize      = mldsa65.SeedSize      // 32
 )
 
@@ -38,10 +38,10 @@ type PublicKey struct {
 	id  Digest
 }
 
-// NewPublicKey parses a raw (FIPS 204 encoded) ML-DSA-65 public key.
-func NewPublicKey(raw []byte) (*PublicKey, error) {
-	if len(raw) != PublicKeySize {
-		return nil, malformed("public key", fmt.Sprintf("want %d bytes, got %d", PublicKeySize, len(raw)), nil)
+// newPublicKey parses a raw (FIPS 204 encoded) ML-DSA-65 public key.
+func newPublicKey(raw []byte) (*PublicKey, error) {
+	if len(raw) != publicKeySize {
+		return nil, malformed("public key", fmt.Sprintf("want %d bytes, got %d", publicKeySize, len(raw)), nil)
 	}
 	pk := new(mldsa65.PublicKey)
 	if err := pk.UnmarshalBinary(raw); err != nil {
@@ -66,7 +66,7 @@ func (k *PublicKey) Equal(o *PublicKey) bool { return o != nil && bytes.Equal(k.
 // verify checks an ML-DSA-65 signature with the empty context string, as
 // RFC 9964 requires for COSE.
 func (k *PublicKey) verify(msg, sig []byte) bool {
-	return len(sig) == SignatureSize && mldsa65.Verify(k.pk, msg, nil, sig)
+	return len(sig) == signatureSize && mldsa65.Verify(k.pk, msg, nil, sig)
 }
 
 // Verify checks an ML-DSA-65 signature over msg with the empty context
@@ -74,8 +74,9 @@ func (k *PublicKey) verify(msg, sig []byte) bool {
 func (k *PublicKey) Verify(msg, sig []byte) bool { return k.verify(msg, sig) }
 
 // PrivateKey is an ML-DSA-65 private key kept in its 32-byte seed form. It
-// implements crypto.Signer: Sign uses hedged (randomized) signing unless
-// opts is DeterministicSigning.
+// implements crypto.Signer with hedged (randomized) signing; the package's
+// Sign signs deterministically, for reproducible test vectors, when
+// SignOptions.Deterministic is set.
 type PrivateKey struct {
 	sk   *mldsa65.PrivateKey
 	seed [SeedSize]byte
@@ -124,10 +125,10 @@ func (k *PrivateKey) Public() crypto.PublicKey { return k.pub }
 // KeyID returns the key id of the public key.
 func (k *PrivateKey) KeyID() Digest { return k.pub.id }
 
-// DeterministicSigning, passed as opts to PrivateKey.Sign, selects the
+// deterministicSigning, passed as opts to PrivateKey.Sign, selects the
 // deterministic variant of ML-DSA. hvmon uses it only to make reproducible
 // test vectors.
-var DeterministicSigning crypto.SignerOpts = deterministic{}
+var deterministicSigning crypto.SignerOpts = deterministic{}
 
 type deterministic struct{}
 
@@ -141,7 +142,7 @@ func (k *PrivateKey) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]by
 		return nil, fmt.Errorf("ML-DSA-65 signs messages, not %v digests", opts.HashFunc())
 	}
 	_, det := opts.(deterministic)
-	sig := make([]byte, SignatureSize)
+	sig := make([]byte, signatureSize)
 	if err := mldsa65.SignTo(k.sk, msg, nil, !det, sig); err != nil {
 		return nil, fmt.Errorf("ML-DSA-65 sign: %w", err)
 	}
@@ -189,8 +190,8 @@ func ParsePrivateKeyPEM(data []byte) (*PrivateKey, error) {
 	if rest, err := asn1.Unmarshal(der, &info); err != nil || len(rest) != 0 {
 		return nil, malformed("private key", "not a DER PKCS#8 PrivateKeyInfo", err)
 	}
-	if info.Version != 0 || !info.Algorithm.Algorithm.Equal(OIDMLDSA65) {
-		return nil, malformed("private key", fmt.Sprintf("algorithm %v is not ML-DSA-65 (%v)", info.Algorithm.Algorithm, OIDMLDSA65), nil)
+	if info.Version != 0 || !info.Algorithm.Algorithm.Equal(oidMLDSA65) {
+		return nil, malformed("private key", fmt.Sprintf("algorithm %v is not ML-DSA-65 (%v)", info.Algorithm.Algorithm, oidMLDSA65), nil)
 	}
 	sk, err := pki.UnmarshalPKIXPrivateKey(der)
 	if err != nil {
@@ -217,10 +218,10 @@ func ParsePublicKeyPEM(data []byte) (*PublicKey, error) {
 	if rest, err := asn1.Unmarshal(der, &spki); err != nil || len(rest) != 0 {
 		return nil, malformed("public key", "not a DER SubjectPublicKeyInfo", err)
 	}
-	if !spki.Algorithm.Algorithm.Equal(OIDMLDSA65) {
-		return nil, malformed("public key", fmt.Sprintf("algorithm %v is not ML-DSA-65 (%v)", spki.Algorithm.Algorithm, OIDMLDSA65), nil)
+	if !spki.Algorithm.Algorithm.Equal(oidMLDSA65) {
+		return nil, malformed("public key", fmt.Sprintf("algorithm %v is not ML-DSA-65 (%v)", spki.Algorithm.Algorithm, oidMLDSA65), nil)
 	}
-	pub, err := NewPublicKey(spki.PublicKey.RightAlign())
+	pub, err := newPublicKey(spki.PublicKey.RightAlign())
 	if err != nil {
 		return nil, err
 	}

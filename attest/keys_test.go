@@ -46,7 +46,7 @@ func TestKeyPEMRoundTrip(t *testing.T) {
 
 func TestParsePrivateKeyForms(t *testing.T) {
 	k := testKey(t, 7)
-	oid := struct{ Algorithm asn1.ObjectIdentifier }{OIDMLDSA65}
+	oid := struct{ Algorithm asn1.ObjectIdentifier }{oidMLDSA65}
 	wrap := func(inner []byte) []byte {
 		der, err := asn1.Marshal(struct {
 			Version    int
@@ -141,11 +141,11 @@ func TestParsePublicKeyStrict(t *testing.T) {
 	}{struct {
 		Algorithm asn1.ObjectIdentifier
 		Params    asn1.RawValue
-	}{OIDMLDSA65, asn1.NullRawValue}, asn1.BitString{Bytes: k.PublicKey().Bytes(), BitLength: PublicKeySize * 8}})
+	}{oidMLDSA65, asn1.NullRawValue}, asn1.BitString{Bytes: k.PublicKey().Bytes(), BitLength: publicKeySize * 8}})
 	otherOID, _ := asn1.Marshal(struct {
 		Algorithm struct{ Algorithm asn1.ObjectIdentifier }
 		PublicKey asn1.BitString
-	}{struct{ Algorithm asn1.ObjectIdentifier }{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 3, 17}}, asn1.BitString{Bytes: k.PublicKey().Bytes(), BitLength: PublicKeySize * 8}})
+	}{struct{ Algorithm asn1.ObjectIdentifier }{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 3, 17}}, asn1.BitString{Bytes: k.PublicKey().Bytes(), BitLength: publicKeySize * 8}})
 	for name, in := range map[string][]byte{
 		"NULL parameters": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: withParams}),
 		"ML-DSA-44 OID":   pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: otherOID}),
@@ -157,16 +157,16 @@ func TestParsePublicKeyStrict(t *testing.T) {
 			t.Errorf("%s: ParsePublicKeyPEM = %v, want ErrMalformed", name, err)
 		}
 	}
-	if _, err := NewPublicKey(make([]byte, 10)); !errors.Is(err, ErrMalformed) {
-		t.Errorf("NewPublicKey(10 bytes) = %v, want ErrMalformed", err)
+	if _, err := newPublicKey(make([]byte, 10)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("newPublicKey(10 bytes) = %v, want ErrMalformed", err)
 	}
 }
 
 func TestSigning(t *testing.T) {
 	k := testKey(t, 7)
 	msg := []byte("message")
-	s1, _ := k.Sign(nil, msg, DeterministicSigning)
-	s2, _ := k.Sign(nil, msg, DeterministicSigning)
+	s1, _ := k.Sign(nil, msg, deterministicSigning)
+	s2, _ := k.Sign(nil, msg, deterministicSigning)
 	h1, _ := k.Sign(nil, msg, nil)
 	h2, _ := k.Sign(nil, msg, nil)
 	if !bytes.Equal(s1, s2) {

@@ -3,6 +3,7 @@ package attest
 import (
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,21 +48,40 @@ const (
 	EventShutdown   Event = "shutdown"
 )
 
-// Events lists every valid Event in a fixed order.
-var Events = []Event{
+// events are the valid Events, in the order Events returns them.
+var events = [...]Event{
 	EventBoot, EventMigrateOut, EventMigrateIn, EventSnapshot,
 	EventRestore, EventPeriodic, EventOnDemand, EventShutdown,
 }
 
+// Events returns every valid Event in a fixed order, in a new slice the
+// caller may keep or change.
+func Events() []Event { return slices.Clone(events[:]) }
+
 // Valid reports whether e is one of Events.
-func (e Event) Valid() bool {
-	for _, v := range Events {
-		if e == v {
-			return true
-		}
-	}
-	return false
-}
+func (e Event) Valid() bool { return slices.Contains(events[:], e) }
+
+// AgentStatus says what became of the host's request to the guest agent
+// for guest evidence (docs/FORMAT.md §7.5). The six values below are the
+// only valid ones: Sign refuses to sign another, and Verify and Inspect
+// reject a report that carries another as malformed.
+type AgentStatus string
+
+// The agent statuses of format version 1.
+const (
+	AgentOK          AgentStatus = "ok"           // the agent answered with guest evidence
+	AgentUnavailable AgentStatus = "unavailable"  // no connection to the agent
+	AgentTimeout     AgentStatus = "timeout"      // the agent did not answer in time
+	AgentError       AgentStatus = "error"        // the agent answered with a protocol error
+	AgentBadEvidence AgentStatus = "bad-evidence" // the agent's evidence failed the host's check
+	AgentNone        AgentStatus = "none"         // the host did not ask: no agent configured, or the guest is gone
+)
+
+// agentStatuses are the valid AgentStatus values.
+var agentStatuses = [...]AgentStatus{AgentOK, AgentUnavailable, AgentTimeout, AgentError, AgentBadEvidence, AgentNone}
+
+// Valid reports whether s is one of the six agent statuses.
+func (s AgentStatus) Valid() bool { return slices.Contains(agentStatuses[:], s) }
 
 // Platform names the backend or hardware a measurement came from: "file",
 // "memory", "sev-snp", "tdx", "simulated-sev-snp", "simulated-tdx", "none",
@@ -202,7 +222,7 @@ type Report struct {
 type Observations struct {
 	Host    string            `json:"host"`             // host name
 	EventAt time.Time         `json:"event_at"`         // when the host saw the lifecycle event (millisecond precision)
-	Agent   string            `json:"agent"`            // "ok", "unavailable", "timeout", "bad-evidence", "none"
+	Agent   AgentStatus       `json:"agent"`            // what became of the request for guest evidence
 	Detail  string            `json:"detail,omitempty"` // why the agent status is not ok
 	Facts   map[string]string `json:"facts,omitempty"`  // qemu version, vm uuid, migration peer, snapshot tag, ...
 }

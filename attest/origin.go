@@ -25,10 +25,10 @@ const (
 	OriginSigner Origin = "signer"
 )
 
-// IsHostReport reports whether r is a host supervisor's report: it carries
+// isHostReport reports whether r is a host supervisor's report: it carries
 // host observations or guest evidence, or names platform host. Its own
 // claims are then the host's word.
-func (r *Report) IsHostReport() bool {
+func (r *Report) isHostReport() bool {
 	return r.Host != nil || len(r.Guest) > 0 || r.Platform == PlatformHost
 }
 
@@ -38,7 +38,7 @@ func (r *Report) IsHostReport() bool {
 // caller must have verified it (attest.Verify has, for a Result).
 func Origins(r *Report, g *GuestEvidence) (outer, guest Origin) {
 	outer = OriginSigner
-	if r.IsHostReport() {
+	if r.isHostReport() {
 		outer = OriginHost
 	}
 	switch {
@@ -69,8 +69,9 @@ func (o VerifyOptions) counts(origin Origin) bool {
 
 // CountedClaims splits the verified claims of r into those that may
 // satisfy a reference value under opts (AllowHostMeasured,
-// RequireHardware) and those that may not. attest.Verify uses it for
-// --expect, and package policy for its region rules, so that the two can
+// RequireHardware) and those that may not: the rule of docs/FORMAT.md
+// §9.1. Verify uses it for Expected, and package policy for its region
+// rules and for the regions require_hardware refuses, so that the two can
 // never disagree on whose measurements count.
 func (r *Result) CountedClaims(opts VerifyOptions) (counted, excluded []Claim) {
 	if r.Report == nil {
@@ -93,8 +94,8 @@ func (r *Result) CountedClaims(opts VerifyOptions) (counted, excluded []Claim) {
 	return counted, excluded
 }
 
-// HardwareBacked reports whether the verified report embeds guest evidence
+// hardwareBacked reports whether the verified report embeds guest evidence
 // whose hardware evidence verified.
-func (r *Result) HardwareBacked() bool {
+func (r *Result) hardwareBacked() bool {
 	return r.Guest != nil && r.Guest.Hardware != nil
 }

@@ -164,7 +164,7 @@ func generateVectors(t testing.TB) (map[string][]byte, []Vector) {
 		bg.Platform = platform
 		bg.Claims = []Claim{testClaim("weights", regionContent(7), "vm-1", platform)}
 		bg.Hardware = hw
-		bgs, err := sign1(guest, TypeGuestEvidence, mustEncode(t, bg.toWire()), &SignOptions{Deterministic: true})
+		bgs, err := sign1(guest, typeGuestEvidence, mustEncode(t, bg.toWire()), &SignOptions{Deterministic: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +212,7 @@ func generateVectors(t testing.TB) (map[string][]byte, []Vector) {
 
 	payload := mustEncode(t, rep().toWire())
 	kid := host.KeyID()
-	wrongAlg, err := signWithHeader(host, protectedHeader{Alg: -48, Kid: kid[:], Typ: TypeReport}, payload, &SignOptions{Deterministic: true})
+	wrongAlg, err := signWithHeader(host, protectedHeader{Alg: -48, Kid: kid[:], Typ: typeReport}, payload, &SignOptions{Deterministic: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,22 +95,28 @@ const (
 	StatusSkip CheckStatus = "skip" // not applicable or not requested
 )
 
-// Check names, in the order Verify runs them.
+// The names of Verify's checks (Check.Name), in the order it runs them.
+// stepFormat names both the envelope check, which fails before trust, and
+// the payload check, which passes after the signature.
 const (
-	CheckFormat       = "format"
-	CheckSignature    = "signature"
-	CheckTrust        = "trust"
-	CheckGuest        = "guest"
-	CheckFreshness    = "freshness"
-	CheckNonce        = "nonce"
-	CheckVM           = "vm"
-	CheckHardware     = "hardware"
-	CheckCompleteness = "completeness"
-	CheckDrift        = "drift"
+	stepTrust        = "trust"
+	stepSignature    = "signature"
+	stepFormat       = "format"
+	stepGuest        = "guest"
+	stepFreshness    = "freshness"
+	stepNonce        = "nonce"
+	stepVM           = "vm"
+	stepHardware     = "hardware"
+	stepCompleteness = "completeness"
+	stepDrift        = "drift"
 )
 
 // Check is one line of a verification breakdown.
 type Check struct {
+	// Name is the check: "trust", "signature", "format", "guest",
+	// "freshness", "nonce", "vm", "hardware", "completeness" or "drift",
+	// in the order Verify runs them. A malformed envelope fails "format"
+	// before anything else.
 	Name   string      `json:"name"`
 	Region string      `json:"region,omitempty"` // for per-region drift checks
 	Status CheckStatus `json:"status"`
@@ -170,8 +176,9 @@ func (r *Result) fail(name string, err error) (*Result, error) {
 // Verify checks a signed report offline, in this order: format (strict
 // decoding of the COSE_Sign1), trust (the key id is pinned), signature
 // (algorithm, type, ML-DSA-65), format of the payload, guest evidence (its
-// own signature, binding and hardware evidence), freshness, nonce,
-// completeness and drift. It stops at the first failure and returns the
+// own signature, binding and hardware evidence), freshness, nonce, VM,
+// hardware, completeness and drift (see the package documentation for the
+// error class of each). It stops at the first failure and returns the
 // breakdown so far with an error matching ErrMalformed, ErrTrust,
 // ErrFreshness or ErrAppraisal. Drift outside strict mode is a warning, not
 // an error.
@@ -179,82 +186,82 @@ func Verify(signed []byte, opts VerifyOptions) (*Result, error) {
 	res := &Result{ReportHash: ReportHash(signed)}
 	env, err := openEnvelope("report", signed)
 	if err != nil {
-		return res.fail(CheckFormat, err)
+		return res.fail(stepFormat, err)
 	}
 	res.KeyID = env.kid
 	i := slices.IndexFunc(opts.TrustedKeys, func(k *PublicKey) bool { return k != nil && k.KeyID() == env.kid })
 	if i < 0 {
-		return res.fail(CheckTrust, fmt.Errorf("%w: key id %s is not among the %d pinned key(s)", ErrUntrustedKey, env.kid, len(opts.TrustedKeys)))
+		return res.fail(stepTrust, fmt.Errorf("%w: key id %s is not among the %d pinned key(s)", ErrUntrustedKey, env.kid, len(opts.TrustedKeys)))
 	}
-	res.add(CheckTrust, StatusPass, "key %s is pinned", env.kid)
-	if err := env.verify(TypeReport, opts.TrustedKeys[i]); err != nil {
-		return res.fail(CheckSignature, err)
+	res.add(stepTrust, StatusPass, "key %s is pinned", env.kid)
+	if err := env.verify(typeReport, opts.TrustedKeys[i]); err != nil {
+		return res.fail(stepSignature, err)
 	}
-	res.add(CheckSignature, StatusPass, "ML-DSA-65 (COSE alg -49) over the protected header and payload")
+	res.add(stepSignature, StatusPass, "ML-DSA-65 (COSE alg -49) over the protected header and payload")
 
 	rep, err := decodeReport(env.payload())
 	if err != nil {
-		return res.fail(CheckFormat, err)
+		return res.fail(stepFormat, err)
 	}
 	if rep.Attester.KeyID != env.kid {
-		return res.fail(CheckFormat, malformed("report payload", "attester kid differs from the protected header kid", nil))
+		return res.fail(stepFormat, malformed("report payload", "attester kid differs from the protected header kid", nil))
 	}
-	res.add(CheckFormat, StatusPass, "%s, %d claim(s)", ProfileReport, len(rep.Claims))
+	res.add(stepFormat, StatusPass, "%s, %d claim(s)", profileReport, len(rep.Claims))
 
 	if len(rep.Guest) > 0 {
 		g, gh, err := verifyGuest(rep, opts)
 		if err != nil {
-			return res.fail(CheckGuest, err)
+			return res.fail(stepGuest, err)
 		}
 		res.Guest, res.GuestHash = g, &gh
 		if err := uniqueRegions("report", append(slices.Clone(rep.Claims), g.Claims...)); err != nil {
-			return res.fail(CheckFormat, err)
+			return res.fail(stepFormat, err)
 		}
 		age := int64(rep.IssuedAt.Sub(g.IssuedAt) / time.Second)
 		res.EvidenceAgeSeconds = &age
-		res.add(CheckGuest, StatusPass, "guest key %s, seq %d, %s evidence bound", KeyIDOf(g.GuestKey), g.Seq, hardwareName(g))
+		res.add(stepGuest, StatusPass, "guest key %s, seq %d, %s evidence bound", KeyIDOf(g.GuestKey), g.Seq, hardwareName(g))
 	} else {
-		res.add(CheckGuest, StatusSkip, "no guest evidence")
+		res.add(stepGuest, StatusSkip, "no guest evidence")
 	}
 	res.Report = rep
-	res.VM = &VMRef{Workload: rep.Workload, UUID: rep.VMUUID()}
+	res.VM = &VMRef{Workload: rep.Workload, UUID: rep.vmUUID()}
 
 	if err := checkFreshness(rep, res.Guest, opts); err != nil {
-		return res.fail(CheckFreshness, err)
+		return res.fail(stepFreshness, err)
 	}
 	if res.EvidenceAgeSeconds != nil {
-		res.add(CheckFreshness, StatusPass, "issued %s, expires %s; guest evidence issued %s before the report (at most %s)",
+		res.add(stepFreshness, StatusPass, "issued %s, expires %s; guest evidence issued %s before the report (at most %s)",
 			rep.IssuedAt.Format(time.RFC3339), rep.ExpiresAt.Format(time.RFC3339),
 			time.Duration(*res.EvidenceAgeSeconds)*time.Second, opts.maxEvidenceAge())
 	} else {
-		res.add(CheckFreshness, StatusPass, "issued %s, expires %s", rep.IssuedAt.Format(time.RFC3339), rep.ExpiresAt.Format(time.RFC3339))
+		res.add(stepFreshness, StatusPass, "issued %s, expires %s", rep.IssuedAt.Format(time.RFC3339), rep.ExpiresAt.Format(time.RFC3339))
 	}
 
 	if opts.Nonce != nil {
 		if subtle.ConstantTimeCompare(opts.Nonce, rep.Nonce) != 1 {
-			return res.fail(CheckNonce, fmt.Errorf("%w: report answers nonce %x", ErrNonce, []byte(rep.Nonce)))
+			return res.fail(stepNonce, fmt.Errorf("%w: report answers nonce %x", ErrNonce, []byte(rep.Nonce)))
 		}
-		res.add(CheckNonce, StatusPass, "matches the verifier's nonce")
+		res.add(stepNonce, StatusPass, "matches the verifier's nonce")
 	} else {
-		res.add(CheckNonce, StatusSkip, "no nonce supplied by the verifier")
+		res.add(stepNonce, StatusSkip, "no nonce supplied by the verifier")
 	}
 
 	if opts.VM != "" {
 		if !rep.IsAbout(opts.VM) {
-			return res.fail(CheckVM, fmt.Errorf("%w: the report is about VM %s, not %+q", ErrWrongVM, vmText(rep), opts.VM))
+			return res.fail(stepVM, fmt.Errorf("%w: the report is about VM %s, not %+q", ErrWrongVM, vmText(rep), opts.VM))
 		}
-		res.add(CheckVM, StatusPass, "the report is about VM %s", vmText(rep))
+		res.add(stepVM, StatusPass, "the report is about VM %s", vmText(rep))
 	} else {
-		res.add(CheckVM, StatusSkip, "no VM supplied by the verifier; the report is about VM %s", vmText(rep))
+		res.add(stepVM, StatusSkip, "no VM supplied by the verifier; the report is about VM %s", vmText(rep))
 	}
 
 	switch {
-	case res.HardwareBacked():
-		res.add(CheckHardware, StatusPass, "%s evidence verified", res.Guest.Hardware.Type)
+	case res.hardwareBacked():
+		res.add(stepHardware, StatusPass, "%s evidence verified", res.Guest.Hardware.Type)
 	case opts.RequireHardware:
-		return res.fail(CheckHardware, fmt.Errorf("%w: %s, and the verifier requires it", ErrNoHardware, noHardwareText(res)))
+		return res.fail(stepHardware, fmt.Errorf("%w: %s, and the verifier requires it", ErrNoHardware, noHardwareText(res)))
 	default:
-		res.add(CheckHardware, StatusSkip, "%s; not required by the verifier", noHardwareText(res))
+		res.add(stepHardware, StatusSkip, "%s; not required by the verifier", noHardwareText(res))
 	}
 
 	claims, excluded := res.CountedClaims(opts)
@@ -263,13 +270,13 @@ func Verify(signed []byte, opts VerifyOptions) (*Result, error) {
 		all = claims
 	}
 	if err := checkCompleteness(all, claims, excluded, opts.Expected); err != nil {
-		return res.fail(CheckCompleteness, err)
+		return res.fail(stepCompleteness, err)
 	}
 	detail := fmt.Sprintf("%d region(s), %d expected", len(all), len(opts.Expected))
 	if len(excluded) > 0 && len(opts.Expected) > 0 {
 		detail += fmt.Sprintf("; %d region(s) no hardware backs do not count for expected roots", len(excluded))
 	}
-	res.add(CheckCompleteness, StatusPass, "%s", detail)
+	res.add(stepCompleteness, StatusPass, "%s", detail)
 
 	res.Drift = drift(claims, opts.Expected, opts.Strict, res)
 	if len(res.Drift) > 0 && opts.Strict {
@@ -284,7 +291,7 @@ func Verify(signed []byte, opts VerifyOptions) (*Result, error) {
 // (a look-alike letter shows as its escape), and its vm_uuid fact when it
 // has one.
 func vmText(r *Report) string {
-	if u := r.VMUUID(); u != "" {
+	if u := r.vmUUID(); u != "" {
 		return fmt.Sprintf("%+q (vm_uuid %+q)", r.Workload, u)
 	}
 	return fmt.Sprintf("%+q", r.Workload)
@@ -323,14 +330,14 @@ func CheckGuestEvidence(guest, nonce []byte, event Event, vm string, opts Verify
 	if err != nil {
 		return nil, err
 	}
-	gk, err := NewPublicKey(g.GuestKey)
+	gk, err := newPublicKey(g.GuestKey)
 	if err != nil {
 		return nil, err
 	}
 	if env.kid != gk.KeyID() {
 		return nil, malformed("guest evidence", "kid differs from the guest key it carries", nil)
 	}
-	if err := env.verify(TypeGuestEvidence, gk); err != nil {
+	if err := env.verify(typeGuestEvidence, gk); err != nil {
 		return nil, fmt.Errorf("guest evidence: %w", err)
 	}
 	switch {
@@ -464,7 +471,7 @@ func drift(claims []Claim, exp []Expectation, strict bool, res *Result) []Region
 		i := slices.IndexFunc(claims, func(c Claim) bool { return c.Region.ID == e.RegionID })
 		got := claims[i].Snapshot.Root
 		if slices.Contains(e.Roots, got) {
-			res.Checks = append(res.Checks, Check{Name: CheckDrift, Region: e.RegionID, Status: StatusPass, Detail: "root " + got.String()})
+			res.Checks = append(res.Checks, Check{Name: stepDrift, Region: e.RegionID, Status: StatusPass, Detail: "root " + got.String()})
 			continue
 		}
 		d := RegionDrift{RegionID: e.RegionID, Got: got, Want: e.Roots, Changed: claims[i].Snapshot.Changed}
@@ -473,10 +480,10 @@ func drift(claims []Claim, exp []Expectation, strict bool, res *Result) []Region
 		if len(d.Changed) > 0 {
 			detail += "; the measurer reports changed " + pageRanges(d.Changed)
 		}
-		res.Checks = append(res.Checks, Check{Name: CheckDrift, Region: e.RegionID, Status: bad, Detail: detail})
+		res.Checks = append(res.Checks, Check{Name: stepDrift, Region: e.RegionID, Status: bad, Detail: detail})
 	}
 	if len(exp) == 0 {
-		res.add(CheckDrift, StatusSkip, "no expected values supplied by the verifier")
+		res.add(stepDrift, StatusSkip, "no expected values supplied by the verifier")
 	}
 	return out
 }
@@ -510,8 +517,8 @@ func Inspect(signed []byte) (*Inspection, error) {
 	if err != nil {
 		return nil, err
 	}
-	if env.typ != TypeReport {
-		return nil, malformed("report", fmt.Sprintf("content type %q, want %q", env.typ, TypeReport), nil)
+	if env.typ != typeReport {
+		return nil, malformed("report", fmt.Sprintf("content type %q, want %q", env.typ, typeReport), nil)
 	}
 	rep, err := decodeReport(env.payload())
 	if err != nil {

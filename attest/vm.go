@@ -62,8 +62,8 @@ func CheckVMName(name string) error {
 // host's statement: libvirt's domain UUID or the configured uuid).
 const FactVMUUID = "vm_uuid"
 
-// VMUUID returns the report's vm_uuid fact, or "" when it has none.
-func (r *Report) VMUUID() string {
+// vmUUID returns the report's vm_uuid fact, or "" when it has none.
+func (r *Report) vmUUID() string {
 	if r.Host == nil {
 		return ""
 	}
@@ -78,13 +78,13 @@ func (r *Report) IsAbout(vm string) bool {
 	if r.Workload == vm {
 		return true
 	}
-	u := r.VMUUID()
-	return IsUUID(vm) && IsUUID(u) && strings.EqualFold(u, vm)
+	u := r.vmUUID()
+	return isUUID(vm) && isUUID(u) && strings.EqualFold(u, vm)
 }
 
-// IsUUID reports whether s is a UUID in its text form, 8-4-4-4-12 hex
+// isUUID reports whether s is a UUID in its text form, 8-4-4-4-12 hex
 // digits (RFC 9562), in either case.
-func IsUUID(s string) bool {
+func isUUID(s string) bool {
 	if len(s) != 36 {
 		return false
 	}

@@ -48,7 +48,7 @@ func FuzzVMName(f *testing.F) {
 		if got, want := ValidVMName(s), re.MatchString(s); got != want {
 			t.Fatalf("ValidVMName(%q) = %v, the rule %s says %v", s, got, VMNameRule, want)
 		}
-		if IsUUID(s) && !ValidVMName(s) {
+		if isUUID(s) && !ValidVMName(s) {
 			t.Fatalf("UUID %q is not a valid VM name", s)
 		}
 	})
@@ -86,8 +86,8 @@ func TestIsUUID(t *testing.T) {
 		"6f1c1d2e-0000-4000-8000-0000000000011":  false,
 		"{6f1c1d2e-0000-4000-8000-000000000001}": false,
 	} {
-		if IsUUID(s) != want {
-			t.Errorf("IsUUID(%q) = %v, want %v", s, !want, want)
+		if isUUID(s) != want {
+			t.Errorf("isUUID(%q) = %v, want %v", s, !want, want)
 		}
 	}
 }
@@ -235,7 +235,7 @@ func TestGuestPlatformMustBeBacked(t *testing.T) {
 		g := &GuestEvidence{IssuedAt: testNow, Nonce: testNonce, Event: EventOnDemand, VM: "vm-1", Platform: p,
 			Claims: []Claim{testClaim("weights", []byte("w"), "vm-1", p)}, GuestKey: gk.PublicKey().Bytes(), Hardware: hw}
 		// Sign the payload directly: SignGuestEvidence refuses to sign it.
-		b, err := sign1(gk, TypeGuestEvidence, mustEncode(t, g.toWire()), nil)
+		b, err := sign1(gk, typeGuestEvidence, mustEncode(t, g.toWire()), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package attest
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -11,23 +12,23 @@ import (
 // Profiles (EAT "eat_profile", claim 265). A profile names the payload type
 // and its format version; a verifier of version 1 rejects any other value.
 const (
-	ProfileReport        = "tag:hvmon.dev,2026:report/v1"
-	ProfileGuestEvidence = "tag:hvmon.dev,2026:guest-evidence/v1"
+	profileReport        = "tag:hvmon.dev,2026:report/v1"
+	profileGuestEvidence = "tag:hvmon.dev,2026:guest-evidence/v1"
 )
 
 // Content types carried in the COSE "typ" header (RFC 9596). They keep a
 // guest evidence signature from ever being accepted as a report and the
 // other way round.
 const (
-	TypeReport        = "application/hvmon-report+cbor"
-	TypeGuestEvidence = "application/hvmon-guest-evidence+cbor"
+	typeReport        = "application/hvmon-report+cbor"
+	typeGuestEvidence = "application/hvmon-guest-evidence+cbor"
 )
 
 // Named bounds. Every decoder checks them before it trusts a length.
 const (
 	MaxReportSize = 1 << 20 // bytes of one encoded COSE_Sign1 (report or guest evidence)
 	MaxRegions    = 1024    // claims per report or guest evidence
-	MaxCerts      = 8       // certificates in one hardware evidence
+	maxCerts      = 8       // certificates in one hardware evidence
 	MaxFacts      = 64      // host observation facts
 	maxTextLen    = 1024    // bytes of any text field
 	minNonce      = MinNonceSize
@@ -238,21 +239,21 @@ func digestPtrToWire(d *Digest) []byte {
 
 func (r *Report) toWire() *wireReport {
 	w := &wireReport{
-		Exp: r.ExpiresAt.Unix(), Iat: r.IssuedAt.Unix(), Nonce: r.Nonce, Profile: ProfileReport,
+		Exp: r.ExpiresAt.Unix(), Iat: r.IssuedAt.Unix(), Nonce: r.Nonce, Profile: profileReport,
 		Attester: wireIdentity{Kid: bytes.Clone(r.Attester.KeyID[:]), Name: r.Attester.Name},
 		Claims:   claimsToWire(r.Claims),
 		Event:    string(r.Event), Guest: r.Guest, Platform: string(r.Platform),
 		Prev: digestPtrToWire(r.Prev), Seq: r.Seq, Workload: r.Workload,
 	}
 	if o := r.Host; o != nil {
-		w.Host = &wireObservations{Host: o.Host, EventAtMS: o.EventAt.UnixMilli(), Agent: o.Agent, Detail: o.Detail, Facts: o.Facts}
+		w.Host = &wireObservations{Host: o.Host, EventAtMS: o.EventAt.UnixMilli(), Agent: string(o.Agent), Detail: o.Detail, Facts: o.Facts}
 	}
 	return w
 }
 
 func (g *GuestEvidence) toWire() *wireGuest {
 	w := &wireGuest{
-		Iat: g.IssuedAt.Unix(), Nonce: g.Nonce, Profile: ProfileGuestEvidence,
+		Iat: g.IssuedAt.Unix(), Nonce: g.Nonce, Profile: profileGuestEvidence,
 		Claims: claimsToWire(g.Claims), Event: string(g.Event), GuestKey: g.GuestKey,
 		Platform: string(g.Platform), Prev: digestPtrToWire(g.Prev), Seq: g.Seq, VM: g.VM,
 	}
@@ -306,6 +307,26 @@ func checkEvent(what, e string) (Event, error) {
 		return "", malformed(what, fmt.Sprintf("unknown event %q", e), nil)
 	}
 	return Event(e), nil
+}
+
+// checkAgentStatus accepts the six agent statuses of docs/FORMAT.md §7.5.
+func checkAgentStatus(what, s string) (AgentStatus, error) {
+	if err := checkText(what, "agent status", s, true); err != nil {
+		return "", err // bounds the text the message below quotes
+	}
+	if !AgentStatus(s).Valid() {
+		return "", malformed(what, fmt.Sprintf("unknown agent status %+q (docs/FORMAT.md §7.5 allows %s)", s, agentStatusList()), nil)
+	}
+	return AgentStatus(s), nil
+}
+
+// agentStatusList names the valid agent statuses for messages.
+func agentStatusList() string {
+	names := make([]string, len(agentStatuses))
+	for i, s := range agentStatuses {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
 }
 
 func checkPlatform(what, field, p string) (Platform, error) {
@@ -379,8 +400,8 @@ func decodeReport(payload []byte) (*Report, error) {
 	if err := decodeCanonical(what, payload, &w); err != nil {
 		return nil, err
 	}
-	if w.Profile != ProfileReport {
-		return nil, malformed(what, fmt.Sprintf("profile %q, want %q", w.Profile, ProfileReport), nil)
+	if w.Profile != profileReport {
+		return nil, malformed(what, fmt.Sprintf("profile %q, want %q", w.Profile, profileReport), nil)
 	}
 	if err := checkNonce(what, w.Nonce); err != nil {
 		return nil, err
@@ -424,10 +445,15 @@ func decodeReport(payload []byte) (*Report, error) {
 		Seq:      w.Seq, Prev: prev, Claims: claims, Guest: w.Guest,
 	}
 	if o := w.Host; o != nil {
-		for _, f := range [][2]string{{"host name", o.Host}, {"agent status", o.Agent}, {"detail", o.Detail}} {
-			if err := checkText(what, f[0], f[1], f[0] != "detail"); err != nil {
-				return nil, err
-			}
+		if err := checkText(what, "host name", o.Host, true); err != nil {
+			return nil, err
+		}
+		agent, err := checkAgentStatus(what, o.Agent)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkText(what, "detail", o.Detail, false); err != nil {
+			return nil, err
 		}
 		for k, v := range o.Facts {
 			if err := checkText(what, "fact name", k, true); err != nil {
@@ -437,7 +463,7 @@ func decodeReport(payload []byte) (*Report, error) {
 				return nil, err
 			}
 		}
-		r.Host = &Observations{Host: o.Host, EventAt: time.UnixMilli(o.EventAtMS).UTC(), Agent: o.Agent, Detail: o.Detail, Facts: o.Facts}
+		r.Host = &Observations{Host: o.Host, EventAt: time.UnixMilli(o.EventAtMS).UTC(), Agent: agent, Detail: o.Detail, Facts: o.Facts}
 	}
 	if err := uniqueRegions(what, r.Claims); err != nil {
 		return nil, err
@@ -454,8 +480,8 @@ func decodeGuestEvidence(payload []byte) (*GuestEvidence, error) {
 	if err := decodeCanonical(what, payload, &w); err != nil {
 		return nil, err
 	}
-	if w.Profile != ProfileGuestEvidence {
-		return nil, malformed(what, fmt.Sprintf("profile %q, want %q", w.Profile, ProfileGuestEvidence), nil)
+	if w.Profile != profileGuestEvidence {
+		return nil, malformed(what, fmt.Sprintf("profile %q, want %q", w.Profile, profileGuestEvidence), nil)
 	}
 	if err := checkNonce(what, w.Nonce); err != nil {
 		return nil, err
@@ -474,8 +500,8 @@ func decodeGuestEvidence(payload []byte) (*GuestEvidence, error) {
 	if err := checkText(what, "vm", w.VM, true); err != nil {
 		return nil, err
 	}
-	if len(w.GuestKey) != PublicKeySize {
-		return nil, malformed(what, fmt.Sprintf("guest key must be %d bytes, got %d", PublicKeySize, len(w.GuestKey)), nil)
+	if len(w.GuestKey) != publicKeySize {
+		return nil, malformed(what, fmt.Sprintf("guest key must be %d bytes, got %d", publicKeySize, len(w.GuestKey)), nil)
 	}
 	prev, err := optDigest(what, "prev", w.Prev)
 	if err != nil {
@@ -497,8 +523,8 @@ func decodeGuestEvidence(payload []byte) (*GuestEvidence, error) {
 		if err != nil {
 			return nil, err
 		}
-		if len(h.Certs) > MaxCerts {
-			return nil, malformed(what, fmt.Sprintf("more than %d certificates", MaxCerts), nil)
+		if len(h.Certs) > maxCerts {
+			return nil, malformed(what, fmt.Sprintf("more than %d certificates", maxCerts), nil)
 		}
 		g.Hardware = &HardwareEvidence{Type: ht, Report: h.Report}
 		for _, c := range h.Certs {

@@ -164,7 +164,6 @@ func fitFacts(facts map[string]string) map[string]string {
 // fitObservations makes the host's observations fit the format.
 func fitObservations(o *attest.Observations) {
 	o.Host = fitText(o.Host)
-	o.Agent = fitText(o.Agent)
 	o.Detail = fitText(o.Detail)
 	o.Facts = fitFacts(o.Facts)
 }

@@ -303,7 +303,7 @@ func TestSupervisorResumesUntaggedStore(t *testing.T) {
 func TestChainTagNames(t *testing.T) {
 	s, _ := NewFileStore(t.TempDir())
 	k, _ := attest.NewKeyFromSeed(make([]byte, 32))
-	for _, ev := range attest.Events {
+	for _, ev := range attest.Events() {
 		b, r := testSigned(t, k, "vm-1", 1, ev, testNow)
 		e, err := s.Put(context.Background(), "vm-1", b, r)
 		if err != nil {
@@ -319,8 +319,8 @@ func TestChainTagNames(t *testing.T) {
 		legacyName(t, e)
 	}
 	es, _ := s.List(context.Background(), Query{})
-	if len(es) != len(attest.Events) {
-		t.Fatalf("List = %d entries, want %d", len(es), len(attest.Events))
+	if len(es) != len(attest.Events()) {
+		t.Fatalf("List = %d entries, want %d", len(es), len(attest.Events()))
 	}
 	for _, e := range es {
 		if e.Chain != "" || !e.Event.Valid() {

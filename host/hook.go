@@ -443,7 +443,7 @@ func (h *HookService) Decide(ctx context.Context, m *hook.Message) HookDecision 
 		return deny("%s does not verify: %v", what, err)
 	}
 	if m.Domain.AttestationRequired && res.Guest == nil {
-		agent := "none"
+		agent := attest.AgentNone
 		if res.Report.Host != nil {
 			agent = res.Report.Host.Agent
 		}

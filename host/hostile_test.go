@@ -152,7 +152,7 @@ func TestHostileAgent(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		answer func(t *testing.T, id uint64, args agentproto.AttestArgs) []byte
-		agent  string // the status the report must carry
+		agent  attest.AgentStatus // the status the report must carry
 		check  func(t *testing.T, o *attest.Observations)
 	}{
 		{"huge error text", func(t *testing.T, id uint64, _ agentproto.AttestArgs) []byte {
@@ -232,7 +232,7 @@ func TestHostileAgent(t *testing.T) {
 // print.
 func checkFits(t *testing.T, o *attest.Observations) {
 	t.Helper()
-	texts := []string{o.Host, o.Agent, o.Detail}
+	texts := []string{o.Host, string(o.Agent), o.Detail}
 	for k, v := range o.Facts {
 		texts = append(texts, k, v)
 	}

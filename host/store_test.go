@@ -35,7 +35,7 @@ func TestFileStore(t *testing.T) {
 	ctx := context.Background()
 	var hashes []attest.Digest
 	for i, vm := range []string{"vm-1", "vm/2", "vm-1", "..", "vm-1"} {
-		ev := attest.Events[i%len(attest.Events)]
+		ev := attest.Events()[i%len(attest.Events())]
 		b, r := testSigned(t, k, vm, uint64(i), ev, testNow.Add(time.Duration(i)*time.Second))
 		e, err := s.Put(ctx, vm, b, r)
 		if err != nil {
@@ -55,7 +55,7 @@ func TestFileStore(t *testing.T) {
 		t.Fatalf("List = %d entries, want 5", len(all))
 	}
 	vm1, _ := s.List(ctx, Query{VM: "vm-1"})
-	if len(vm1) != 3 || vm1[0].Seq != 0 || vm1[2].Seq != 4 || vm1[1].Event != attest.Events[2] {
+	if len(vm1) != 3 || vm1[0].Seq != 0 || vm1[2].Seq != 4 || vm1[1].Event != attest.Events()[2] {
 		t.Fatalf("List(vm-1) = %+v", vm1)
 	}
 	last, _ := s.List(ctx, Query{VM: "vm-1", Limit: 1})

@@ -509,7 +509,7 @@ func (v *vm) closeAgent() {
 
 // attestAgent asks the agent for guest evidence, reconnecting first when
 // needed. It returns the evidence and the agent status for observations.
-func (v *vm) attestAgent(ctx context.Context, nonce []byte, event attest.Event, tm *Timing) ([]byte, string, string) {
+func (v *vm) attestAgent(ctx context.Context, nonce []byte, event attest.Event, tm *Timing) ([]byte, attest.AgentStatus, string) {
 	if v.cfg.Agent == "" {
 		return nil, "none", "no agent configured for this VM"
 	}
@@ -633,7 +633,7 @@ func (v *vm) report(ctx context.Context, r request, tm *Timing) (Entry, error) {
 		if r.event == attest.EventMigrateOut {
 			// Asked first, released first: the migration goes on before
 			// anything else the report needs.
-			v.hold.release("the agent was asked: " + status)
+			v.hold.release("the agent was asked: " + string(status))
 		}
 		obs.Agent, obs.Detail = status, detail
 		if ev != nil {
@@ -663,7 +663,7 @@ func (v *vm) report(ctx context.Context, r request, tm *Timing) (Entry, error) {
 	obs.Detail = fitText(obs.Detail) // agent and QEMU text, bounded before it is logged too
 	if obs.Agent != "ok" {
 		if m := o.Metrics; m != nil {
-			m.agentFailure(v.cfg.Name, obs.Agent)
+			m.agentFailure(v.cfg.Name, string(obs.Agent))
 		}
 		v.log.Warn("no guest evidence", "event", r.event, "agent", obs.Agent, "detail", obs.Detail)
 	}
@@ -690,7 +690,7 @@ func (v *vm) report(ctx context.Context, r request, tm *Timing) (Entry, error) {
 	}
 	if guest != nil && rep.Guest == nil {
 		if m := o.Metrics; m != nil {
-			m.agentFailure(v.cfg.Name, rep.Host.Agent)
+			m.agentFailure(v.cfg.Name, string(rep.Host.Agent))
 		}
 		v.log.Warn("guest evidence left out", "event", r.event, "detail", rep.Host.Detail)
 	}

@@ -141,6 +141,10 @@ func (p *Policy) Appraise(in Input) Verdict {
 	if res.Guest != nil {
 		hw = res.Guest.Hardware
 	}
+	// Whose measurements count: attest's one rule, the one Verify applies
+	// to --expect. With require_hardware only hardware-backed guest claims
+	// count; without it (the policy's explicit choice) every claim does.
+	counted, excluded := res.CountedClaims(attest.VerifyOptions{RequireHardware: rules.RequireHardware, AllowHostMeasured: !rules.RequireHardware})
 	if rules.RequireHardware {
 		switch {
 		case res.Guest == nil:
@@ -153,21 +157,14 @@ func (p *Policy) Appraise(in Input) Verdict {
 		// Regions the guest did not measure under hardware evidence are
 		// not backed: a host that drops the guest's evidence and claims
 		// the expected roots itself must not pass, whatever platform its
-		// claims name.
+		// claims name. The label only picks the reason: a claim of
+		// platform host is the host's own measurement.
 		var host, other []string
-		outer, guest := attest.Origins(rep, res.Guest)
-		for _, set := range []struct {
-			claims []attest.Claim
-			origin attest.Origin
-		}{{rep.Claims, outer}, {guestClaims(res), guest}} {
-			for _, c := range set.claims {
-				switch {
-				case set.origin == attest.OriginHardware:
-				case set.origin == attest.OriginHost && c.Platform == attest.PlatformHost:
-					host = append(host, c.Region.ID)
-				default:
-					other = append(other, c.Region.ID)
-				}
+		for _, c := range excluded {
+			if c.Platform == attest.PlatformHost {
+				host = append(host, c.Region.ID)
+			} else {
+				other = append(other, c.Region.ID)
 			}
 		}
 		switch {
@@ -202,14 +199,11 @@ func (p *Policy) Appraise(in Input) Verdict {
 		}
 	}
 
-	// Regions: the same rule as attest.Verify's --expect. With
-	// require_hardware only hardware-backed guest claims count; without
-	// it (the policy's explicit choice) every claim does.
-	claims, _ := res.CountedClaims(attest.VerifyOptions{RequireHardware: rules.RequireHardware, AllowHostMeasured: !rules.RequireHardware})
+	// Regions: only the counted claims satisfy a region rule.
 	find := func(id string) *attest.Claim {
-		for i := range claims {
-			if claims[i].Region.ID == id {
-				return &claims[i]
+		for i := range counted {
+			if counted[i].Region.ID == id {
+				return &counted[i]
 			}
 		}
 		return nil
@@ -246,13 +240,6 @@ func (p *Policy) Appraise(in Input) Verdict {
 		}
 	}
 	return v
-}
-
-func guestClaims(res *attest.Result) []attest.Claim {
-	if res.Guest == nil {
-		return nil
-	}
-	return res.Guest.Claims
 }
 
 // appraiseIdentity checks that the hardware's launch identity (SEV-SNP

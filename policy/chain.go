@@ -206,7 +206,7 @@ func newNode(r ChainReport) *node {
 	n.entry = &ChainEntry{Report: r.Name, Hash: n.hash, Event: rep.Event, Host: n.host, KeyID: r.Result.KeyID,
 		Seq: rep.Seq, IssuedAt: rep.IssuedAt, Status: Affirming}
 	if rep.Host != nil {
-		n.entry.Agent = rep.Host.Agent
+		n.entry.Agent = string(rep.Host.Agent)
 	}
 	if n.guest != nil {
 		s, k := n.guest.Seq, n.gkey
@@ -296,7 +296,7 @@ func checkReport(n *node) {
 	verr := n.err
 	switch {
 	case n.rep.Host != nil && n.guest == nil && (verr == nil || errors.Is(verr, attest.ErrIncomplete)):
-		agent := n.rep.Host.Agent
+		agent := string(n.rep.Host.Agent)
 		detail := "no guest evidence: agent " + agent
 		if n.rep.Host.Detail != "" {
 			detail += " (" + n.rep.Host.Detail + ")"

@@ -281,7 +281,7 @@ func FuzzChainLinks(f *testing.F) {
 				seq = ^uint64(0)
 			}
 			host := []string{"hv-a", "hv-b", "hv-c"}[b[1]%3]
-			rep := &attest.Report{Workload: []string{"vm-1", "vm-2"}[b[0]%2], Event: attest.Events[b[4]%8], Seq: seq,
+			rep := &attest.Report{Workload: []string{"vm-1", "vm-2"}[b[0]%2], Event: attest.Events()[b[4]%8], Seq: seq,
 				Prev: pick(b[3], hashes), Attester: attest.Identity{Name: host}, Host: &attest.Observations{Host: host, Agent: "ok"}}
 			res := &attest.Result{Valid: true, ReportHash: h, KeyID: attest.KeyIDOf([]byte(host[:4])), Report: rep}
 			if b[5] != 0 {

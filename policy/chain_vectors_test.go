@@ -115,7 +115,7 @@ func (h *history) add(s step) []byte {
 	var g *attest.GuestEvidence
 	switch {
 	case s.agent != "":
-		obs.Agent, obs.Detail = s.agent, "agent "+s.agent+" in this test history"
+		obs.Agent, obs.Detail = attest.AgentStatus(s.agent), "agent "+s.agent+" in this test history"
 	case s.event == attest.EventShutdown:
 		obs.Agent, obs.Detail = "none", "the guest has shut down; no agent to ask"
 	default:

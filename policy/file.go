@@ -847,8 +847,9 @@ func hexList(ss []string, n int) ([][]byte, error) {
 }
 
 func eventList() string {
-	s := make([]string, len(attest.Events))
-	for i, e := range attest.Events {
+	events := attest.Events()
+	s := make([]string, len(events))
+	for i, e := range events {
 		s[i] = string(e)
 	}
 	return strings.Join(s, ", ")

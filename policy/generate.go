@@ -101,9 +101,9 @@ func Generate(g Golden) ([]byte, error) {
 	w("  # Reports older than this are contraindicated; uncomment to bound them.\n")
 	w("  # max_age = \"15m\"\n")
 	w("  # The lifecycle events accepted; remove those this VM should never report.\n")
-	events := make([]string, len(attest.Events))
-	for i, e := range attest.Events {
-		events[i] = string(e)
+	var events []string
+	for _, e := range attest.Events() {
+		events = append(events, string(e))
 	}
 	w("  allowed_events = %s\n", hclList(events))
 	w("}\n\n")

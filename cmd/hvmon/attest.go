@@ -28,9 +28,9 @@ func (a *app) attestCmd() *cobra.Command {
 		seq                                                    uint64
 		unsafeKeyPerms                                         bool
 	)
-	events := make([]string, len(attest.Events))
-	for i, e := range attest.Events {
-		events[i] = string(e)
+	var events []string
+	for _, e := range attest.Events() {
+		events = append(events, string(e))
 	}
 	cmd := &cobra.Command{
 		Use:   "attest --key KEY --region ID=FILE[:OFFSET:SIZE] ... -o OUT",

@@ -113,7 +113,7 @@ func (a *app) demoReport(res *demo.Result, out string) error {
 		}
 		switch {
 		case errors.Is(v.Err, attest.ErrIncomplete) && v.Result != nil && v.Result.Report != nil && v.Result.Report.Host != nil:
-			verdict = "NO EVIDENCE (agent " + v.Result.Report.Host.Agent + ")"
+			verdict = "NO EVIDENCE (agent " + string(v.Result.Report.Host.Agent) + ")"
 		case v.Err != nil:
 			verdict = "INVALID: " + v.Err.Error()
 		}

@@ -104,7 +104,7 @@ func writeShowText(w io.Writer, in *attest.Inspection) error {
 		p.line("host observations:")
 		p.field("  ", "host", printable(h.Host))
 		p.field("  ", "event at", h.EventAt.UTC().Format(time.RFC3339Nano))
-		p.field("  ", "agent", printable(h.Agent))
+		p.field("  ", "agent", printable(string(h.Agent)))
 		if h.Detail != "" {
 			p.field("  ", "detail", printable(h.Detail))
 		}
