@@ -36,7 +36,13 @@ func (snpKind) recognize(b []byte) string {
 	return ""
 }
 
-func (snpKind) parse(hw *attest.HardwareEvidence) (parsedEvidence, error) { return parseSNP(hw) }
+func (snpKind) parse(hw *attest.HardwareEvidence) (parsedEvidence, error) {
+	e, err := parseSNP(hw)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
 
 func (snpKind) guest() (string, string) { return "sev_guest", devSEVGuest }
 

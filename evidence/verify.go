@@ -15,6 +15,7 @@ import (
 // Options configure a Verifier. The zero value verifies real SEV-SNP and
 // TDX evidence against the AMD and Intel roots built into hvmon, refuses
 // debug guests and simulated evidence, and never uses the network.
+// TrustOptions makes them from a configuration's tee.Trust.
 type Options struct {
 	// AMDRoots are the pinned AMD roots: for each product line the ARK and
 	// the ASK (for VCEK-signed reports) and/or ASVK (for VLEK-signed ones)
