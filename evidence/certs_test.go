@@ -138,7 +138,7 @@ func quietChild(t *testing.T) {
 	v.Verify(flip(spr, len(spr.Report)-100), rd, testNow)
 	v.Verify(milan, milanReportData(), testNow)
 	v.Verify(flip(milan, 0x100), milanReportData(), testNow)
-	v.Verify(&attest.HardwareEvidence{Type: TypeSEVSNP, Report: milan.Report, Certs: []attest.HexBytes{trust.AskArkMilanVcekBytes}}, milanReportData(), testNow)
+	v.Verify(&attest.HardwareEvidence{Type: attest.PlatformSEVSNP, Report: milan.Report, Certs: []attest.HexBytes{trust.AskArkMilanVcekBytes}}, milanReportData(), testNow)
 	mustVerifier(t, Options{IntelRoots: simTDX(t, "seed one", false).Roots()}).Verify(spr, rd, testNow)
 	for _, p := range []SimulatedProvider{simSNP(t, "seed one", false), simTDX(t, "debug", true)} {
 		hw, _ := p.Evidence(t.Context(), rd)

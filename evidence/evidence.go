@@ -9,6 +9,12 @@
 // the expected REPORT_DATA, and the platform rules it is configured with. It
 // implements attest.EvidenceVerifier.
 //
+// Each kind of TEE hardware, SEV-SNP (snp.go) and TDX (tdx.go), implements
+// one internal interface (kind: recognize, parse, provide; its parsed
+// evidence: verify, summarise, facts), and one table (platforms.go) maps
+// every evidence type of attest.HardwarePlatforms to its kind, a simulated
+// type to the kind it simulates.
+//
 // The shape of attest.HardwareEvidence per type:
 //
 //   - sev-snp: Report is the 1184-byte ATTESTATION_REPORT exactly as the
@@ -24,24 +30,20 @@
 //     against those roots alone.
 //
 // Nothing here uses the network: certificates, roots and (optional) Intel
-// TDX collateral must be in the evidence or the Verifier's options. The AMD and Intel libraries used to
-// parse and verify evidence log through a logger that writes to standard
-// output; the Verifier uses them only in ways that log nothing, and a test
-// holds it to that.
+// TDX collateral must be in the evidence or the Verifier's options, which
+// configuration fills through a tee.Trust (TrustOptions). The AMD and Intel
+// libraries used to parse and verify evidence log through a logger that
+// writes to standard output; the Verifier uses them only in ways that log
+// nothing, and a test holds it to that.
+//
+// PolicyHardware decodes evidence into tee.Facts for package policy, which
+// does not import this package, nor this package it.
 package evidence
 
 import (
 	"context"
 
 	"hvmon.dev/hvmon/attest"
-)
-
-// Evidence types, recorded as attest.HardwareEvidence.Type.
-const (
-	TypeSEVSNP          attest.Platform = "sev-snp"
-	TypeTDX             attest.Platform = "tdx"
-	TypeSimulatedSEVSNP attest.Platform = "simulated-sev-snp"
-	TypeSimulatedTDX    attest.Platform = "simulated-tdx"
 )
 
 // Provider obtains hardware evidence bound to reportData.

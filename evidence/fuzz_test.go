@@ -32,7 +32,7 @@ func evidenceSeeds(f *testing.F) []*attest.HardwareEvidence {
 	return seeds
 }
 
-var fuzzTypes = []attest.Platform{TypeSEVSNP, TypeTDX, TypeSimulatedSEVSNP, TypeSimulatedTDX, "none"}
+var fuzzTypes = []attest.Platform{attest.PlatformSEVSNP, attest.PlatformTDX, attest.PlatformSimulatedSEVSNP, attest.PlatformSimulatedTDX, "none"}
 
 func typeIndex(t attest.Platform) uint8 {
 	for i, x := range fuzzTypes {

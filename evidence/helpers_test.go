@@ -71,7 +71,7 @@ const (
 func milanEvidence(t testing.TB) *attest.HardwareEvidence {
 	t.Helper()
 	return &attest.HardwareEvidence{
-		Type:   TypeSEVSNP,
+		Type:   attest.PlatformSEVSNP,
 		Report: readModuleFile(t, sevGuestModule, "verify/testdata/attestation.bin"),
 		Certs:  []attest.HexBytes{readModuleFile(t, sevGuestModule, "verify/testdata/vcek.testcer")},
 	}
@@ -86,7 +86,7 @@ func milanReportData() [64]byte {
 func sprEvidence(t testing.TB) *attest.HardwareEvidence {
 	t.Helper()
 	return &attest.HardwareEvidence{
-		Type:   TypeTDX,
+		Type:   attest.PlatformTDX,
 		Report: readModuleFile(t, tdxGuestModule, "testing/testdata/tdx_prod_quote_SPR_E4.dat"),
 	}
 }

@@ -10,7 +10,12 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/policy"
+	"hvmon.dev/hvmon/tee"
 )
+
+// PolicyHardware is package policy's Hardware, although this package does
+// not import policy (only its tests do).
+var _ policy.Hardware = PolicyHardware{}
 
 // The recorded Milan report's launch measurement and REPORTED_TCB.
 const (
@@ -53,7 +58,7 @@ func findingOf(t *testing.T, v policy.Verdict, check string) policy.Finding {
 // policy is contraindicated unless the policy allows debug guests.
 func TestPolicyMilan(t *testing.T) {
 	hw := milanEvidence(t)
-	ev, err := PolicyHardware{}.Verifier(policy.HardwareTrust{})
+	ev, err := PolicyHardware{}.Verifier(tee.Trust{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +77,7 @@ func TestPolicyMilan(t *testing.T) {
 	if hex.EncodeToString(f.Measurement) != milanMeasurement || !f.Debug || f.SNP == nil || f.TDX != nil {
 		t.Fatalf("facts = %+v", f)
 	}
-	if s := f.SNP; len(s.IDKeyDigest) != 48 || len(s.HostData) != 32 || !s.TCBKnown || s.ReportedTCB != (policy.TCBParts{Bootloader: 2, TEE: 0, SNP: 5, Microcode: 68}) || s.Product != "Milan" || s.Signer != "VCEK" || s.Policy != 0xb0000 || !s.SMT || s.MigrateMA {
+	if s := f.SNP; len(s.IDKeyDigest) != 48 || len(s.HostData) != 32 || !s.TCBKnown || s.ReportedTCB != (tee.TCBParts{Bootloader: 2, TEE: 0, SNP: 5, Microcode: 68}) || s.Product != "Milan" || s.Signer != "VCEK" || s.Policy != 0xb0000 || !s.SMT || s.MigrateMA {
 		t.Fatalf("SNP facts = %+v", s)
 	}
 

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -40,49 +39,56 @@ const (
 	NameAuto = "auto" // Probe
 )
 
-// New returns the provider a configuration names: "sev-snp", "tdx",
-// "simulated-sev-snp", "simulated-tdx", "auto" (Probe), or "none" (a nil
-// Provider and no error: guest evidence without hardware evidence). Real
-// providers check that their guest interface is present.
+// ProviderNames returns the names New accepts, in a new slice: the
+// evidence types (attest.HardwarePlatforms), then NameAuto and NameNone.
+func ProviderNames() []string {
+	var out []string
+	for _, p := range attest.HardwarePlatforms() {
+		out = append(out, string(p))
+	}
+	return append(out, NameAuto, NameNone)
+}
+
+// New returns the provider a configuration names (ProviderNames): an
+// evidence type, "auto" (Probe), or "none" (a nil Provider and no error:
+// guest evidence without hardware evidence). Real providers check that
+// their guest interface is present.
 func New(ctx context.Context, name string, opts ProviderOptions) (Provider, error) {
-	switch attest.Platform(name) {
+	switch name {
 	case NameNone:
 		return nil, nil
 	case NameAuto:
 		return Probe(ctx, opts)
-	case TypeSEVSNP:
-		return newSNPProvider(hostPlatform, opts)
-	case TypeTDX:
-		return newTDXProvider(hostPlatform, opts)
-	case TypeSimulatedSEVSNP:
-		return NewSimulatedSNP(opts.Simulated)
-	case TypeSimulatedTDX:
-		return NewSimulatedTDX(opts.Simulated)
 	}
-	return nil, fmt.Errorf("evidence provider %q: want sev-snp, tdx, simulated-sev-snp, simulated-tdx, auto or none", name)
+	t := attest.Platform(name)
+	k, ok := kinds[t]
+	if !ok {
+		return nil, fmt.Errorf("evidence provider %q: want %s", name, orList(ProviderNames()))
+	}
+	if t.Simulated() {
+		return k.simulated(opts.Simulated)
+	}
+	return k.provider(hostOS, opts)
 }
 
-// Probe returns the provider for the TEE this guest runs in: SEV-SNP or
-// TDX, found by the provider name of configfs-tsm (Linux 6.7 and later),
-// then by /dev/sev-guest and /dev/tdx_guest. It never returns a simulated
-// provider; with no TEE it fails with ErrNoHardware.
+// Probe returns the provider for the TEE this guest runs in, found by the
+// provider name of configfs-tsm (Linux 6.7 and later), then by the guest
+// device nodes (/dev/sev-guest, /dev/tdx_guest). It never returns a
+// simulated provider; with no TEE it fails with ErrNoHardware.
 func Probe(ctx context.Context, opts ProviderOptions) (Provider, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return probe(hostPlatform, opts)
+	return probe(hostOS, opts)
 }
 
-func probe(p platform, opts ProviderOptions) (Provider, error) {
-	t, how, err := p.detect()
+func probe(g guestOS, opts ProviderOptions) (Provider, error) {
+	t, how, err := g.detect()
 	if err != nil {
 		return nil, err
 	}
 	opts.logger().Info("TEE detected", "type", t, "by", how)
-	if t == TypeSEVSNP {
-		return newSNPProvider(p, opts)
-	}
-	return newTDXProvider(p, opts)
+	return kinds[t].provider(g, opts)
 }
 
 // SimulatedProvider is a Provider whose evidence chains to generated roots.
@@ -96,94 +102,23 @@ type SimulatedProvider interface {
 	RootsPEM() []byte
 }
 
-// SimulatedSNP is the simulated-sev-snp provider.
-type SimulatedSNP struct{ s *sim.SNP }
-
-// NewSimulatedSNP returns a provider of simulated SEV-SNP evidence: real
-// report structures (non-debug policy unless opts.Debug) signed by a
-// generated AMD-style chain, shipped with its VCEK, ASK and ARK.
-func NewSimulatedSNP(opts sim.Options) (*SimulatedSNP, error) {
-	s, err := sim.NewSNP(opts)
-	if err != nil {
-		return nil, err
-	}
-	return &SimulatedSNP{s}, nil
-}
-
-// Type implements Provider.
-func (p *SimulatedSNP) Type() attest.Platform { return TypeSimulatedSEVSNP }
-
-// Evidence implements Provider.
-func (p *SimulatedSNP) Evidence(ctx context.Context, reportData [64]byte) (*attest.HardwareEvidence, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	r, err := p.s.Report(reportData)
-	if err != nil {
-		return nil, err
-	}
-	hw := &attest.HardwareEvidence{Type: TypeSimulatedSEVSNP, Report: r}
-	for _, c := range p.s.Chain() {
-		hw.Certs = append(hw.Certs, c)
-	}
-	return hw, nil
-}
-
-// Roots implements SimulatedProvider.
-func (p *SimulatedSNP) Roots() []*x509.Certificate { return p.s.Roots() }
-
-// RootsPEM implements SimulatedProvider.
-func (p *SimulatedSNP) RootsPEM() []byte { return p.s.RootsPEM() }
-
-// SimulatedTDX is the simulated-tdx provider.
-type SimulatedTDX struct{ t *sim.TDX }
-
-// NewSimulatedTDX returns a provider of simulated TDX evidence: quote v4
-// structures (TD_ATTRIBUTES without DEBUG unless opts.Debug) whose PCK
-// chain ends in a generated Intel-style root.
-func NewSimulatedTDX(opts sim.Options) (*SimulatedTDX, error) {
-	t, err := sim.NewTDX(opts)
-	if err != nil {
-		return nil, err
-	}
-	return &SimulatedTDX{t}, nil
-}
-
-// Type implements Provider.
-func (p *SimulatedTDX) Type() attest.Platform { return TypeSimulatedTDX }
-
-// Evidence implements Provider.
-func (p *SimulatedTDX) Evidence(ctx context.Context, reportData [64]byte) (*attest.HardwareEvidence, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	q, err := p.t.Quote(reportData)
-	if err != nil {
-		return nil, err
-	}
-	return &attest.HardwareEvidence{Type: TypeSimulatedTDX, Report: q}, nil
-}
-
-// Roots implements SimulatedProvider.
-func (p *SimulatedTDX) Roots() []*x509.Certificate { return []*x509.Certificate{p.t.Root()} }
-
-// RootsPEM implements SimulatedProvider.
-func (p *SimulatedTDX) RootsPEM() []byte { return p.t.RootPEM() }
-
-// SimulatedRoots derives the roots of both simulated providers from a
-// seed, for a verifier whose agents were configured with the same
+// SimulatedRoots derives from a seed the roots of every simulated provider,
+// for a verifier whose agents were configured with the same
 // sim.Options.Seed. (It generates the chains, which takes a moment.)
 func SimulatedRoots(seed []byte) ([]*x509.Certificate, error) {
 	if len(seed) == 0 {
 		return nil, errors.New("SimulatedRoots: empty seed")
 	}
-	s, err := NewSimulatedSNP(sim.Options{Seed: seed})
-	if err != nil {
-		return nil, err
+	var roots []*x509.Certificate
+	for _, t := range attest.HardwarePlatforms() {
+		if !t.Simulated() {
+			continue
+		}
+		p, err := kinds[t].simulated(sim.Options{Seed: seed})
+		if err != nil {
+			return nil, err
+		}
+		roots = append(roots, p.Roots()...)
 	}
-	t, err := NewSimulatedTDX(sim.Options{Seed: seed})
-	if err != nil {
-		return nil, err
-	}
-	return slices.Concat(s.Roots(), t.Roots()), nil
+	return roots, nil
 }

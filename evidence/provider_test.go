@@ -32,10 +32,10 @@ func certTable(entries map[[16]byte][]byte, order ...[16]byte) []byte {
 // fakePlatform is a guest whose TEE is simulated: SEV-SNP reports come
 // with a certificate table (or without), TDX quotes from a simulated
 // enclave.
-func fakePlatform(t *testing.T, tsm string, devices ...string) platform {
+func fakePlatform(t *testing.T, tsm string, devices ...string) guestOS {
 	snp := simSNP(t, "seed one", false)
 	td := simTDX(t, "seed one", false)
-	return platform{
+	return guestOS{
 		tsmProvider: func() (string, error) { return tsm, nil },
 		exists: func(p string) bool {
 			for _, d := range devices {
@@ -45,7 +45,7 @@ func fakePlatform(t *testing.T, tsm string, devices ...string) platform {
 			}
 			return false
 		},
-		snpQuote: func(rd [64]byte) ([]byte, error) {
+		quote: quoteBy(func(rd [64]byte) ([]byte, error) {
 			r, err := snp.s.Report(rd)
 			if err != nil {
 				return nil, err
@@ -55,8 +55,17 @@ func fakePlatform(t *testing.T, tsm string, devices ...string) platform {
 			tbl := certTable(map[[16]byte][]byte{guidVCEK: chain[0], guidASK: chain[1], guidARK: chain[2], extra: {8, 0, 0, 0, 0, 0, 0, 0}},
 				guidARK, guidASK, guidVCEK, extra)
 			return append(r, tbl...), nil
-		},
-		tdxQuote: func(rd [64]byte) ([]byte, error) { return td.t.Quote(rd) },
+		}, td.t.Quote),
+	}
+}
+
+// quoteBy is a guest driver: snp answers SEV-SNP requests and tdx TDX ones.
+func quoteBy(snp, tdx func([64]byte) ([]byte, error)) func(attest.Platform, [64]byte) ([]byte, error) {
+	return func(t attest.Platform, rd [64]byte) ([]byte, error) {
+		if t == attest.PlatformSEVSNP {
+			return snp(rd)
+		}
+		return tdx(rd)
 	}
 }
 
@@ -67,10 +76,10 @@ func TestDetect(t *testing.T) {
 		want    attest.Platform
 		how     string
 	}{
-		{"sev_guest", nil, TypeSEVSNP, "configfs-tsm"},
-		{"tdx_guest", []string{devSEVGuest}, TypeTDX, "configfs-tsm"},
-		{"", []string{devSEVGuest}, TypeSEVSNP, devSEVGuest},
-		{"", []string{devTDXGuest}, TypeTDX, devTDXGuest},
+		{"sev_guest", nil, attest.PlatformSEVSNP, "configfs-tsm"},
+		{"tdx_guest", []string{devSEVGuest}, attest.PlatformTDX, "configfs-tsm"},
+		{"", []string{devSEVGuest}, attest.PlatformSEVSNP, devSEVGuest},
+		{"", []string{devTDXGuest}, attest.PlatformTDX, devTDXGuest},
 		{"", nil, "", ""},
 		{"arm_cca_guest", nil, "", ""},
 	} {
@@ -95,7 +104,7 @@ func TestSNPProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Type() != TypeSEVSNP {
+	if p.Type() != attest.PlatformSEVSNP {
 		t.Fatalf("probe type %s", p.Type())
 	}
 	rd := testReportData(6)
@@ -109,7 +118,7 @@ func TestSNPProvider(t *testing.T) {
 	}
 	_, err = mustVerifier(t, Options{}).Verify(hw, rd, testNow)
 	wantErr(t, "simulated platform's report as real SEV-SNP evidence", err, ErrChain)
-	hw.Type = TypeSimulatedSEVSNP
+	hw.Type = attest.PlatformSimulatedSEVSNP
 	if _, err := mustVerifier(t, Options{AllowSimulated: true, SimulatedRoots: simSNP(t, "seed one", false).Roots()}).Verify(hw, rd, testNow); err != nil {
 		t.Errorf("provider evidence does not verify: %v", err)
 	}
@@ -126,7 +135,7 @@ func TestSNPProvider(t *testing.T) {
 func TestSNPProviderCertificate(t *testing.T) {
 	pl := fakePlatform(t, "sev_guest")
 	snp := simSNP(t, "seed one", false)
-	pl.snpQuote = func(rd [64]byte) ([]byte, error) { return snp.s.Report(rd) }
+	pl.quote = quoteBy(func(rd [64]byte) ([]byte, error) { return snp.s.Report(rd) }, nil)
 	p, err := newSNPProvider(pl, ProviderOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +155,7 @@ func TestSNPProviderCertificate(t *testing.T) {
 	if err != nil || len(hw.Certs) != 1 {
 		t.Fatalf("Evidence with a configured certificate: %v", err)
 	}
-	hw.Type = TypeSimulatedSEVSNP
+	hw.Type = attest.PlatformSimulatedSEVSNP
 	if _, err := mustVerifier(t, Options{AllowSimulated: true, SimulatedRoots: snp.Roots()}).Verify(hw, testReportData(1), testNow); err != nil {
 		t.Errorf("evidence with the configured VCEK does not verify: %v", err)
 	}
@@ -155,7 +164,7 @@ func TestSNPProviderCertificate(t *testing.T) {
 	}
 
 	// A driver that answers another REPORT_DATA is refused.
-	pl.snpQuote = func(rd [64]byte) ([]byte, error) { rd[0] ^= 1; return snp.s.Report(rd) }
+	pl.quote = quoteBy(func(rd [64]byte) ([]byte, error) { rd[0] ^= 1; return snp.s.Report(rd) }, nil)
 	p, _ = newSNPProvider(pl, ProviderOptions{SNPCertificate: snp.s.VCEK()})
 	if _, err := p.Evidence(t.Context(), testReportData(1)); !errors.Is(err, ErrReportData) {
 		t.Errorf("Evidence from a driver answering another REPORT_DATA = %v", err)
@@ -172,7 +181,7 @@ func TestTDXProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hw.Type = TypeSimulatedTDX
+	hw.Type = attest.PlatformSimulatedTDX
 	if _, err := mustVerifier(t, Options{AllowSimulated: true, SimulatedRoots: simTDX(t, "seed one", false).Roots()}).Verify(hw, rd, testNow); err != nil {
 		t.Errorf("provider evidence does not verify: %v", err)
 	}
@@ -248,7 +257,7 @@ func TestParseSNPExtendedReport(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
 		}
-		if hw.Type != TypeSEVSNP || !bytes.Equal(hw.Report, report) || len(hw.Certs) != len(tc.want) {
+		if hw.Type != attest.PlatformSEVSNP || !bytes.Equal(hw.Report, report) || len(hw.Certs) != len(tc.want) {
 			t.Errorf("%s: evidence %s with %d certificates, want %d", tc.name, hw.Type, len(hw.Certs), len(tc.want))
 			continue
 		}

@@ -2,20 +2,76 @@ package evidence
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
+	sevclient "github.com/google/go-sev-guest/client"
 	"github.com/google/go-sev-guest/kds"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	sevvalidate "github.com/google/go-sev-guest/validate"
 	sevverify "github.com/google/go-sev-guest/verify"
+	"github.com/hashicorp/go-hclog"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/evidence/sim"
+	"hvmon.dev/hvmon/tee"
 )
+
+// snpKind is AMD SEV-SNP: 1184-byte attestation reports signed by the
+// chip's VCEK (or a VLEK), certified by AMD's ASK (or ASVK) and ARK.
+type snpKind struct{}
+
+func (snpKind) String() string { return "SEV-SNP" }
+
+func (snpKind) recognize(b []byte) string {
+	if looksLikeSNPReport(b) {
+		return "an SEV-SNP report"
+	}
+	return ""
+}
+
+func (snpKind) parse(hw *attest.HardwareEvidence) (parsedEvidence, error) {
+	e, err := parseSNP(hw)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (snpKind) guest() (string, string) { return "sev_guest", devSEVGuest }
+
+func (snpKind) quote(rd [64]byte) ([]byte, error) {
+	qp, err := sevclient.GetQuoteProvider()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoHardware, err)
+	}
+	return qp.GetRawQuote(rd)
+}
+
+func (snpKind) provider(g guestOS, opts ProviderOptions) (Provider, error) {
+	p, err := newSNPProvider(g, opts)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (snpKind) simulated(opts sim.Options) (SimulatedProvider, error) {
+	p, err := NewSimulatedSNP(opts)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// devSEVGuest is the SEV-SNP guest device of Linux.
+const devSEVGuest = "/dev/sev-guest"
 
 // SNPReportSize is the size of an SEV-SNP ATTESTATION_REPORT.
 const SNPReportSize = abi.ReportSize
@@ -50,9 +106,6 @@ func looksLikeSNPReport(b []byte) bool {
 // trusted: the chain is checked against pinned roots.
 func parseSNP(hw *attest.HardwareEvidence) (*snpEvidence, error) {
 	raw := []byte(hw.Report)
-	if looksLikeTDXQuote(raw) {
-		return nil, fmt.Errorf("%w: %s evidence holds a TDX quote", ErrTypeMismatch, hw.Type)
-	}
 	if len(raw) != SNPReportSize {
 		return nil, fmt.Errorf("%w: SEV-SNP report is %d bytes, want %d", ErrMalformed, len(raw), SNPReportSize)
 	}
@@ -102,13 +155,13 @@ func parseSNP(hw *attest.HardwareEvidence) (*snpEvidence, error) {
 // table has them. Without a table, or without the signer's certificate in
 // it, Certs is empty.
 func ParseSNPExtendedReport(b []byte) (*attest.HardwareEvidence, error) {
-	if looksLikeTDXQuote(b) {
-		return nil, fmt.Errorf("%w: sev-snp evidence holds a TDX quote", ErrTypeMismatch)
+	if err := notOtherKind(snpKind{}, attest.PlatformSEVSNP, b); err != nil {
+		return nil, err
 	}
 	if len(b) < SNPReportSize {
 		return nil, fmt.Errorf("%w: SEV-SNP extended report of %d bytes is shorter than a report", ErrMalformed, len(b))
 	}
-	hw := &attest.HardwareEvidence{Type: TypeSEVSNP, Report: bytes.Clone(b[:SNPReportSize])}
+	hw := &attest.HardwareEvidence{Type: attest.PlatformSEVSNP, Report: bytes.Clone(b[:SNPReportSize])}
 	e, err := parseSNP(hw)
 	if err != nil {
 		return nil, err
@@ -146,6 +199,22 @@ func (e *snpEvidence) attestation() *spb.Attestation {
 		chain.VcekCert = e.ek.Raw
 	}
 	return &spb.Attestation{Report: e.report, CertificateChain: chain}
+}
+
+// verify implements parsedEvidence: the chain ends in the pinned AMD
+// roots of the report's product line, or the simulated ones.
+func (e *snpEvidence) verify(v *Verifier, simulated bool, rd *[64]byte, now time.Time) (string, error) {
+	roots, origin := v.amd, "pinned AMD"
+	if simulated {
+		roots, origin = v.simAMD, "simulated AMD"
+	} else if v.opts.AMDRoots == nil {
+		origin = "embedded AMD"
+	}
+	err := v.verifySNP(e, roots, rd, now)
+	if !genuine(err) {
+		return "", err
+	}
+	return fmt.Sprintf("%s %s root", origin, e.productLine()), err
 }
 
 // verifySNP checks the report's signature and the signer's certificate
@@ -218,7 +287,8 @@ func (e *snpEvidence) productLine() string {
 	return kds.ProductLine(p)
 }
 
-func (e *snpEvidence) summary(t attest.Platform) *Summary {
+// summary implements parsedEvidence.
+func (e *snpEvidence) summary() *Summary {
 	r := e.report
 	vmpl := r.GetVmpl()
 	tcb := kds.TCBVersion(r.GetReportedTcb())
@@ -230,7 +300,6 @@ func (e *snpEvidence) summary(t attest.Platform) *Summary {
 		tcbText += fmt.Sprintf(" (bootloader %d, tee %d, snp %d, microcode %d)", p.BlSpl, p.TeeSpl, p.SnpSpl, p.UcodeSpl)
 	}
 	return &Summary{
-		Type:        t,
 		Signer:      e.signer.String(),
 		Product:     line,
 		Measurement: r.GetMeasurement(),
@@ -242,3 +311,134 @@ func (e *snpEvidence) summary(t attest.Platform) *Summary {
 		VMPL:        &vmpl,
 	}
 }
+
+// facts implements parsedEvidence.
+func (e *snpEvidence) facts() *tee.Facts {
+	r := e.report
+	s := &tee.SNPFacts{
+		Policy:         r.GetPolicy(),
+		SMT:            e.policy.SMT,
+		MigrateMA:      e.policy.MigrateMA,
+		ABIMajor:       e.policy.ABIMajor,
+		ABIMinor:       e.policy.ABIMinor,
+		SingleSocket:   e.policy.SingleSocket,
+		ReportedTCBRaw: r.GetReportedTcb(),
+		GuestSVN:       r.GetGuestSvn(),
+		VMPL:           r.GetVmpl(),
+		HostData:       bytes.Clone(r.GetHostData()),
+		IDKeyDigest:    bytes.Clone(r.GetIdKeyDigest()),
+		Product:        e.productLine(),
+		Signer:         e.signer.String(),
+	}
+	if s.Product == "Milan" || s.Product == "Genoa" {
+		// The layout of the TCB version before Turin.
+		p := kds.DecomposeTCBVersion(kds.TCBVersion(s.ReportedTCBRaw))
+		s.ReportedTCB = tee.TCBParts{Bootloader: p.BlSpl, TEE: p.TeeSpl, SNP: p.SnpSpl, Microcode: p.UcodeSpl}
+		s.TCBKnown = true
+	}
+	return &tee.Facts{Measurement: bytes.Clone(r.GetMeasurement()), Debug: e.policy.Debug, SNP: s}
+}
+
+// snpProvider gets SEV-SNP extended reports from the guest driver.
+type snpProvider struct {
+	g    guestOS
+	log  hclog.Logger
+	cert *x509.Certificate // configured VCEK/VLEK, or nil
+	mu   sync.Mutex        // one request at a time: the driver serializes anyway
+}
+
+func newSNPProvider(g guestOS, opts ProviderOptions) (*snpProvider, error) {
+	if err := g.has(snpKind{}); err != nil {
+		return nil, err
+	}
+	s := &snpProvider{g: g, log: opts.logger()}
+	if opts.SNPCertificate != nil {
+		certs, err := ParseCertificates(opts.SNPCertificate)
+		if err != nil {
+			return nil, fmt.Errorf("SNP certificate: %w", err)
+		}
+		if len(certs) != 1 {
+			return nil, fmt.Errorf("SNP certificate: %d certificates, want the VCEK or VLEK only", len(certs))
+		}
+		s.cert = certs[0]
+	}
+	return s, nil
+}
+
+// Type implements Provider.
+func (s *snpProvider) Type() attest.Platform { return attest.PlatformSEVSNP }
+
+// Evidence implements Provider. The request cannot be interrupted once it
+// reached the driver; ctx is checked before.
+func (s *snpProvider) Evidence(ctx context.Context, reportData [64]byte) (*attest.HardwareEvidence, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	raw, err := s.g.quote(attest.PlatformSEVSNP, reportData)
+	if err != nil {
+		return nil, fmt.Errorf("SEV-SNP report: %w", err)
+	}
+	return s.assemble(raw, reportData)
+}
+
+// assemble turns what the driver returned (a report, then a certificate
+// table) into hardware evidence, falling back on the configured
+// certificate when the platform supplied none.
+func (s *snpProvider) assemble(raw []byte, reportData [64]byte) (*attest.HardwareEvidence, error) {
+	hw, err := ParseSNPExtendedReport(raw)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(hw.Report[snpReportDataAt:snpReportDataAt+64], reportData[:]) {
+		return nil, fmt.Errorf("%w: the driver returned a report for another REPORT_DATA", ErrReportData)
+	}
+	if len(hw.Certs) == 0 && s.cert != nil {
+		s.log.Debug("platform supplied no certificate; using the configured one")
+		hw.Certs = []attest.HexBytes{s.cert.Raw}
+	}
+	if len(hw.Certs) == 0 {
+		return nil, fmt.Errorf("%w: the host supplied none and none is configured", ErrNoCertificate)
+	}
+	return hw, nil
+}
+
+// SimulatedSNP is the simulated-sev-snp provider.
+type SimulatedSNP struct{ s *sim.SNP }
+
+// NewSimulatedSNP returns a provider of simulated SEV-SNP evidence: real
+// report structures (non-debug policy unless opts.Debug) signed by a
+// generated AMD-style chain, shipped with its VCEK, ASK and ARK.
+func NewSimulatedSNP(opts sim.Options) (*SimulatedSNP, error) {
+	s, err := sim.NewSNP(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &SimulatedSNP{s}, nil
+}
+
+// Type implements Provider.
+func (p *SimulatedSNP) Type() attest.Platform { return attest.PlatformSimulatedSEVSNP }
+
+// Evidence implements Provider.
+func (p *SimulatedSNP) Evidence(ctx context.Context, reportData [64]byte) (*attest.HardwareEvidence, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r, err := p.s.Report(reportData)
+	if err != nil {
+		return nil, err
+	}
+	hw := &attest.HardwareEvidence{Type: attest.PlatformSimulatedSEVSNP, Report: r}
+	for _, c := range p.s.Chain() {
+		hw.Certs = append(hw.Certs, c)
+	}
+	return hw, nil
+}
+
+// Roots implements SimulatedProvider.
+func (p *SimulatedSNP) Roots() []*x509.Certificate { return p.s.Roots() }
+
+// RootsPEM implements SimulatedProvider.
+func (p *SimulatedSNP) RootsPEM() []byte { return p.s.RootsPEM() }

@@ -2,22 +2,79 @@ package evidence
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"sync"
 	"time"
 
 	tdxabi "github.com/google/go-tdx-guest/abi"
+	tdxclient "github.com/google/go-tdx-guest/client"
 	"github.com/google/go-tdx-guest/pcs"
 	tpb "github.com/google/go-tdx-guest/proto/tdx"
 	tdxvalidate "github.com/google/go-tdx-guest/validate"
 	tdxverify "github.com/google/go-tdx-guest/verify"
+	"github.com/hashicorp/go-hclog"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/evidence/sim"
+	"hvmon.dev/hvmon/tee"
 )
+
+// tdxKind is Intel TDX: quotes v4 signed by the quoting enclave's
+// attestation key, which a PCK certificate chain up to Intel's SGX Root CA
+// vouches for.
+type tdxKind struct{}
+
+func (tdxKind) String() string { return "TDX" }
+
+func (tdxKind) recognize(b []byte) string {
+	if looksLikeTDXQuote(b) {
+		return "a TDX quote"
+	}
+	return ""
+}
+
+func (tdxKind) parse(hw *attest.HardwareEvidence) (parsedEvidence, error) {
+	q, err := parseTDX(hw)
+	if err != nil {
+		return nil, err
+	}
+	return tdxEvidence{q}, nil
+}
+
+func (tdxKind) guest() (string, string) { return "tdx_guest", devTDXGuest }
+
+func (tdxKind) quote(rd [64]byte) ([]byte, error) {
+	qp, err := tdxclient.GetQuoteProvider()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoHardware, err)
+	}
+	return tdxclient.GetRawQuote(qp, rd)
+}
+
+func (tdxKind) provider(g guestOS, opts ProviderOptions) (Provider, error) {
+	p, err := newTDXProvider(g, opts)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (tdxKind) simulated(opts sim.Options) (SimulatedProvider, error) {
+	p, err := NewSimulatedTDX(opts)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// devTDXGuest is the TDX guest device of Linux.
+const devTDXGuest = "/dev/tdx_guest"
 
 // MaxQuoteSize bounds a TDX quote. Real quotes are 4 to 8 KiB, most of it
 // the PCK certificate chain.
@@ -86,9 +143,6 @@ func checkQuoteLayout(b []byte) error {
 // carries its PCK certificate chain; Certs must be empty.
 func parseTDX(hw *attest.HardwareEvidence) (*tpb.QuoteV4, error) {
 	raw := []byte(hw.Report)
-	if looksLikeSNPReport(raw) {
-		return nil, fmt.Errorf("%w: %s evidence holds an SEV-SNP report", ErrTypeMismatch, hw.Type)
-	}
 	if len(raw) > MaxQuoteSize {
 		return nil, fmt.Errorf("%w: TDX quote is %d bytes, more than %d", ErrMalformed, len(raw), MaxQuoteSize)
 	}
@@ -167,6 +221,38 @@ func chainVerifies(q *tpb.QuoteV4, roots []*x509.Certificate, now time.Time) err
 	return nil
 }
 
+// tdxEvidence is TDX evidence, parsed but not verified.
+type tdxEvidence struct{ q *tpb.QuoteV4 }
+
+// verify implements parsedEvidence: the chain ends in the configured roots,
+// the pinned Intel SGX Root CA, or the simulated roots.
+func (e tdxEvidence) verify(v *Verifier, simulated bool, rd *[64]byte, now time.Time) (string, error) {
+	configured, pin := v.intel, v.intel == nil
+	if simulated {
+		configured, pin = v.simIntel, false
+	}
+	roots, err := tdxRoots(e.q, configured, pin)
+	if err != nil {
+		return "", err
+	}
+	err = v.verifyTDX(e.q, roots, rd, now)
+	if !genuine(err) {
+		return "", err
+	}
+	return tdxRootName(simulated, pin), err
+}
+
+func tdxRootName(simulated, pinned bool) string {
+	switch {
+	case simulated:
+		return "simulated Intel-style root"
+	case pinned:
+		return "pinned Intel SGX Root CA"
+	default:
+		return "configured Intel root"
+	}
+}
+
 // verifyTDX checks the quote's PCK chain against roots at now, the QE
 // report's signature and binding of the attestation key, the quote's
 // signature, then the rules: debug, REPORT_DATA (unless rd is nil), the
@@ -216,11 +302,12 @@ func (v *Verifier) verifyTDX(q *tpb.QuoteV4, roots []*x509.Certificate, rd *[64]
 	return nil
 }
 
-func tdxSummary(t attest.Platform, q *tpb.QuoteV4) *Summary {
+// summary implements parsedEvidence.
+func (e tdxEvidence) summary() *Summary {
+	q := e.q
 	b := q.GetTdQuoteBody()
 	attrs := binary.LittleEndian.Uint64(b.GetTdAttributes())
 	s := &Summary{
-		Type:        t,
 		Signer:      "PCK",
 		Measurement: b.GetMrTd(),
 		ReportData:  b.GetReportData(),
@@ -239,3 +326,100 @@ func tdxSummary(t attest.Platform, q *tpb.QuoteV4) *Summary {
 	}
 	return s
 }
+
+// facts implements parsedEvidence.
+func (e tdxEvidence) facts() *tee.Facts {
+	b := e.q.GetTdQuoteBody()
+	attrs := binary.LittleEndian.Uint64(b.GetTdAttributes())
+	t := &tee.TDXFacts{
+		MRTD:          bytes.Clone(b.GetMrTd()),
+		MRConfigID:    bytes.Clone(b.GetMrConfigId()),
+		MROwner:       bytes.Clone(b.GetMrOwner()),
+		MROwnerConfig: bytes.Clone(b.GetMrOwnerConfig()),
+		MRSeam:        bytes.Clone(b.GetMrSeam()),
+		TDAttributes:  attrs,
+		XFAM:          binary.LittleEndian.Uint64(b.GetXfam()),
+		TEETCBSVN:     bytes.Clone(b.GetTeeTcbSvn()),
+	}
+	for i, m := range b.GetRtmrs() {
+		if i < len(t.RTMRs) {
+			t.RTMRs[i] = bytes.Clone(m)
+		}
+	}
+	return &tee.Facts{Measurement: t.MRTD, Debug: attrs&tdAttributeDebug != 0, TDX: t}
+}
+
+// tdxProvider gets TDX quotes from the guest driver.
+type tdxProvider struct {
+	g   guestOS
+	log hclog.Logger
+	mu  sync.Mutex
+}
+
+func newTDXProvider(g guestOS, opts ProviderOptions) (*tdxProvider, error) {
+	if err := g.has(tdxKind{}); err != nil {
+		return nil, err
+	}
+	return &tdxProvider{g: g, log: opts.logger()}, nil
+}
+
+// Type implements Provider.
+func (t *tdxProvider) Type() attest.Platform { return attest.PlatformTDX }
+
+// Evidence implements Provider. The request cannot be interrupted once it
+// reached the driver; ctx is checked before.
+func (t *tdxProvider) Evidence(ctx context.Context, reportData [64]byte) (*attest.HardwareEvidence, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	raw, err := t.g.quote(attest.PlatformTDX, reportData)
+	if err != nil {
+		return nil, fmt.Errorf("TDX quote: %w", err)
+	}
+	hw := &attest.HardwareEvidence{Type: attest.PlatformTDX, Report: bytes.Clone(raw)}
+	q, err := parseTDX(hw)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(q.GetTdQuoteBody().GetReportData(), reportData[:]) {
+		return nil, fmt.Errorf("%w: the driver returned a quote for another REPORT_DATA", ErrReportData)
+	}
+	return hw, nil
+}
+
+// SimulatedTDX is the simulated-tdx provider.
+type SimulatedTDX struct{ t *sim.TDX }
+
+// NewSimulatedTDX returns a provider of simulated TDX evidence: quote v4
+// structures (TD_ATTRIBUTES without DEBUG unless opts.Debug) whose PCK
+// chain ends in a generated Intel-style root.
+func NewSimulatedTDX(opts sim.Options) (*SimulatedTDX, error) {
+	t, err := sim.NewTDX(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &SimulatedTDX{t}, nil
+}
+
+// Type implements Provider.
+func (p *SimulatedTDX) Type() attest.Platform { return attest.PlatformSimulatedTDX }
+
+// Evidence implements Provider.
+func (p *SimulatedTDX) Evidence(ctx context.Context, reportData [64]byte) (*attest.HardwareEvidence, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	q, err := p.t.Quote(reportData)
+	if err != nil {
+		return nil, err
+	}
+	return &attest.HardwareEvidence{Type: attest.PlatformSimulatedTDX, Report: q}, nil
+}
+
+// Roots implements SimulatedProvider.
+func (p *SimulatedTDX) Roots() []*x509.Certificate { return []*x509.Certificate{p.t.Root()} }
+
+// RootsPEM implements SimulatedProvider.
+func (p *SimulatedTDX) RootsPEM() []byte { return p.t.RootPEM() }

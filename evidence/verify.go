@@ -6,15 +6,16 @@ import (
 	"fmt"
 	"time"
 
-	tpb "github.com/google/go-tdx-guest/proto/tdx"
 	"github.com/hashicorp/go-hclog"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/tee"
 )
 
 // Options configure a Verifier. The zero value verifies real SEV-SNP and
 // TDX evidence against the AMD and Intel roots built into hvmon, refuses
 // debug guests and simulated evidence, and never uses the network.
+// TrustOptions makes them from a configuration's tee.Trust.
 type Options struct {
 	// AMDRoots are the pinned AMD roots: for each product line the ARK and
 	// the ASK (for VCEK-signed reports) and/or ASVK (for VLEK-signed ones)
@@ -101,6 +102,53 @@ func NewVerifier(opts Options) (*Verifier, error) {
 	return v, nil
 }
 
+// TrustOptions returns the options of a verifier that trusts what t says:
+// it checks t's rules (tee.Trust.Check), parses its certificate files
+// (ParseCertificates), and derives the simulated roots from its seed
+// (SimulatedRoots). It is the one way from configuration to a Verifier: the
+// verify commands' flags, the daemon's evidence block and policies
+// (PolicyHardware) all go through it.
+func TrustOptions(t tee.Trust) (Options, error) {
+	if err := t.Check(); err != nil {
+		return Options{}, err
+	}
+	opts := Options{AllowSimulated: t.AllowSimulated, AllowDebugUnsafe: t.AllowDebugUnsafe}
+	var err error
+	if opts.AMDRoots, err = certFiles("AMD roots", t.AMDRoots); err != nil {
+		return Options{}, err
+	}
+	if opts.IntelRoots, err = certFiles("Intel roots", t.IntelRoots); err != nil {
+		return Options{}, err
+	}
+	if opts.SimulatedRoots, err = certFiles("simulated roots", t.SimulatedRoots); err != nil {
+		return Options{}, err
+	}
+	if t.SimulatedSeed != nil {
+		roots, err := SimulatedRoots(t.SimulatedSeed)
+		if err != nil {
+			return Options{}, fmt.Errorf("simulated seed: %w", err)
+		}
+		opts.SimulatedRoots = append(opts.SimulatedRoots, roots...)
+	}
+	return opts, nil
+}
+
+// certFiles parses certificate files; nil stays nil.
+func certFiles(what string, files []tee.File) ([]*x509.Certificate, error) {
+	if files == nil {
+		return nil, nil
+	}
+	out := []*x509.Certificate{}
+	for _, f := range files {
+		certs, err := ParseCertificates(f.Data)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %w", what, f.Name, err)
+		}
+		out = append(out, certs...)
+	}
+	return out, nil
+}
+
 // Verify checks hw at now (zero means time.Now()): its signature and
 // certificate chain to a pinned root, that it carries reportData, and the
 // platform rules (no debug guest unless allowed; the platform's own
@@ -134,61 +182,20 @@ func (v *Verifier) verify(hw *attest.HardwareEvidence, rd *[64]byte, now time.Ti
 	if now.IsZero() {
 		now = time.Now()
 	}
-	simulated := hw.Type == TypeSimulatedSEVSNP || hw.Type == TypeSimulatedTDX
+	simulated := hw.Type.Simulated()
 	if simulated && !v.opts.AllowSimulated {
 		return nil, fmt.Errorf("%w: %s evidence, and this verifier does not accept simulated evidence", ErrSimulatedNotTrusted, hw.Type)
 	}
-	var (
-		sum  *Summary
-		err  error
-		root string
-	)
-	switch hw.Type {
-	case TypeSEVSNP, TypeSimulatedSEVSNP:
-		var e *snpEvidence
-		if e, err = parseSNP(hw); err != nil {
-			return nil, err
-		}
-		roots, origin := v.amd, "pinned AMD"
-		if simulated {
-			roots, origin = v.simAMD, "simulated AMD"
-		} else if v.opts.AMDRoots == nil {
-			origin = "embedded AMD"
-		}
-		if err = v.verifySNP(e, roots, rd, now); !genuine(err) {
-			return nil, err
-		}
-		sum = e.summary(hw.Type)
-		root = fmt.Sprintf("%s %s root", origin, sum.Product)
-	case TypeTDX, TypeSimulatedTDX:
-		var q *tpb.QuoteV4
-		if q, err = parseTDX(hw); err != nil {
-			return nil, err
-		}
-		configured, pin := v.intel, v.intel == nil
-		if simulated {
-			configured, pin = v.simIntel, false
-		}
-		var roots []*x509.Certificate
-		if roots, err = tdxRoots(q, configured, pin); err != nil {
-			return nil, err
-		}
-		if err = v.verifyTDX(q, roots, rd, now); !genuine(err) {
-			return nil, err
-		}
-		sum = tdxSummary(hw.Type, q)
-		switch {
-		case simulated:
-			root = "simulated Intel-style root"
-		case pin:
-			root = "pinned Intel SGX Root CA"
-		default:
-			root = "configured Intel root"
-		}
-	default:
-		return nil, fmt.Errorf("%w: %q", ErrUnknownType, hw.Type)
+	e, err := parse(hw)
+	if err != nil {
+		return nil, err
 	}
-	sum.Root = root
+	root, err := e.verify(v, simulated, rd, now)
+	if !genuine(err) {
+		return nil, err
+	}
+	sum := e.summary()
+	sum.Type, sum.Root = hw.Type, root
 	if err != nil {
 		v.log.Debug("genuine hardware evidence refused", "type", hw.Type, "root", root, "error", err)
 		return sum, err
@@ -238,22 +245,11 @@ type Summary struct {
 // but checks no signature, chain or rule. Use it to look at evidence,
 // never to decide anything about it.
 func Inspect(hw *attest.HardwareEvidence) (*Summary, error) {
-	if hw == nil {
-		return nil, fmt.Errorf("%w: no hardware evidence", ErrMalformed)
+	e, err := parse(hw)
+	if err != nil {
+		return nil, err
 	}
-	switch hw.Type {
-	case TypeSEVSNP, TypeSimulatedSEVSNP:
-		e, err := parseSNP(hw)
-		if err != nil {
-			return nil, err
-		}
-		return e.summary(hw.Type), nil
-	case TypeTDX, TypeSimulatedTDX:
-		q, err := parseTDX(hw)
-		if err != nil {
-			return nil, err
-		}
-		return tdxSummary(hw.Type, q), nil
-	}
-	return nil, fmt.Errorf("%w: %q", ErrUnknownType, hw.Type)
+	sum := e.summary()
+	sum.Type = hw.Type
+	return sum, nil
 }

@@ -92,13 +92,13 @@ func TestMilanReportShapes(t *testing.T) {
 		hw   attest.HardwareEvidence
 		want error
 	}{
-		{"no certificate", attest.HardwareEvidence{Type: TypeSEVSNP, Report: hw.Report}, ErrChain},
-		{"certificate not DER", attest.HardwareEvidence{Type: TypeSEVSNP, Report: hw.Report, Certs: []attest.HexBytes{[]byte("x")}}, ErrMalformed},
-		{"truncated", attest.HardwareEvidence{Type: TypeSEVSNP, Report: hw.Report[:SNPReportSize-1], Certs: hw.Certs}, ErrMalformed},
-		{"trailing byte", attest.HardwareEvidence{Type: TypeSEVSNP, Report: append(bytes.Clone(hw.Report), 0), Certs: hw.Certs}, ErrMalformed},
-		{"labeled tdx", attest.HardwareEvidence{Type: TypeTDX, Report: hw.Report}, ErrTypeMismatch},
+		{"no certificate", attest.HardwareEvidence{Type: attest.PlatformSEVSNP, Report: hw.Report}, ErrChain},
+		{"certificate not DER", attest.HardwareEvidence{Type: attest.PlatformSEVSNP, Report: hw.Report, Certs: []attest.HexBytes{[]byte("x")}}, ErrMalformed},
+		{"truncated", attest.HardwareEvidence{Type: attest.PlatformSEVSNP, Report: hw.Report[:SNPReportSize-1], Certs: hw.Certs}, ErrMalformed},
+		{"trailing byte", attest.HardwareEvidence{Type: attest.PlatformSEVSNP, Report: append(bytes.Clone(hw.Report), 0), Certs: hw.Certs}, ErrMalformed},
+		{"labeled tdx", attest.HardwareEvidence{Type: attest.PlatformTDX, Report: hw.Report}, ErrTypeMismatch},
 		{"unknown type", attest.HardwareEvidence{Type: "sev", Report: hw.Report, Certs: hw.Certs}, ErrUnknownType},
-		{"labeled simulated", attest.HardwareEvidence{Type: TypeSimulatedSEVSNP, Report: hw.Report, Certs: hw.Certs}, ErrSimulatedNotTrusted},
+		{"labeled simulated", attest.HardwareEvidence{Type: attest.PlatformSimulatedSEVSNP, Report: hw.Report, Certs: hw.Certs}, ErrSimulatedNotTrusted},
 	} {
 		_, err := v.Verify(&tc.hw, milanReportData(), testNow)
 		wantErr(t, tc.name, err, tc.want)
@@ -130,9 +130,9 @@ func TestSPRQuote(t *testing.T) {
 	_, err = other.Verify(hw, rd, testNow)
 	wantErr(t, "Verify against another Intel root", err, ErrChain)
 
-	_, err = v.Verify(&attest.HardwareEvidence{Type: TypeSEVSNP, Report: hw.Report}, rd, testNow)
+	_, err = v.Verify(&attest.HardwareEvidence{Type: attest.PlatformSEVSNP, Report: hw.Report}, rd, testNow)
 	wantErr(t, "quote labeled sev-snp", err, ErrTypeMismatch)
-	_, err = v.Verify(&attest.HardwareEvidence{Type: TypeTDX, Report: hw.Report, Certs: milanEvidence(t).Certs}, rd, testNow)
+	_, err = v.Verify(&attest.HardwareEvidence{Type: attest.PlatformTDX, Report: hw.Report, Certs: milanEvidence(t).Certs}, rd, testNow)
 	wantErr(t, "quote with certificates", err, ErrMalformed)
 }
 
@@ -184,7 +184,7 @@ func TestSimulatedSNP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hw.Type != TypeSimulatedSEVSNP || len(hw.Report) != SNPReportSize || len(hw.Certs) != 3 {
+	if hw.Type != attest.PlatformSimulatedSEVSNP || len(hw.Report) != SNPReportSize || len(hw.Certs) != 3 {
 		t.Fatalf("simulated evidence: type %s, %d-byte report, %d certificates", hw.Type, len(hw.Report), len(hw.Certs))
 	}
 	trusting := mustVerifier(t, Options{AllowSimulated: true, SimulatedRoots: p.Roots()})
@@ -229,13 +229,13 @@ func simulatedRefusals(t *testing.T, hw *attest.HardwareEvidence, rd [64]byte, r
 	// Pinned as if they were real roots, simulated roots do not make
 	// simulated evidence pass, nor relabeled evidence.
 	real := Options{AMDRoots: nil, IntelRoots: roots}
-	if hw.Type == TypeSimulatedSEVSNP {
+	if hw.Type == attest.PlatformSimulatedSEVSNP {
 		real = Options{AMDRoots: roots}
 	}
 	_, err = mustVerifier(t, real).Verify(hw, rd, testNow)
 	wantErr(t, "simulated roots pinned as real ones", err, ErrSimulatedNotTrusted)
 	relabeled := *hw
-	relabeled.Type = map[attest.Platform]attest.Platform{TypeSimulatedSEVSNP: TypeSEVSNP, TypeSimulatedTDX: TypeTDX}[hw.Type]
+	relabeled.Type = map[attest.Platform]attest.Platform{attest.PlatformSimulatedSEVSNP: attest.PlatformSEVSNP, attest.PlatformSimulatedTDX: attest.PlatformTDX}[hw.Type]
 	_, err = mustVerifier(t, Options{AllowSimulated: true, SimulatedRoots: roots}).Verify(&relabeled, rd, testNow)
 	wantErr(t, "simulated evidence labeled real", err, ErrChain)
 
@@ -246,7 +246,7 @@ func simulatedRefusals(t *testing.T, hw *attest.HardwareEvidence, rd [64]byte, r
 	wantErr(t, "before the chain's validity", err, ErrChain)
 	// A change to the measurement is a signature failure.
 	at := 0x90 // SNP MEASUREMENT
-	if hw.Type == TypeSimulatedTDX {
+	if hw.Type == attest.PlatformSimulatedTDX {
 		at = quoteHeaderSize + 0x88 // MR_TD
 	}
 	_, err = trusting.Verify(flip(hw, at), rd, testNow)

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/evidence"
 	"hvmon.dev/hvmon/evidence/sim"
 	"hvmon.dev/hvmon/internal/boundedfile"
 )
@@ -24,9 +26,9 @@ const MaxMemoryRegion = 1 << 30
 type Config struct {
 	// Port is the virtio-serial port name; empty means DefaultPort.
 	Port string `json:"port,omitempty"`
-	// Evidence selects the hardware evidence: "sev-snp", "tdx",
-	// "simulated-sev-snp", "simulated-tdx", "none", or "auto" (probe).
-	// Empty means "auto".
+	// Evidence selects the hardware evidence: one of
+	// evidence.ProviderNames ("sev-snp", "tdx", "simulated-sev-snp",
+	// "simulated-tdx", "auto" to probe, or "none"). Empty means "auto".
 	Evidence string `json:"evidence,omitempty"`
 	// SimulatedSeed (hex, 16 to 64 bytes) derives the simulated evidence
 	// types' signing chain, so that a verifier given the same seed can
@@ -137,9 +139,7 @@ func LoadConfig(path string) (*Config, error) {
 
 // Validate checks the configuration's rules.
 func (c *Config) Validate() error {
-	switch c.Evidence {
-	case "", "auto", "none", "sev-snp", "tdx", "simulated-sev-snp", "simulated-tdx":
-	default:
+	if c.Evidence != "" && !slices.Contains(evidence.ProviderNames(), c.Evidence) {
 		return fmt.Errorf("agent config: unknown evidence %q", c.Evidence)
 	}
 	if c.SimulatedSeed != "" {

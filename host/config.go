@@ -79,7 +79,12 @@ type HostRegionBlock struct {
 	Size    uint64 `hcl:"size"`
 }
 
-// Evidence configures how the host checks hardware evidence before it signs.
+// Evidence is the evidence block: how the host checks hardware evidence
+// before it signs. It holds what a tee.Trust holds, as configuration
+// writes it (file paths, a hex seed), and means what the verify commands'
+// flags of the same names mean (--allow-simulated, --amd-roots, ...):
+// hvmon daemon reads it into the tee.Trust its verifier is built from
+// (evidence.TrustOptions).
 type Evidence struct {
 	AllowSimulated bool     `hcl:"allow_simulated,optional"`
 	SimulatedRoots []string `hcl:"simulated_roots,optional"`

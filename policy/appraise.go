@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"bytes"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +9,7 @@ import (
 	"time"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/tee"
 )
 
 // Reason codes. They are stable: scripts branch on them.
@@ -71,7 +70,7 @@ type Input struct {
 	// Hardware are the decoded fields of Result.Guest.Hardware; nil when
 	// the report has none. A non-nil HardwareErr says why they could not
 	// be decoded.
-	Hardware    *HardwareFacts
+	Hardware    *tee.Facts
 	HardwareErr error
 	// Now is the appraisal time; zero means time.Now().
 	Now time.Time
@@ -240,211 +239,6 @@ func (p *Policy) Appraise(in Input) Verdict {
 		}
 	}
 	return v
-}
-
-// appraiseIdentity checks that the hardware's launch identity (SEV-SNP
-// HOST_DATA, TDX MRCONFIGID), which the host sets when it launches the VM,
-// is the one attest.VMIdentity derives from the VM's name: evidence that
-// a host relabelled for another VM fails it.
-func appraiseIdentity(v *Verdict, vm string, hw *attest.HardwareEvidence, f *HardwareFacts, ferr error) {
-	const check = "vm.identity"
-	switch {
-	case hw == nil:
-		v.Add(Finding{Check: check, Status: Contraindicated, Reason: ReasonIdentityUnbound, Subject: vm, Detail: "no hardware evidence carries a launch identity (bind_vm_identity)"})
-		return
-	case f == nil || ferr != nil:
-		v.Add(Finding{Check: check, Status: Contraindicated, Reason: ReasonIdentityUnbound, Subject: vm, Detail: "the hardware evidence could not be decoded"})
-		return
-	}
-	var field string
-	var got, want []byte
-	switch {
-	case f.SNP != nil:
-		w := attest.VMIdentityHostData(vm)
-		field, got, want = "HOST_DATA", f.SNP.HostData, w[:]
-	case f.TDX != nil:
-		w := attest.VMIdentityMRConfigID(vm)
-		field, got, want = "MRCONFIGID", f.TDX.MRConfigID, w[:]
-	default:
-		v.Add(Finding{Check: check, Status: Contraindicated, Reason: ReasonIdentityUnbound, Subject: vm, Detail: fmt.Sprintf("%s evidence has no launch identity field", f.Type)})
-		return
-	}
-	if bytes.Equal(got, want) {
-		v.Add(Finding{Check: check, Status: Affirming, Reason: ReasonIdentityBound, Subject: vm, Detail: fmt.Sprintf("%s is the identity of VM %q", field, vm)})
-		return
-	}
-	v.Add(Finding{Check: check, Status: Contraindicated, Reason: ReasonIdentityMismatch, Subject: vm,
-		Detail: fmt.Sprintf("%s %x is not %x, the identity of VM %q: the VM was launched as another VM, or without its identity", field, got, want, vm)})
-}
-
-// AppraiseHardware checks hardware facts alone against the hardware rules
-// for workload: evidence type, simulation, debug, and the SEV-SNP or TDX
-// reference values. Use it for evidence outside an hvmon report (hvmon
-// evidence verify); the facts must come from verified evidence.
-func (p *Policy) AppraiseHardware(workload string, f *HardwareFacts) Verdict {
-	var v Verdict
-	if !attest.ValidVMName(workload) {
-		v.Add(Finding{Check: "vm.name", Status: Contraindicated, Reason: ReasonInvalidVMName, Subject: strconv.QuoteToASCII(workload),
-			Detail: fmt.Sprintf("VM name %+q does not match %s", workload, attest.VMNameRule)})
-		return v
-	}
-	if f == nil {
-		v.Add(Finding{Check: "hardware.required", Status: Contraindicated, Reason: ReasonNoHardware, Subject: workload})
-		return v
-	}
-	rules := p.RulesFor(workload)
-	p.appraiseHardware(&v, rules, workload, f.Type, f, nil)
-	if rules.BindVMIdentity {
-		appraiseIdentity(&v, workload, &attest.HardwareEvidence{Type: f.Type}, f, nil)
-	}
-	return v
-}
-
-func (p *Policy) appraiseHardware(v *Verdict, rules Rules, subject string, typ attest.Platform, f *HardwareFacts, ferr error) {
-	if len(rules.HardwareTypes) > 0 {
-		if slices.Contains(rules.HardwareTypes, typ) {
-			v.Add(Finding{Check: "hardware.type", Status: Affirming, Reason: ReasonTypeAllowed, Subject: subject, Detail: string(typ)})
-		} else {
-			v.Add(Finding{Check: "hardware.type", Status: Contraindicated, Reason: ReasonTypeNotAllowed, Subject: subject, Detail: fmt.Sprintf("%s is not among %q", typ, rules.HardwareTypes)})
-		}
-	}
-	simulated := typ == "simulated-sev-snp" || typ == "simulated-tdx"
-	switch {
-	case simulated && p.trust.AllowSimulated:
-		v.Add(Finding{Check: "hardware.simulated", Status: Affirming, Reason: ReasonSimulatedAllowed, Subject: subject, Detail: string(typ) + " evidence, allowed by allow_simulated"})
-	case simulated:
-		v.Add(Finding{Check: "hardware.simulated", Status: Contraindicated, Reason: ReasonSimulated, Subject: subject, Detail: string(typ) + " evidence, and the policy does not allow simulated evidence"})
-	default:
-		v.Add(Finding{Check: "hardware.simulated", Status: Affirming, Reason: ReasonRealHardware, Subject: subject, Detail: string(typ)})
-	}
-	if f == nil || ferr != nil {
-		detail := "no decoded hardware facts"
-		if ferr != nil {
-			detail = ferr.Error()
-		}
-		v.Add(Finding{Check: "hardware.facts", Status: Contraindicated, Reason: ReasonHardwareUnreadable, Subject: subject, Detail: detail})
-		return
-	}
-	allowDebug := rules.SNP.AllowDebug
-	if f.TDX != nil {
-		allowDebug = rules.TDX.AllowDebug
-	}
-	switch {
-	case !f.Debug:
-		v.Add(Finding{Check: "hardware.debug", Status: Affirming, Reason: ReasonDebugDisabled, Subject: subject})
-	case allowDebug:
-		v.Add(Finding{Check: "hardware.debug", Status: Warning, Reason: ReasonDebugAllowed, Subject: subject, Detail: "a debug guest (the host can read and write its memory), allowed by allow_debug"})
-	default:
-		v.Add(Finding{Check: "hardware.debug", Status: Contraindicated, Reason: ReasonDebugEnabled, Subject: subject, Detail: "a debug guest: the host can read and write its memory"})
-	}
-	if f.SNP != nil {
-		appraiseSNP(v, rules.SNP, subject, f)
-	}
-	if f.TDX != nil {
-		appraiseTDX(v, rules.TDX, subject, f.TDX)
-	}
-}
-
-// oneOf adds a finding for an allowlist of byte strings; an empty list
-// checks nothing.
-func oneOf(v *Verdict, check, subject string, allowed [][]byte, got []byte, okReason, badReason string) {
-	if allowed == nil {
-		return
-	}
-	if slices.ContainsFunc(allowed, func(a []byte) bool { return bytes.Equal(a, got) }) {
-		v.Add(Finding{Check: check, Status: Affirming, Reason: okReason, Subject: subject, Detail: hex.EncodeToString(got)})
-		return
-	}
-	v.Add(Finding{Check: check, Status: Contraindicated, Reason: badReason, Subject: subject, Detail: fmt.Sprintf("%x is not among %d accepted", got, len(allowed))})
-}
-
-func appraiseSNP(v *Verdict, r SNPRules, subject string, f *HardwareFacts) {
-	s := f.SNP
-	oneOf(v, "snp.measurement", subject, r.Measurements, f.Measurement, ReasonMeasurementAllowed, ReasonMeasurementNot)
-	if m := r.MinimumTCB; m != nil {
-		switch {
-		case !s.TCBKnown:
-			v.Add(Finding{Check: "snp.tcb", Status: Contraindicated, Reason: ReasonTCBUnknown, Subject: subject, Detail: fmt.Sprintf("REPORTED_TCB %016x of product %q has no known layout", s.ReportedTCBRaw, s.Product)})
-		case s.ReportedTCB.atLeast(*m):
-			v.Add(Finding{Check: "snp.tcb", Status: Affirming, Reason: ReasonTCBOK, Subject: subject, Detail: tcbText(s.ReportedTCB)})
-		default:
-			v.Add(Finding{Check: "snp.tcb", Status: Contraindicated, Reason: ReasonTCBTooLow, Subject: subject, Detail: fmt.Sprintf("%s, want at least %s", tcbText(s.ReportedTCB), tcbText(*m))})
-		}
-	}
-	if m := r.MinimumGuestSVN; m != nil {
-		if s.GuestSVN >= *m {
-			v.Add(Finding{Check: "snp.guest_svn", Status: Affirming, Reason: ReasonSVNOK, Subject: subject, Detail: fmt.Sprint(s.GuestSVN)})
-		} else {
-			v.Add(Finding{Check: "snp.guest_svn", Status: Contraindicated, Reason: ReasonSVNTooLow, Subject: subject, Detail: fmt.Sprintf("%d, want at least %d", s.GuestSVN, *m)})
-		}
-	}
-	switch {
-	case !s.SMT || r.AllowSMT:
-		v.Add(Finding{Check: "snp.smt", Status: Affirming, Reason: ReasonSMTAllowed, Subject: subject, Detail: fmt.Sprintf("guest policy SMT=%t", s.SMT)})
-	default:
-		v.Add(Finding{Check: "snp.smt", Status: Contraindicated, Reason: ReasonSMTNotAllowed, Subject: subject, Detail: "the guest policy allows SMT and the policy does not"})
-	}
-	switch {
-	case !s.MigrateMA || r.AllowMigrationAgent:
-		v.Add(Finding{Check: "snp.migration_agent", Status: Affirming, Reason: ReasonMAAllowed, Subject: subject, Detail: fmt.Sprintf("guest policy MIGRATE_MA=%t", s.MigrateMA)})
-	default:
-		v.Add(Finding{Check: "snp.migration_agent", Status: Contraindicated, Reason: ReasonMANotAllowed, Subject: subject, Detail: "the guest policy allows a migration agent and the policy does not"})
-	}
-	oneOf(v, "snp.host_data", subject, r.HostData, s.HostData, ReasonValueAllowed, ReasonValueNotAllowed)
-	oneOf(v, "snp.id_key_digest", subject, r.IDKeyDigests, s.IDKeyDigest, ReasonValueAllowed, ReasonValueNotAllowed)
-	if r.RequireSingleSocket {
-		if s.SingleSocket {
-			v.Add(Finding{Check: "snp.single_socket", Status: Affirming, Reason: ReasonValueAllowed, Subject: subject, Detail: "guest policy SINGLE_SOCKET=true"})
-		} else {
-			v.Add(Finding{Check: "snp.single_socket", Status: Contraindicated, Reason: ReasonValueNotAllowed, Subject: subject, Detail: "the guest policy does not restrict the guest to one socket"})
-		}
-	}
-	if r.VMPL != nil {
-		if s.VMPL == *r.VMPL {
-			v.Add(Finding{Check: "snp.vmpl", Status: Affirming, Reason: ReasonValueAllowed, Subject: subject, Detail: fmt.Sprint(s.VMPL)})
-		} else {
-			v.Add(Finding{Check: "snp.vmpl", Status: Contraindicated, Reason: ReasonValueNotAllowed, Subject: subject, Detail: fmt.Sprintf("VMPL %d, want %d", s.VMPL, *r.VMPL)})
-		}
-	}
-}
-
-func tcbText(t TCBParts) string {
-	return fmt.Sprintf("bootloader %d, tee %d, snp %d, microcode %d", t.Bootloader, t.TEE, t.SNP, t.Microcode)
-}
-
-func appraiseTDX(v *Verdict, r TDXRules, subject string, t *TDXFacts) {
-	oneOf(v, "tdx.mrtd", subject, r.MRTD, t.MRTD, ReasonMeasurementAllowed, ReasonMeasurementNot)
-	for i := range r.RTMR {
-		oneOf(v, fmt.Sprintf("tdx.rtmr%d", i), subject, r.RTMR[i], t.RTMRs[i], ReasonMeasurementAllowed, ReasonMeasurementNot)
-	}
-	oneOf(v, "tdx.mr_config_id", subject, r.MRConfigID, t.MRConfigID, ReasonValueAllowed, ReasonValueNotAllowed)
-	oneOf(v, "tdx.mr_owner", subject, r.MROwner, t.MROwner, ReasonValueAllowed, ReasonValueNotAllowed)
-	oneOf(v, "tdx.mr_seam", subject, r.MRSeam, t.MRSeam, ReasonMeasurementAllowed, ReasonMeasurementNot)
-	if m := r.MinimumTEETCBSVN; m != nil {
-		// Component by component, as go-tdx-guest's MinimumTeeTcbSvn.
-		ok := len(t.TEETCBSVN) == len(m)
-		for i := 0; ok && i < len(m); i++ {
-			ok = t.TEETCBSVN[i] >= m[i]
-		}
-		if ok {
-			v.Add(Finding{Check: "tdx.tee_tcb_svn", Status: Affirming, Reason: ReasonSVNOK, Subject: subject, Detail: hex.EncodeToString(t.TEETCBSVN)})
-		} else {
-			v.Add(Finding{Check: "tdx.tee_tcb_svn", Status: Contraindicated, Reason: ReasonSVNTooLow, Subject: subject, Detail: fmt.Sprintf("%x, want every component at least %x", t.TEETCBSVN, m)})
-		}
-	}
-	for _, e := range []struct {
-		check string
-		want  *uint64
-		got   uint64
-	}{{"tdx.td_attributes", r.TDAttributes, t.TDAttributes}, {"tdx.xfam", r.XFAM, t.XFAM}} {
-		switch {
-		case e.want == nil:
-		case e.got == *e.want:
-			v.Add(Finding{Check: e.check, Status: Affirming, Reason: ReasonValueAllowed, Subject: subject, Detail: fmt.Sprintf("%016x", e.got)})
-		default:
-			v.Add(Finding{Check: e.check, Status: Contraindicated, Reason: ReasonValueNotAllowed, Subject: subject, Detail: fmt.Sprintf("%016x, want %016x", e.got, *e.want)})
-		}
-	}
 }
 
 // VerifyOptions returns base with what the policy decides for

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/tee"
 )
 
 const hexMeas = "4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d"
@@ -22,7 +23,7 @@ func TestAppraiseRules(t *testing.T) {
 		name   string
 		policy string
 		mutate func(r *attest.Result)
-		facts  func(f *HardwareFacts) *HardwareFacts
+		facts  func(f *tee.Facts) *tee.Facts
 		check  string
 		status Status
 		reason string
@@ -56,17 +57,17 @@ func TestAppraiseRules(t *testing.T) {
   simulated_seed  = "` + zeros(16) + `"
 }`, mutate: func(r *attest.Result) { r.Guest.Hardware.Type = "simulated-sev-snp" },
 			check: "hardware.simulated", status: Affirming, reason: ReasonSimulatedAllowed},
-		{name: "facts unreadable", facts: func(*HardwareFacts) *HardwareFacts { return nil }, check: "hardware.facts", status: Contraindicated, reason: ReasonHardwareUnreadable},
+		{name: "facts unreadable", facts: func(*tee.Facts) *tee.Facts { return nil }, check: "hardware.facts", status: Contraindicated, reason: ReasonHardwareUnreadable},
 
 		// Debug.
 		{name: "not debug", check: "hardware.debug", status: Affirming, reason: ReasonDebugDisabled},
-		{name: "debug forbidden by default", facts: func(f *HardwareFacts) *HardwareFacts { f.Debug = true; return f }, check: "hardware.debug", status: Contraindicated, reason: ReasonDebugEnabled},
-		{name: "debug allowed", policy: `defaults { snp { allow_debug = true } }`, facts: func(f *HardwareFacts) *HardwareFacts { f.Debug = true; return f },
+		{name: "debug forbidden by default", facts: func(f *tee.Facts) *tee.Facts { f.Debug = true; return f }, check: "hardware.debug", status: Contraindicated, reason: ReasonDebugEnabled},
+		{name: "debug allowed", policy: `defaults { snp { allow_debug = true } }`, facts: func(f *tee.Facts) *tee.Facts { f.Debug = true; return f },
 			check: "hardware.debug", status: Warning, reason: ReasonDebugAllowed},
-		{name: "tdx debug forbidden", facts: func(*HardwareFacts) *HardwareFacts { f := tdxFacts(); f.Debug = true; return f },
+		{name: "tdx debug forbidden", facts: func(*tee.Facts) *tee.Facts { f := tdxFacts(); f.Debug = true; return f },
 			check: "hardware.debug", status: Contraindicated, reason: ReasonDebugEnabled},
 		{name: "snp allow_debug does not allow a debug TD", policy: `defaults { snp { allow_debug = true } }`,
-			facts: func(*HardwareFacts) *HardwareFacts { f := tdxFacts(); f.Debug = true; return f },
+			facts: func(*tee.Facts) *tee.Facts { f := tdxFacts(); f.Debug = true; return f },
 			check: "hardware.debug", status: Contraindicated, reason: ReasonDebugEnabled},
 
 		// Age and events.
@@ -115,26 +116,26 @@ func TestAppraiseRules(t *testing.T) {
   bootloader = 3
   snp = 9
 } } }`, check: "snp.tcb", status: Contraindicated, reason: ReasonTCBTooLow},
-		{name: "snp tcb of unknown layout", policy: `defaults { snp { minimum_tcb { snp = 1 } } }`, facts: func(f *HardwareFacts) *HardwareFacts { f.SNP.TCBKnown = false; return f },
+		{name: "snp tcb of unknown layout", policy: `defaults { snp { minimum_tcb { snp = 1 } } }`, facts: func(f *tee.Facts) *tee.Facts { f.SNP.TCBKnown = false; return f },
 			check: "snp.tcb", status: Contraindicated, reason: ReasonTCBUnknown},
 		{name: "snp guest svn ok", policy: `defaults { snp { minimum_guest_svn = 2 } }`, check: "snp.guest_svn", status: Affirming, reason: ReasonSVNOK},
 		{name: "snp guest svn too low", policy: `defaults { snp { minimum_guest_svn = 3 } }`, check: "snp.guest_svn", status: Contraindicated, reason: ReasonSVNTooLow},
 		{name: "snp smt allowed by default", check: "snp.smt", status: Affirming, reason: ReasonSMTAllowed},
 		{name: "snp smt not allowed", policy: `defaults { snp { allow_smt = false } }`, check: "snp.smt", status: Contraindicated, reason: ReasonSMTNotAllowed},
 		{name: "snp no migration agent", check: "snp.migration_agent", status: Affirming, reason: ReasonMAAllowed},
-		{name: "snp migration agent forbidden by default", facts: func(f *HardwareFacts) *HardwareFacts { f.SNP.MigrateMA = true; return f },
+		{name: "snp migration agent forbidden by default", facts: func(f *tee.Facts) *tee.Facts { f.SNP.MigrateMA = true; return f },
 			check: "snp.migration_agent", status: Contraindicated, reason: ReasonMANotAllowed},
-		{name: "snp migration agent allowed", policy: `defaults { snp { allow_migration_agent = true } }`, facts: func(f *HardwareFacts) *HardwareFacts { f.SNP.MigrateMA = true; return f },
+		{name: "snp migration agent allowed", policy: `defaults { snp { allow_migration_agent = true } }`, facts: func(f *tee.Facts) *tee.Facts { f.SNP.MigrateMA = true; return f },
 			check: "snp.migration_agent", status: Affirming, reason: ReasonMAAllowed},
 		{name: "snp host data", policy: `defaults { snp { host_data = ["` + zeros(32) + `"] } }`, check: "snp.host_data", status: Affirming, reason: ReasonValueAllowed},
 		{name: "snp other host data", policy: `defaults { snp { host_data = ["` + strings.Repeat("11", 32) + `"] } }`, check: "snp.host_data", status: Contraindicated, reason: ReasonValueNotAllowed},
 		{name: "snp id key digest", policy: `defaults { snp { id_key_digests = ["` + zeros(48) + `"] } }`, check: "snp.id_key_digest", status: Affirming, reason: ReasonValueAllowed},
 		{name: "snp other id key digest", policy: `defaults { snp { id_key_digests = ["` + strings.Repeat("ab", 48) + `"] } }`, check: "snp.id_key_digest", status: Contraindicated, reason: ReasonValueNotAllowed},
-		{name: "snp single socket", policy: `defaults { snp { require_single_socket = true } }`, facts: func(f *HardwareFacts) *HardwareFacts { f.SNP.SingleSocket = true; return f },
+		{name: "snp single socket", policy: `defaults { snp { require_single_socket = true } }`, facts: func(f *tee.Facts) *tee.Facts { f.SNP.SingleSocket = true; return f },
 			check: "snp.single_socket", status: Affirming, reason: ReasonValueAllowed},
 		{name: "snp not single socket", policy: `defaults { snp { require_single_socket = true } }`, check: "snp.single_socket", status: Contraindicated, reason: ReasonValueNotAllowed},
 		{name: "snp vmpl", policy: `defaults { snp { vmpl = 0 } }`, check: "snp.vmpl", status: Affirming, reason: ReasonValueAllowed},
-		{name: "snp other vmpl", policy: `defaults { snp { vmpl = 0 } }`, facts: func(f *HardwareFacts) *HardwareFacts { f.SNP.VMPL = 2; return f },
+		{name: "snp other vmpl", policy: `defaults { snp { vmpl = 0 } }`, facts: func(f *tee.Facts) *tee.Facts { f.SNP.VMPL = 2; return f },
 			check: "snp.vmpl", status: Contraindicated, reason: ReasonValueNotAllowed},
 
 		// TDX.
@@ -177,7 +178,7 @@ vm "*" { require_hardware = false }`, mutate: renamed("v\u043c-1"), check: "vm.n
   bind_vm_identity = true
   require_hardware = false
 }`, mutate: func(r *attest.Result) { r.Guest.Hardware, r.Guest.Platform = nil, "none" }, check: "vm.identity", status: Contraindicated, reason: ReasonIdentityUnbound},
-		{name: "identity, evidence unreadable", policy: `defaults { bind_vm_identity = true }`, facts: func(*HardwareFacts) *HardwareFacts { return nil },
+		{name: "identity, evidence unreadable", policy: `defaults { bind_vm_identity = true }`, facts: func(*tee.Facts) *tee.Facts { return nil },
 			check: "vm.identity", status: Contraindicated, reason: ReasonIdentityUnbound},
 
 		// Whose measurements: only the guest's, under hardware evidence.
@@ -229,7 +230,7 @@ vm "*" { allowed_events = ["periodic"] }`, check: "report.event", status: Contra
 	}
 }
 
-func tdx(*HardwareFacts) *HardwareFacts { return tdxFacts() }
+func tdx(*tee.Facts) *tee.Facts { return tdxFacts() }
 
 // renamed gives the report (and its guest evidence) another VM name.
 func renamed(name string) func(*attest.Result) {
@@ -242,8 +243,8 @@ func renamed(name string) func(*attest.Result) {
 }
 
 // withIdentity gives SEV-SNP facts the HOST_DATA of VM name.
-func withIdentity(name string) func(*HardwareFacts) *HardwareFacts {
-	return func(f *HardwareFacts) *HardwareFacts {
+func withIdentity(name string) func(*tee.Facts) *tee.Facts {
+	return func(f *tee.Facts) *tee.Facts {
 		h := attest.VMIdentityHostData(name)
 		f.SNP.HostData = h[:]
 		return f
@@ -251,8 +252,8 @@ func withIdentity(name string) func(*HardwareFacts) *HardwareFacts {
 }
 
 // withTDXIdentity gives TDX facts the MRCONFIGID of VM name.
-func withTDXIdentity(name string) func(*HardwareFacts) *HardwareFacts {
-	return func(*HardwareFacts) *HardwareFacts {
+func withTDXIdentity(name string) func(*tee.Facts) *tee.Facts {
+	return func(*tee.Facts) *tee.Facts {
 		f := tdxFacts()
 		m := attest.VMIdentityMRConfigID(name)
 		f.TDX.MRConfigID = m[:]
@@ -352,7 +353,7 @@ func TestAppraiseHardware(t *testing.T) {
 // VerifyOptions adds the policy's keys to the caller's and always installs
 // the policy's verifier.
 func TestVerifyOptions(t *testing.T) {
-	var trust HardwareTrust
+	var trust tee.Trust
 	p := mustParse(t, `trust { host_keys = ["host.pub"] }
 hardware_roots {
   amd = ["amd.pem"]

@@ -18,6 +18,8 @@
 //
 // The package is pure: no network, no process execution, and no TEE
 // library (those import the network). What appraisal needs of SEV-SNP and
-// TDX evidence comes through the Hardware interface, which
-// evidence.PolicyHardware implements.
+// TDX evidence comes through the Hardware interface, in package tee's
+// terms (tee.Trust, tee.Facts), which evidence.PolicyHardware implements
+// without importing this package. The rules of each kind of TEE are in a
+// file of their own (snp.go, tdx.go), listed in teeKinds.
 package policy

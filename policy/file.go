@@ -7,7 +7,6 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/internal/hcldepth"
+	"hvmon.dev/hvmon/tee"
 )
 
 // Bounds of a policy file and of what it names.
@@ -93,9 +93,11 @@ type (
 		AllowedEvents   *[]string     `hcl:"allowed_events,optional"`
 		RequiredRegions *[]string     `hcl:"required_regions,optional"`
 		Regions         []regionBlock `hcl:"region,block"`
-		SNP             *snpBlock     `hcl:"snp,block"`
-		TDX             *tdxBlock     `hcl:"tdx,block"`
-		Range           hcl.Range     `hcl:",def_range"`
+		// The blocks of the TEE kinds (teeKinds), each checked by its
+		// kind's parse.
+		SNP   *snpBlock `hcl:"snp,block"`
+		TDX   *tdxBlock `hcl:"tdx,block"`
+		Range hcl.Range `hcl:",def_range"`
 	}
 	regionBlock struct {
 		ID         string    `hcl:"id,label"`
@@ -103,34 +105,6 @@ type (
 		Required   *bool     `hcl:"required,optional"`
 		OnMismatch *string   `hcl:"on_mismatch,optional"`
 		Range      hcl.Range `hcl:",def_range"`
-	}
-	snpBlock struct {
-		Measurements        *[]string `hcl:"measurements,optional"`
-		MinimumTCB          *TCBParts `hcl:"minimum_tcb,block"`
-		MinimumGuestSVN     *uint32   `hcl:"minimum_guest_svn,optional"`
-		AllowDebug          *bool     `hcl:"allow_debug,optional"`
-		AllowSMT            *bool     `hcl:"allow_smt,optional"`
-		AllowMigrationAgent *bool     `hcl:"allow_migration_agent,optional"`
-		HostData            *[]string `hcl:"host_data,optional"`
-		IDKeyDigests        *[]string `hcl:"id_key_digests,optional"`
-		RequireSingleSocket *bool     `hcl:"require_single_socket,optional"`
-		VMPL                *uint32   `hcl:"vmpl,optional"`
-		Range               hcl.Range `hcl:",def_range"`
-	}
-	tdxBlock struct {
-		MRTD             *[]string `hcl:"mrtd,optional"`
-		RTMR0            *[]string `hcl:"rtmr0,optional"`
-		RTMR1            *[]string `hcl:"rtmr1,optional"`
-		RTMR2            *[]string `hcl:"rtmr2,optional"`
-		RTMR3            *[]string `hcl:"rtmr3,optional"`
-		MRConfigID       *[]string `hcl:"mr_config_id,optional"`
-		MROwner          *[]string `hcl:"mr_owner,optional"`
-		MRSeam           *[]string `hcl:"mr_seam,optional"`
-		XFAM             *string   `hcl:"xfam,optional"`
-		MinimumTEETCBSVN *string   `hcl:"minimum_tee_tcb_svn,optional"`
-		TDAttributes     *string   `hcl:"td_attributes,optional"`
-		AllowDebug       *bool     `hcl:"allow_debug,optional"`
-		Range            hcl.Range `hcl:",def_range"`
 	}
 )
 
@@ -153,7 +127,7 @@ type Policy struct {
 	file     string
 	keys     []*attest.PublicKey
 	keyIDs   []attest.Digest // ids of keys and of host_key_ids
-	trust    HardwareTrust
+	trust    tee.Trust
 	defaults Rules
 	vms      []vmRules
 	// requireVMBlock: a VM no vm block matches is contraindicated. The
@@ -346,20 +320,20 @@ func (p *Policy) parseRoots(b *rootsBlock, r reader) error {
 		return nil
 	}
 	line := b.Range.Start.Line
-	files := func(what string, names []string) ([]PEMFile, error) {
+	files := func(what string, names []string) ([]tee.File, error) {
 		if names == nil {
 			return nil, nil
 		}
 		if len(names) == 0 {
 			return nil, &FileError{File: r.file, Line: line, Msg: "hardware_roots: " + what + ": empty list (leave it out for the built-in roots)"}
 		}
-		var out []PEMFile
+		var out []tee.File
 		for _, n := range names {
 			data, err := r.readAt(line, "hardware_roots: "+what, n)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, PEMFile{Name: n, Data: data})
+			out = append(out, tee.File{Name: n, Data: data})
 		}
 		return out, nil
 	}
@@ -374,19 +348,23 @@ func (p *Policy) parseRoots(b *rootsBlock, r reader) error {
 		return err
 	}
 	if b.SimulatedSeed != "" {
-		seed, err := hex.DecodeString(b.SimulatedSeed)
-		if err != nil || len(seed) < 16 {
-			return &FileError{File: r.file, Line: line, Msg: "hardware_roots: simulated_seed: want at least 16 bytes of hex"}
+		if p.trust.SimulatedSeed, err = tee.ParseSimulatedSeed(b.SimulatedSeed); err != nil {
+			return &FileError{File: r.file, Line: line, Msg: "hardware_roots: simulated_seed: " + err.Error()}
 		}
-		p.trust.SimulatedSeed = seed
 	}
 	p.trust.AllowSimulated = b.AllowSimulated
-	hasSim := p.trust.SimulatedRoots != nil || p.trust.SimulatedSeed != nil
-	switch {
-	case hasSim && !b.AllowSimulated:
-		return &FileError{File: r.file, Line: line, Msg: "hardware_roots: simulated roots given without allow_simulated = true"}
-	case b.AllowSimulated && !hasSim:
-		return &FileError{File: r.file, Line: line, Msg: "hardware_roots: allow_simulated = true needs simulated roots or simulated_seed"}
+	// AllowDebugUnsafe stays false: debug guests are for the appraisal to
+	// judge (allow_debug), and the policy's verifier accepts them
+	// (Hardware.Verifier).
+	if err := p.trust.Check(); err != nil {
+		msg := err.Error()
+		switch {
+		case errors.Is(err, tee.ErrSimulatedNotAllowed):
+			msg = "simulated roots given without allow_simulated = true"
+		case errors.Is(err, tee.ErrNoSimulatedRoots):
+			msg = "allow_simulated = true needs simulated roots or simulated_seed"
+		}
+		return &FileError{File: r.file, Line: line, Msg: "hardware_roots: " + msg}
 	}
 	return nil
 }
@@ -451,8 +429,9 @@ type Rules struct {
 	RequiredRegions []string
 	// Regions are per-region reference values, by region id.
 	Regions []RegionRule
-	SNP     SNPRules
-	TDX     TDXRules
+	// The rules of each TEE kind (snp.go, tdx.go), for its evidence only.
+	SNP SNPRules
+	TDX TDXRules
 }
 
 // RegionRule is the reference value of one region.
@@ -463,35 +442,6 @@ type RegionRule struct {
 	// OnMismatch is the status of a root outside Roots: Contraindicated
 	// (the default) or Warning.
 	OnMismatch Status
-}
-
-// SNPRules apply to SEV-SNP evidence (real or simulated). Nil or empty
-// fields check nothing.
-type SNPRules struct {
-	Measurements        [][]byte
-	MinimumTCB          *TCBParts
-	MinimumGuestSVN     *uint32
-	AllowDebug          bool
-	AllowSMT            bool // default true
-	AllowMigrationAgent bool
-	HostData            [][]byte
-	IDKeyDigests        [][]byte
-	RequireSingleSocket bool
-	VMPL                *uint32
-}
-
-// TDXRules apply to TDX evidence (real or simulated). Nil or empty fields
-// check nothing.
-type TDXRules struct {
-	MRTD             [][]byte
-	RTMR             [4][][]byte
-	MRConfigID       [][]byte
-	MROwner          [][]byte
-	MRSeam           [][]byte
-	MinimumTEETCBSVN []byte
-	TDAttributes     *uint64
-	XFAM             *uint64
-	AllowDebug       bool
 }
 
 // builtinDefaults are the rules of an empty policy: hardware evidence
@@ -540,34 +490,9 @@ type rulesPatch struct {
 	requiredRegions []string
 	setRequired     bool
 	regions         []RegionRule
-	snpParsed       snpPatch
-	tdxParsed       tdxPatch
-}
-
-type snpPatch struct {
-	measurements    [][]byte
-	setMeasurements bool
-	minimumTCB      *TCBParts
-	minimumGuestSVN *uint32
-	allowDebug      *bool
-	allowSMT        *bool
-	allowMA         *bool
-	hostData        [][]byte
-	setHostData     bool
-	idKeys          [][]byte
-	setIDKeys       bool
-	singleSocket    *bool
-	vmpl            *uint32
-}
-
-type tdxPatch struct {
-	mrtd, mrConfigID, mrOwner, mrSeam             [][]byte
-	setMRTD, setMRConfigID, setMROwner, setMRSeam bool
-	rtmr                                          [4][][]byte
-	setRTMR                                       [4]bool
-	minimumTEETCBSVN                              []byte
-	tdAttributes, xfam                            *uint64
-	allowDebug                                    *bool
+	// tee sets what the blocks of the TEE kinds (snp, tdx) set, in
+	// the order of teeKinds.
+	tee []func(*Rules)
 }
 
 func (x *rulesPatch) apply(r *Rules) {
@@ -596,66 +521,8 @@ func (x *rulesPatch) apply(r *Rules) {
 			r.Regions = append(r.Regions, reg)
 		}
 	}
-	s := &x.snpParsed
-	if s.setMeasurements {
-		r.SNP.Measurements = s.measurements
-	}
-	if s.minimumTCB != nil {
-		r.SNP.MinimumTCB = s.minimumTCB
-	}
-	if s.minimumGuestSVN != nil {
-		r.SNP.MinimumGuestSVN = s.minimumGuestSVN
-	}
-	if s.allowDebug != nil {
-		r.SNP.AllowDebug = *s.allowDebug
-	}
-	if s.allowSMT != nil {
-		r.SNP.AllowSMT = *s.allowSMT
-	}
-	if s.allowMA != nil {
-		r.SNP.AllowMigrationAgent = *s.allowMA
-	}
-	if s.setHostData {
-		r.SNP.HostData = s.hostData
-	}
-	if s.setIDKeys {
-		r.SNP.IDKeyDigests = s.idKeys
-	}
-	if s.singleSocket != nil {
-		r.SNP.RequireSingleSocket = *s.singleSocket
-	}
-	if s.vmpl != nil {
-		r.SNP.VMPL = s.vmpl
-	}
-	t := &x.tdxParsed
-	if t.setMRTD {
-		r.TDX.MRTD = t.mrtd
-	}
-	for i := range t.rtmr {
-		if t.setRTMR[i] {
-			r.TDX.RTMR[i] = t.rtmr[i]
-		}
-	}
-	if t.setMRConfigID {
-		r.TDX.MRConfigID = t.mrConfigID
-	}
-	if t.setMROwner {
-		r.TDX.MROwner = t.mrOwner
-	}
-	if t.setMRSeam {
-		r.TDX.MRSeam = t.mrSeam
-	}
-	if t.xfam != nil {
-		r.TDX.XFAM = t.xfam
-	}
-	if t.minimumTEETCBSVN != nil {
-		r.TDX.MinimumTEETCBSVN = t.minimumTEETCBSVN
-	}
-	if t.tdAttributes != nil {
-		r.TDX.TDAttributes = t.tdAttributes
-	}
-	if t.allowDebug != nil {
-		r.TDX.AllowDebug = *t.allowDebug
+	for _, set := range x.tee {
+		set(r)
 	}
 }
 
@@ -668,14 +535,11 @@ func parseRules(file, where string, b *rulesBlock) (*rulesPatch, error) {
 	x := &rulesPatch{requireHardware: b.RequireHardware, bindVMIdentity: b.BindVMIdentity}
 	if b.HardwareTypes != nil {
 		x.setTypes = true
-		for _, t := range *b.HardwareTypes {
-			switch attest.Platform(t) {
-			case "sev-snp", "tdx", "simulated-sev-snp", "simulated-tdx":
-				x.hardwareTypes = append(x.hardwareTypes, attest.Platform(t))
-			default:
-				return nil, bad(line, "hardware_types: %q is not sev-snp, tdx, simulated-sev-snp or simulated-tdx", t)
-			}
+		types, err := hardwareTypes(*b.HardwareTypes)
+		if err != nil {
+			return nil, bad(line, "hardware_types: %v", err)
 		}
+		x.hardwareTypes = types
 	}
 	if b.MaxAge != nil {
 		d, err := time.ParseDuration(*b.MaxAge)
@@ -737,88 +601,14 @@ func parseRules(file, where string, b *rulesBlock) (*rulesPatch, error) {
 		}
 		x.regions = append(x.regions, rr)
 	}
-	if s := b.SNP; s != nil {
-		l := s.Range.Start.Line
-		p := &x.snpParsed
-		var err error
-		if s.Measurements != nil {
-			p.setMeasurements = true
-			if p.measurements, err = hexList(*s.Measurements, 48); err != nil {
-				return nil, bad(l, "snp: measurements: %v", err)
-			}
+	for _, k := range teeKinds {
+		set, err := k.parse(b, bad)
+		if err != nil {
+			return nil, err
 		}
-		if s.HostData != nil {
-			p.setHostData = true
-			if p.hostData, err = hexList(*s.HostData, 32); err != nil {
-				return nil, bad(l, "snp: host_data: %v", err)
-			}
+		if set != nil {
+			x.tee = append(x.tee, set)
 		}
-		if s.IDKeyDigests != nil {
-			p.setIDKeys = true
-			if p.idKeys, err = hexList(*s.IDKeyDigests, 48); err != nil {
-				return nil, bad(l, "snp: id_key_digests: %v", err)
-			}
-		}
-		p.singleSocket = s.RequireSingleSocket
-		p.minimumTCB, p.minimumGuestSVN, p.vmpl = s.MinimumTCB, s.MinimumGuestSVN, s.VMPL
-		p.allowDebug, p.allowSMT, p.allowMA = s.AllowDebug, s.AllowSMT, s.AllowMigrationAgent
-		if p.vmpl != nil && *p.vmpl > 3 {
-			return nil, bad(l, "snp: vmpl: %d is not 0 to 3", *p.vmpl)
-		}
-	}
-	if t := b.TDX; t != nil {
-		l := t.Range.Start.Line
-		p := &x.tdxParsed
-		lists := []struct {
-			name string
-			in   *[]string
-			out  *[][]byte
-			set  *bool
-		}{
-			{"mrtd", t.MRTD, &p.mrtd, &p.setMRTD},
-			{"rtmr0", t.RTMR0, &p.rtmr[0], &p.setRTMR[0]},
-			{"rtmr1", t.RTMR1, &p.rtmr[1], &p.setRTMR[1]},
-			{"rtmr2", t.RTMR2, &p.rtmr[2], &p.setRTMR[2]},
-			{"rtmr3", t.RTMR3, &p.rtmr[3], &p.setRTMR[3]},
-			{"mr_config_id", t.MRConfigID, &p.mrConfigID, &p.setMRConfigID},
-			{"mr_owner", t.MROwner, &p.mrOwner, &p.setMROwner},
-			{"mr_seam", t.MRSeam, &p.mrSeam, &p.setMRSeam},
-		}
-		for _, li := range lists {
-			if li.in == nil {
-				continue
-			}
-			*li.set = true
-			v, err := hexList(*li.in, 48)
-			if err != nil {
-				return nil, bad(l, "tdx: %s: %v", li.name, err)
-			}
-			*li.out = v
-		}
-		if t.MinimumTEETCBSVN != nil {
-			v, err := hexExact(*t.MinimumTEETCBSVN, 16)
-			if err != nil {
-				return nil, bad(l, "tdx: minimum_tee_tcb_svn: %v", err)
-			}
-			p.minimumTEETCBSVN = v
-		}
-		// TD_ATTRIBUTES and XFAM are written as the field's value in 16
-		// hex digits, as hvmon evidence verify prints TD_ATTRIBUTES.
-		for _, f := range []struct {
-			name string
-			in   *string
-			out  **uint64
-		}{{"td_attributes", t.TDAttributes, &p.tdAttributes}, {"xfam", t.XFAM, &p.xfam}} {
-			if f.in == nil {
-				continue
-			}
-			a, err := strconv.ParseUint(*f.in, 16, 64)
-			if err != nil || len(*f.in) != 16 {
-				return nil, bad(l, "tdx: %s: %q is not 16 hex digits", f.name, *f.in)
-			}
-			*f.out = &a
-		}
-		p.allowDebug = t.AllowDebug
 	}
 	return x, nil
 }

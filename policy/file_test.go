@@ -12,6 +12,7 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/internal/boundedfile"
+	"hvmon.dev/hvmon/tee"
 )
 
 // Every error names the file and line, and what is wrong, so an operator
@@ -94,7 +95,7 @@ func TestParseBadRoots(t *testing.T) {
 
 type failingHardware struct{ fakeHardware }
 
-func (*failingHardware) Verifier(HardwareTrust) (attest.EvidenceVerifier, error) {
+func (*failingHardware) Verifier(tee.Trust) (attest.EvidenceVerifier, error) {
 	return nil, errors.New("no ARK")
 }
 
@@ -219,7 +220,7 @@ func TestContribPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var trust HardwareTrust
+	var trust tee.Trust
 	p, err := Parse(src, "/etc/hvmon/policy.hcl", Options{Hardware: &fakeHardware{trust: &trust}, ReadFile: files(t)})
 	if err != nil {
 		t.Fatal(err)

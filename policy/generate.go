@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/tee"
 )
 
 // Golden is what Generate writes a starting policy from: a report that
@@ -18,7 +19,7 @@ type Golden struct {
 	// Result is attest.Verify's result for the golden report.
 	Result *attest.Result
 	// Hardware are the decoded fields of its hardware evidence, or nil.
-	Hardware *HardwareFacts
+	Hardware *tee.Facts
 	// HostKeys are the public key files to pin, as the policy should name
 	// them (relative to the policy file, or absolute).
 	HostKeys []string
@@ -110,13 +111,15 @@ func Generate(g Golden) ([]byte, error) {
 
 	w("# The golden report's VM, by its exact name.\n")
 	w("vm %s {\n", hclString(globEscape(rep.Workload)))
-	if id, ok := launchIdentity(g.Hardware); ok {
-		if bytes.Equal(id, identityFor(g.Hardware, rep.Workload)) {
-			w("  # The host launched the VM with its name's identity (%s): evidence relabelled\n", identityField(g.Hardware))
+	kind := kindOf(g.Hardware)
+	if kind != nil {
+		field, got, want := kind.identity(g.Hardware, rep.Workload)
+		if bytes.Equal(got, want) {
+			w("  # The host launched the VM with its name's identity (%s): evidence relabelled\n", field)
 			w("  # for another VM is contraindicated.\n")
 			w("  bind_vm_identity = true\n")
 		} else {
-			w("  # Launch the VM with its identity (hvmon vm identity %s) as %s,\n", printableComment(rep.Workload), identityField(g.Hardware))
+			w("  # Launch the VM with its identity (hvmon vm identity %s) as %s,\n", printableComment(rep.Workload), field)
 			w("  # then set this: evidence relabelled for another VM is then contraindicated.\n")
 			w("  # bind_vm_identity = true\n")
 		}
@@ -132,82 +135,14 @@ func Generate(g Golden) ([]byte, error) {
 		}
 		w("  region %s {\n    roots = [%s]\n  }\n", hclString(c.Region.ID), hclString(c.Snapshot.Root.String()))
 	}
-	if f := g.Hardware; f != nil {
-		switch {
-		case f.SNP != nil:
-			s := f.SNP
-			w("  snp {\n")
-			w("    # Launch measurements accepted.\n")
-			w("    measurements = [%s]\n", hclString(hexs(f.Measurement)))
-			if s.TCBKnown {
-				w("    # The lowest TCB accepted (this report's REPORTED_TCB).\n")
-				w("    minimum_tcb {\n      bootloader = %d\n      tee        = %d\n      snp        = %d\n      microcode  = %d\n    }\n",
-					s.ReportedTCB.Bootloader, s.ReportedTCB.TEE, s.ReportedTCB.SNP, s.ReportedTCB.Microcode)
-			}
-			w("    minimum_guest_svn = %d\n", s.GuestSVN)
-			w("    vmpl              = %d\n", s.VMPL)
-			w("    host_data         = [%s]\n", hclString(hexs(s.HostData)))
-			if f.Debug {
-				w("    # The golden report is from a DEBUG guest (the host can read its memory):\n")
-				w("    # such reports stay contraindicated until this says true.\n")
-			}
-			w("    allow_debug           = false\n")
-			w("    allow_smt             = %t\n", s.SMT)
-			w("    allow_migration_agent = %t\n", s.MigrateMA)
-			w("  }\n")
-		case f.TDX != nil:
-			t := f.TDX
-			w("  tdx {\n")
-			w("    mrtd  = [%s]\n", hclString(hexs(t.MRTD)))
-			for i, r := range t.RTMRs {
-				w("    rtmr%d = [%s]\n", i, hclString(hexs(r)))
-			}
-			w("    mr_config_id        = [%s]\n", hclString(hexs(t.MRConfigID)))
-			w("    minimum_tee_tcb_svn = %s\n", hclString(hexs(t.TEETCBSVN)))
-			if f.Debug {
-				w("    # The golden report is from a DEBUG TD (the host can read its memory):\n")
-				w("    # such reports stay contraindicated until this says true.\n")
-			}
-			w("    allow_debug = false\n")
-			w("  }\n")
-		}
+	if kind != nil {
+		kind.generate(w, g.Hardware)
 	}
 	w("}\n")
 	return []byte(b.String()), nil
 }
 
 func hexs(b []byte) string { return fmt.Sprintf("%x", b) }
-
-// launchIdentity returns the field of the hardware facts the host sets at
-// launch: SEV-SNP HOST_DATA or TDX MRCONFIGID.
-func launchIdentity(f *HardwareFacts) ([]byte, bool) {
-	switch {
-	case f == nil:
-		return nil, false
-	case f.SNP != nil:
-		return f.SNP.HostData, true
-	case f.TDX != nil:
-		return f.TDX.MRConfigID, true
-	}
-	return nil, false
-}
-
-// identityFor is the launch identity hvmon expects in that field for vm.
-func identityFor(f *HardwareFacts, vm string) []byte {
-	if f.SNP != nil {
-		h := attest.VMIdentityHostData(vm)
-		return h[:]
-	}
-	m := attest.VMIdentityMRConfigID(vm)
-	return m[:]
-}
-
-func identityField(f *HardwareFacts) string {
-	if f.SNP != nil {
-		return "HOST_DATA"
-	}
-	return "MRCONFIGID"
-}
 
 // hclString quotes s as an HCL string literal: the escapes HCL knows, and
 // template sequences ("${", "%{") doubled so they stay literal.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/tee"
 )
 
 // A policy generated from a golden report loads, pins what the report
@@ -15,7 +16,7 @@ import (
 func TestGenerateRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		facts *HardwareFacts
+		facts *tee.Facts
 		typ   attest.Platform
 	}{
 		{"sev-snp", snpFacts(), "sev-snp"},
@@ -184,7 +185,7 @@ func TestGeneratedPolicyNamesOneVM(t *testing.T) {
 func TestGenerateIdentity(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		facts *HardwareFacts
+		facts *tee.Facts
 		bound bool
 	}{
 		{"snp bound", withIdentity("vm-1")(snpFacts()), true},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/tee"
 )
 
 // testNow is the appraisal time of the tests.
@@ -18,19 +19,19 @@ var testNow = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
 // everything (appraisal tests start after verification), and its facts
 // are the ones the test set.
 type fakeHardware struct {
-	facts *HardwareFacts
+	facts *tee.Facts
 	err   error
-	trust *HardwareTrust // the trust it was asked to build a verifier for
+	trust *tee.Trust // the trust it was asked to build a verifier for
 }
 
-func (f *fakeHardware) Verifier(t HardwareTrust) (attest.EvidenceVerifier, error) {
+func (f *fakeHardware) Verifier(t tee.Trust) (attest.EvidenceVerifier, error) {
 	if f.trust != nil {
 		*f.trust = t
 	}
 	return acceptAll{}, nil
 }
 
-func (f *fakeHardware) Facts(*attest.HardwareEvidence) (*HardwareFacts, error) { return f.facts, f.err }
+func (f *fakeHardware) Facts(*attest.HardwareEvidence) (*tee.Facts, error) { return f.facts, f.err }
 
 type acceptAll struct{}
 
@@ -122,26 +123,26 @@ func result(t testing.TB) *attest.Result {
 }
 
 // snpFacts are the facts of a non-debug SEV-SNP guest.
-func snpFacts() *HardwareFacts {
-	return &HardwareFacts{
+func snpFacts() *tee.Facts {
+	return &tee.Facts{
 		Type: "sev-snp", Measurement: bytes.Clone(meas),
-		SNP: &SNPFacts{
-			Policy: 0x30000, SMT: true, ReportedTCB: TCBParts{Bootloader: 3, TEE: 0, SNP: 8, Microcode: 115}, TCBKnown: true,
+		SNP: &tee.SNPFacts{
+			Policy: 0x30000, SMT: true, ReportedTCB: tee.TCBParts{Bootloader: 3, TEE: 0, SNP: 8, Microcode: 115}, TCBKnown: true,
 			GuestSVN: 2, VMPL: 0, HostData: make([]byte, 32), IDKeyDigest: make([]byte, 48), Product: "Milan", Signer: "VCEK",
 		},
 	}
 }
 
 // tdxFacts are the facts of a non-debug TDX guest.
-func tdxFacts() *HardwareFacts {
-	t := &TDXFacts{
+func tdxFacts() *tee.Facts {
+	t := &tee.TDXFacts{
 		MRTD: bytes.Clone(meas), MRConfigID: make([]byte, 48), MROwner: make([]byte, 48),
 		TDAttributes: 1 << 28, XFAM: 0x61ae7, MRSeam: bytes.Repeat([]byte{0x5e}, 48), TEETCBSVN: []byte{3, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 	}
 	for i := range t.RTMRs {
 		t.RTMRs[i] = bytes.Repeat([]byte{byte(0x10 + i)}, 48)
 	}
-	return &HardwareFacts{Type: "tdx", Measurement: t.MRTD, TDX: t}
+	return &tee.Facts{Type: "tdx", Measurement: t.MRTD, TDX: t}
 }
 
 // finding returns the finding of a check, failing when there is not

@@ -14,6 +14,7 @@ import (
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/evidence"
 	"hvmon.dev/hvmon/internal/boundedfile"
+	"hvmon.dev/hvmon/tee"
 )
 
 func (a *app) evidenceCmd() *cobra.Command {
@@ -88,10 +89,10 @@ same as JSON; the exit code is the same either way.
 		Args: exactArgs(1, `one evidence FILE (or "-" for stdin)`),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t := attest.Platform(typ)
-			if t != evidence.TypeSEVSNP && t != evidence.TypeTDX {
-				return configErr(fmt.Errorf("--type %q: want sev-snp or tdx", typ))
+			if t != attest.PlatformSEVSNP && t != attest.PlatformTDX {
+				return configErr(fmt.Errorf("--type %q: want %s or %s", typ, attest.PlatformSEVSNP, attest.PlatformTDX))
 			}
-			opts := evidence.Options{AllowDebugUnsafe: allowDebug, Logger: a.log}
+			trust := tee.Trust{AllowDebugUnsafe: allowDebug}
 			var rd *[64]byte
 			if cmd.Flags().Changed("report-data") {
 				b, err := parseReportData(rdHex)
@@ -108,22 +109,23 @@ same as JSON; the exit code is the same either way.
 				}
 			}
 			if rootsPath != "" {
-				roots, err := readCertificates("roots", rootsPath)
+				data, _, err := readCertificates("roots", rootsPath)
 				if err != nil {
 					return err
 				}
-				if t == evidence.TypeSEVSNP {
-					opts.AMDRoots = roots
+				roots := []tee.File{{Name: rootsPath, Data: data}}
+				if t == attest.PlatformSEVSNP {
+					trust.AMDRoots = roots
 				} else {
-					opts.IntelRoots = roots
+					trust.IntelRoots = roots
 				}
 			}
 			var vcek *x509.Certificate
 			if vcekPath != "" {
-				if t != evidence.TypeSEVSNP {
+				if t != attest.PlatformSEVSNP {
 					return configErr(errors.New("--vcek: only for --type sev-snp; a TDX quote carries its certificates"))
 				}
-				certs, err := readCertificates("vcek", vcekPath)
+				_, certs, err := readCertificates("vcek", vcekPath)
 				if err != nil {
 					return err
 				}
@@ -132,6 +134,11 @@ same as JSON; the exit code is the same either way.
 				}
 				vcek = certs[0]
 			}
+			opts, err := evidence.TrustOptions(trust)
+			if err != nil {
+				return configErr(fmt.Errorf("--roots %s: %w", rootsPath, err))
+			}
+			opts.Logger = a.log
 			v, err := evidence.NewVerifier(opts)
 			if err != nil {
 				return configErr(fmt.Errorf("--roots %s: %w", rootsPath, err))
@@ -142,7 +149,7 @@ same as JSON; the exit code is the same either way.
 			}
 
 			var hw *attest.HardwareEvidence
-			if t == evidence.TypeSEVSNP {
+			if t == attest.PlatformSEVSNP {
 				hw, err = evidence.ParseSNPExtendedReport(data)
 				if err == nil && vcek != nil {
 					hw.Certs = []attest.HexBytes{vcek.Raw}
@@ -199,17 +206,18 @@ func parseReportData(s string) ([64]byte, error) {
 	return [64]byte(b), nil
 }
 
-// readCertificates reads a --roots or --vcek file.
-func readCertificates(flag, path string) ([]*x509.Certificate, error) {
+// readCertificates reads a --roots or --vcek file: its content, and the
+// certificates it holds.
+func readCertificates(flag, path string) ([]byte, []*x509.Certificate, error) {
 	data, err := boundedfile.Read(path, evidence.MaxCertificatesSize)
 	if err != nil {
-		return nil, configErr(fmt.Errorf("--%s: %w", flag, err))
+		return nil, nil, configErr(fmt.Errorf("--%s: %w", flag, err))
 	}
 	certs, err := evidence.ParseCertificates(data)
 	if err != nil {
-		return nil, configErr(fmt.Errorf("--%s %s: %w", flag, path, err))
+		return nil, nil, configErr(fmt.Errorf("--%s %s: %w", flag, path, err))
 	}
-	return certs, nil
+	return data, certs, nil
 }
 
 // evidenceFailure files an evidence error under the class of package

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 
 	"github.com/spf13/pflag"
@@ -11,10 +9,13 @@ import (
 	"hvmon.dev/hvmon/evidence"
 	"hvmon.dev/hvmon/host"
 	"hvmon.dev/hvmon/internal/boundedfile"
+	"hvmon.dev/hvmon/tee"
 )
 
 // evidenceSettings are the hardware-evidence trust settings that the
-// daemon's configuration and the verify commands share.
+// daemon's configuration (its evidence block) and the verify commands'
+// flags share, as they write them: file paths and a hex seed. trust reads
+// them into the tee.Trust that a policy's hardware_roots block fills too.
 type evidenceSettings struct {
 	allowSimulated bool
 	simulatedRoots []string // PEM files
@@ -32,54 +33,62 @@ func settingsFromConfig(c *host.Evidence) evidenceSettings {
 		allowDebug: c.AllowDebug, amdRoots: c.AMDRoots, intelRoots: c.IntelRoots}
 }
 
+// trust reads the files the settings name (regular files of at most
+// evidence.MaxCertificatesSize bytes) and decodes the seed.
+func (s evidenceSettings) trust() (tee.Trust, error) {
+	t := tee.Trust{AllowSimulated: s.allowSimulated, AllowDebugUnsafe: s.allowDebug}
+	var err error
+	if t.SimulatedRoots, err = readTrustFiles("simulated roots", s.simulatedRoots...); err != nil {
+		return t, err
+	}
+	if s.simulatedSeed != "" {
+		if t.SimulatedSeed, err = tee.ParseSimulatedSeed(s.simulatedSeed); err != nil {
+			return t, fmt.Errorf("simulated seed: %w", err)
+		}
+	}
+	if s.amdRoots != "" {
+		if t.AMDRoots, err = readTrustFiles("AMD roots", s.amdRoots); err != nil {
+			return t, err
+		}
+	}
+	if s.intelRoots != "" {
+		if t.IntelRoots, err = readTrustFiles("Intel roots", s.intelRoots); err != nil {
+			return t, err
+		}
+	}
+	return t, nil
+}
+
+// readTrustFiles reads certificate files for a tee.Trust.
+func readTrustFiles(what string, paths ...string) ([]tee.File, error) {
+	var out []tee.File
+	for _, p := range paths {
+		b, err := boundedfile.Read(p, evidence.MaxCertificatesSize)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", what, p, err)
+		}
+		out = append(out, tee.File{Name: p, Data: b})
+	}
+	return out, nil
+}
+
 // verifier builds the hardware evidence verifier: AMD's and Intel's
 // built-in roots unless files replace them; simulated evidence only when
 // explicitly allowed, and then only for the given roots.
 func (s evidenceSettings) verifier() (attest.EvidenceVerifier, error) {
-	opts := evidence.Options{AllowSimulated: s.allowSimulated, AllowDebugUnsafe: s.allowDebug}
-	load := func(path string) ([]*x509.Certificate, error) {
-		b, err := boundedfile.Read(path, evidence.MaxCertificatesSize)
-		if err != nil {
-			return nil, err
-		}
-		return evidence.ParseCertificates(b)
+	t, err := s.trust()
+	if err != nil {
+		return nil, err
 	}
-	for _, p := range s.simulatedRoots {
-		certs, err := load(p)
-		if err != nil {
-			return nil, fmt.Errorf("simulated roots %s: %w", p, err)
-		}
-		opts.SimulatedRoots = append(opts.SimulatedRoots, certs...)
+	opts, err := evidence.TrustOptions(t)
+	if err != nil {
+		return nil, err
 	}
-	if s.simulatedSeed != "" {
-		seed, err := hex.DecodeString(s.simulatedSeed)
-		if err != nil || len(seed) < 16 {
-			return nil, fmt.Errorf("simulated seed: want at least 16 bytes of hex")
-		}
-		roots, err := evidence.SimulatedRoots(seed)
-		if err != nil {
-			return nil, err
-		}
-		opts.SimulatedRoots = append(opts.SimulatedRoots, roots...)
+	v, err := evidence.NewVerifier(opts)
+	if err != nil {
+		return nil, err
 	}
-	if len(opts.SimulatedRoots) > 0 && !s.allowSimulated {
-		return nil, fmt.Errorf("simulated roots given without allowing simulated evidence")
-	}
-	if s.allowSimulated && len(opts.SimulatedRoots) == 0 {
-		return nil, fmt.Errorf("simulated evidence allowed but no simulated roots or seed given")
-	}
-	var err error
-	if s.amdRoots != "" {
-		if opts.AMDRoots, err = load(s.amdRoots); err != nil {
-			return nil, fmt.Errorf("AMD roots %s: %w", s.amdRoots, err)
-		}
-	}
-	if s.intelRoots != "" {
-		if opts.IntelRoots, err = load(s.intelRoots); err != nil {
-			return nil, fmt.Errorf("roots for TDX (Intel) %s: %w", s.intelRoots, err)
-		}
-	}
-	return evidence.NewVerifier(opts)
+	return v, nil
 }
 
 // evidenceVerifier builds the daemon's verifier from its configuration.

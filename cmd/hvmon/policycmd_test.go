@@ -117,7 +117,7 @@ func identityProvider(ts *testscript.TestScript, typ attest.Platform, name strin
 	o := sim.Options{Seed: policySimSeed}
 	var p evidence.SimulatedProvider
 	var err error
-	if typ == evidence.TypeSimulatedTDX {
+	if typ == attest.PlatformSimulatedTDX {
 		m := attest.VMIdentityMRConfigID(name)
 		o.MRConfigID = m[:]
 		p, err = evidence.NewSimulatedTDX(o)

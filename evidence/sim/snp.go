@@ -4,16 +4,18 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha512"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"fmt"
+	"math/big"
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
-	sevtest "github.com/google/go-sev-guest/testing"
 )
 
 // The simulated AMD platform: a Milan B1 part with a plausible TCB and
@@ -77,56 +79,144 @@ func NewSNP(opts Options) (*SNP, error) {
 		return nil, err
 	}
 	chipID := ks.bytes("snp chip id", abi.ChipIDSize)
-	nb := opts.notBefore()
-
-	tcb, err := kds.ComposeTCBParts(snpTCB)
-	if err != nil {
-		return nil, err
-	}
-	b := &sevtest.AmdSignerBuilder{
-		// The ASVK certifies VLEKs, which this simulation does not issue;
-		// the builder needs a key for it all the same.
-		Keys:             &sevtest.AmdKeys{Ark: ark, Ask: ask, Asvk: ask, Vcek: vcek},
-		ProductName:      snpProductName,
-		ArkCreationTime:  nb,
-		AskCreationTime:  nb,
-		AsvkCreationTime: nb,
-		VcekCreationTime: nb,
-		ArkCustom:        sevOverride("ARK-" + snpProductLine),
-		AskCustom:        sevOverride("SEV-" + snpProductLine),
-		AsvkCustom:       sevOverride("SEV-VLEK-" + snpProductLine),
-		VcekCustom: sevtest.CertOverride{
-			SerialNumber: ks.serial("snp vcek"),
-			Extensions:   sevtest.CustomExtensions(snpTCB, chipID, "", snpProductName),
-		},
-		TCB: tcb,
-	}
-	signer, err := b.TestOnlyCertChain()
+	c, err := newSNPChain(ark, ask, vcek, chipID, ks.serial("snp vcek"), opts.notBefore())
 	if err != nil {
 		return nil, fmt.Errorf("sim: building the simulated AMD chain: %v", err)
 	}
 	return &SNP{
-		vcekKey: vcek, ark: signer.Ark, ask: signer.Ask, asvk: signer.Asvk, vcek: signer.Vcek,
+		vcekKey: vcek, ark: c.ark, ask: c.ask, asvk: c.asvk, vcek: c.vcek,
 		chipID: chipID, measurement: meas, debug: opts.Debug,
 		reportIDKey: ks.bytes("snp report id", 32), hostData: hostData,
 	}, nil
 }
 
-// sevOverride gives an ARK, ASK or ASVK its AMD subject name with the
-// simulated mark as the serialNumber attribute. The verifier checks the
-// other attributes and the common name; the mark is for people. (Setting
-// a serial number through the override would replace the mark.)
-func sevOverride(cn string) sevtest.CertOverride {
-	name := pkix.Name{
+// snpChain is a simulated AMD certificate chain.
+type snpChain struct {
+	ark, ask, asvk, vcek *x509.Certificate
+}
+
+// AMD's chains (and go-sev-guest's checks of them): CA certificates valid
+// for 25 years, a VCEK for 7, RSA-PSS signatures with SHA-384 throughout.
+const (
+	snpCAYears    = 25
+	snpVCEKYears  = 7
+	snpSignatures = x509.SHA384WithRSAPSS
+)
+
+// snpCASerial is the serial number of the simulated ARK, ASK and ASVK.
+var snpCASerial = big.NewInt(0xc0dec0de)
+
+// newSNPChain certifies a simulated AMD chain valid from nb: the ARK
+// (self-signed, arkKey), the ASK and the ASVK it signed (both with
+// askKey's public key: the simulation issues no VLEK), and the VCEK
+// (vcekKey) the ASK signed, carrying the simulated TCB and chipID. The
+// names, extensions and validity periods are those of AMD's chains; the CA
+// names carry the simulated mark.
+func newSNPChain(arkKey, askKey *rsa.PrivateKey, vcekKey *ecdsa.PrivateKey, chipID []byte, vcekSerial *big.Int, nb time.Time) (*snpChain, error) {
+	ca := func(cn string, signer abi.ReportSigner, usage x509.KeyUsage) *x509.Certificate {
+		return &x509.Certificate{
+			SerialNumber:          snpCASerial,
+			Subject:               amdName(cn, simulatedMark),
+			NotBefore:             nb,
+			NotAfter:              nb.Add(snpCAYears * 365 * 24 * time.Hour),
+			SignatureAlgorithm:    snpSignatures,
+			CRLDistributionPoints: []string{kds.CrlLinkByKey(snpProductLine, signer)},
+			KeyUsage:              usage,
+			IsCA:                  true,
+			BasicConstraintsValid: true,
+		}
+	}
+	var c snpChain
+	var err error
+	arkTmpl := ca("ARK-"+snpProductLine, abi.VcekReportSigner, x509.KeyUsageCertSign|x509.KeyUsageCRLSign)
+	if c.ark, err = signCert(arkTmpl, arkTmpl, &arkKey.PublicKey, arkKey); err != nil {
+		return nil, err
+	}
+	if c.ask, err = signCert(ca("SEV-"+snpProductLine, abi.VcekReportSigner, x509.KeyUsageCertSign), c.ark, &askKey.PublicKey, arkKey); err != nil {
+		return nil, err
+	}
+	if c.asvk, err = signCert(ca("SEV-VLEK-"+snpProductLine, abi.VlekReportSigner, x509.KeyUsageCertSign), c.ark, &askKey.PublicKey, arkKey); err != nil {
+		return nil, err
+	}
+	exts, err := vcekExtensions(chipID)
+	if err != nil {
+		return nil, err
+	}
+	vcekTmpl := &x509.Certificate{
+		SerialNumber: vcekSerial,
+		// The serialNumber attribute of a VCEK's name is its serial
+		// number in hex.
+		Subject: amdName("SEV-VCEK", fmt.Sprintf("%x", vcekSerial)),
+		// No start of validity (the zero time): the chain is valid
+		// from the ASK's start.
+		NotAfter:           nb.Add(snpVCEKYears * 365 * 24 * time.Hour),
+		SignatureAlgorithm: snpSignatures,
+		ExtraExtensions:    exts,
+	}
+	if c.vcek, err = signCert(vcekTmpl, c.ask, &vcekKey.PublicKey, askKey); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// amdName is an AMD certificate name with the given common name and
+// serialNumber attribute. The verifier checks the other attributes and the
+// common name.
+func amdName(cn, serial string) pkix.Name {
+	return pkix.Name{
 		Country:            []string{"US"},
 		Province:           []string{"CA"},
 		Locality:           []string{"Santa Clara"},
 		Organization:       []string{"Advanced Micro Devices"},
 		OrganizationalUnit: []string{"Engineering"},
 		CommonName:         cn,
-		SerialNumber:       simulatedMark,
+		SerialNumber:       serial,
 	}
-	return sevtest.CertOverride{Subject: &name}
+}
+
+// vcekExtensions are the AMD extensions of a VCEK certificate (AMD's key
+// distribution service specification): structure version 0, the product
+// name, the TCB's security patch levels, and the chip id.
+func vcekExtensions(chipID []byte) ([]pkix.Extension, error) {
+	ext := func(id asn1.ObjectIdentifier, v any, params string) (pkix.Extension, error) {
+		b, err := asn1.MarshalWithParams(v, params)
+		return pkix.Extension{Id: id, Value: b}, err
+	}
+	t := snpTCB
+	specs := []struct {
+		id     asn1.ObjectIdentifier
+		v      any
+		params string
+	}{
+		{kds.OidStructVersion, 0, ""},
+		{kds.OidProductName1, snpProductName, "ia5"},
+		{kds.OidBlSpl, int(t.BlSpl), ""},
+		{kds.OidTeeSpl, int(t.TeeSpl), ""},
+		{kds.OidSnpSpl, int(t.SnpSpl), ""},
+		{kds.OidSpl4, int(t.Spl4), ""},
+		{kds.OidSpl5, int(t.Spl5), ""},
+		{kds.OidSpl6, int(t.Spl6), ""},
+		{kds.OidSpl7, int(t.Spl7), ""},
+		{kds.OidUcodeSpl, int(t.UcodeSpl), ""},
+		{kds.OidHwid, chipID, ""},
+	}
+	out := make([]pkix.Extension, len(specs))
+	for i, s := range specs {
+		var err error
+		if out[i], err = ext(s.id, s.v, s.params); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// signCert signs tmpl for pub as a child of parent with the parent's key.
+func signCert(tmpl, parent *x509.Certificate, pub any, parentKey any) (*x509.Certificate, error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
+	if err != nil {
+		return nil, fmt.Errorf("sim: creating %q: %v", tmpl.Subject.CommonName, err)
+	}
+	return x509.ParseCertificate(der)
 }
 
 // Report returns a signed 1184-byte ATTESTATION_REPORT (version 3, VMPL 0,

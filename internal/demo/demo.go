@@ -235,7 +235,7 @@ func (r *run) lifecycle(ctx context.Context) error {
 	// pin it (bind_vm_identity) and evidence relabelled for another VM fails.
 	hostData := attest.VMIdentityHostData(VMName)
 	img, err := tinyvm.Build(ctx, tinyvm.BuildOptions{Dir: r.work, Agent: r.o.Agent, ModuleRoot: r.o.ModuleRoot,
-		Regions: Regions, Evidence: string(evidence.TypeSimulatedSEVSNP), SimulatedSeed: SimulatedSeed,
+		Regions: Regions, Evidence: string(attest.PlatformSimulatedSEVSNP), SimulatedSeed: SimulatedSeed,
 		SimulatedHostData: hex.EncodeToString(hostData[:])})
 	if err != nil {
 		return err

@@ -1,11 +1,14 @@
 // Package deptest keeps the pure core pure: attest, measure and policy (and
 // every hvmon package they pull in) never import the network, process
 // execution, the host, guest or QMP layers, or the CLI; attest does no I/O.
+// It keeps the in-guest agent small (guest links neither policy nor the
+// HCL parser), and package testing out of every production package.
 package deptest
 
 import (
 	"encoding/json"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -13,7 +16,35 @@ import (
 type pkg struct {
 	ImportPath string
 	Imports    []string
+	Deps       []string
 	Standard   bool
+}
+
+// list runs go list -json with args and decodes the packages it prints.
+func list(t *testing.T, args ...string) []pkg {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"list", "-json"}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("go list %q: %v", args, err)
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	if len(pkgs) == 0 {
+		t.Fatalf("go list %q found no package", args)
+	}
+	return pkgs
+}
+
+// under reports whether path is prefix or a package under it.
+func under(path, prefix string) bool {
+	return path == prefix || strings.HasPrefix(path, prefix+"/")
 }
 
 // forbidden lists, per core package, the imports it and its hvmon
@@ -26,17 +57,8 @@ var forbidden = map[string][]string{
 
 func TestCoreDependencies(t *testing.T) {
 	for root, bad := range forbidden {
-		out, err := exec.Command("go", "list", "-deps", "-json", root).Output()
-		if err != nil {
-			t.Fatalf("go list %s: %v", root, err)
-		}
-		dec := json.NewDecoder(strings.NewReader(string(out)))
 		checked := 0
-		for dec.More() {
-			var p pkg
-			if err := dec.Decode(&p); err != nil {
-				t.Fatal(err)
-			}
+		for _, p := range list(t, "-deps", root) {
 			if !strings.HasPrefix(p.ImportPath, "hvmon.dev/hvmon/") {
 				continue
 			}
@@ -52,5 +74,64 @@ func TestCoreDependencies(t *testing.T) {
 		if checked == 0 {
 			t.Errorf("go list found no hvmon package under %s", root)
 		}
+	}
+}
+
+// closureForbidden lists, per package, packages that must not be anywhere
+// in its dependency closure (hvmon's or not), with the packages under them.
+var closureForbidden = map[string][]string{
+	// The agent runs inside every guest: it links the evidence providers,
+	// not the appraisal of their evidence, nor the policy language.
+	"hvmon.dev/hvmon/guest": {"hvmon.dev/hvmon/policy", "github.com/hashicorp/hcl/v2"},
+	// Appraisal reads TEE evidence through package tee's types, never
+	// through the TEE libraries (they import the network).
+	"hvmon.dev/hvmon/policy": {"hvmon.dev/hvmon/evidence", "github.com/google/go-sev-guest", "github.com/google/go-tdx-guest"},
+	"hvmon.dev/hvmon/tee":    {"net", "hvmon.dev/hvmon/evidence", "hvmon.dev/hvmon/policy", "github.com/google/go-sev-guest", "github.com/google/go-tdx-guest"},
+}
+
+func TestClosures(t *testing.T) {
+	for root, bad := range closureForbidden {
+		p := list(t, root)[0]
+		if len(p.Deps) == 0 {
+			t.Errorf("go list found no dependencies of %s", root)
+		}
+		for _, d := range p.Deps {
+			for _, b := range bad {
+				if under(d, b) {
+					t.Errorf("%s depends on %s", root, d)
+				}
+			}
+		}
+	}
+}
+
+// testHelpers are the packages whose job is to help other packages'
+// tests (fakes): they may import testing, and no other package may import
+// them.
+var testHelpers = []string{"hvmon.dev/hvmon/qmp/qmptest"}
+
+// No production package links package testing: its flags and helpers
+// belong in test binaries only. The packages are those of ./... in the
+// default build (the integration tests' files need a build tag, and their
+// package holds only its doc without it).
+func TestNoTestingInProduction(t *testing.T) {
+	pkgs := list(t, "hvmon.dev/hvmon/...")
+	seen := 0
+	for _, p := range pkgs {
+		if slices.Contains(testHelpers, p.ImportPath) {
+			seen++
+			continue
+		}
+		for _, d := range p.Deps {
+			if d == "testing" || slices.Contains(testHelpers, d) {
+				t.Errorf("production package %s links %s", p.ImportPath, d)
+			}
+		}
+	}
+	if seen != len(testHelpers) {
+		t.Errorf("go list found %d of the test helpers %q", seen, testHelpers)
+	}
+	if len(pkgs) < 20 {
+		t.Errorf("go list found only %d packages", len(pkgs))
 	}
 }
