@@ -154,10 +154,10 @@ func playRecording(t *testing.T, source, path string) {
 	// settle checks that the last event's transition was listed in full.
 	settle := func() {
 		for _, le := range pending.events {
-			t.Errorf("%s: %s also gives report %s %v (no agent: %q)", path, last, le.event, le.facts, le.noAgent)
+			t.Errorf("%s: %s also gives report %s %v (no agent: %q), which the recording does not list", path, last, le.event, le.facts, le.noAgent)
 		}
 		if pending.closeAgent {
-			t.Errorf("%s: %s closes the agent connection; the recording does not say so", path, last)
+			t.Errorf("%s: %s closes the agent connection, which the recording does not list", path, last)
 		}
 		pending = transition{}
 	}
@@ -178,7 +178,7 @@ func playRecording(t *testing.T, source, path string) {
 				q.script = append(q.script, lines[i])
 			}
 			at := eventTime(e, recordingClock)
-			last = fmt.Sprintf("%s:%d: %s %v", path, l.n, e.Event, e.Data)
+			last = fmt.Sprintf("line %d (%s %v)", l.n, e.Event, e.Data)
 			pending = lc.step(context.Background(), q, e, at)
 			q.done()
 			events++
@@ -187,7 +187,7 @@ func playRecording(t *testing.T, source, path string) {
 			}
 			for _, le := range pending.events {
 				if !le.at.Equal(at) {
-					t.Errorf("%s gives %s at %v, want the event's time %v", last, le.event, le.at, at)
+					t.Errorf("%s: %s gives %s at %v, want the event's time %v", path, last, le.event, le.at, at)
 				}
 			}
 		case l.Execute != "":
