@@ -44,6 +44,14 @@ type lifecycle interface {
 	periodicDue() bool
 }
 
+// newLifecycle returns the lifecycle machine for a VM of cfg's source.
+func newLifecycle(cfg VMConfig) lifecycle {
+	if cfg.Source == SourceLibvirt {
+		return newLibvirtLifecycle(cfg.Agent, cfg.AgentPortID)
+	}
+	return newQMPLifecycle(cfg.Agent, cfg.AgentPortID)
+}
+
 // transition is what a lifecycle machine makes of one event.
 type transition struct {
 	// events are the hvmon events the event gave, in order: one report

@@ -133,18 +133,16 @@ func readRecording(t *testing.T, path string) []recordedLine {
 
 func playRecording(t *testing.T, source, path string) {
 	lines := readRecording(t, path)
-	agent, port := "/run/hvmon/vm-1/agent.sock", "agentport0"
+	// As Supervisor.Add gives it to the worker.
+	cfg := VMConfig{Name: "vm-1", Agent: "/run/hvmon/vm-1/agent.sock", AgentPortID: "agentport0"}
 	if source == "libvirt" {
-		agent = "" // learned from the domain's descriptions
+		cfg.Source, cfg.Agent = SourceLibvirt, "" // the agent is learned from the domain's descriptions
 	}
 	if len(lines) > 0 && lines[0].Config != nil {
-		agent, port = lines[0].Config.Agent, cmp.Or(lines[0].Config.AgentPortID, port)
+		cfg.Agent, cfg.AgentPortID = lines[0].Config.Agent, cmp.Or(lines[0].Config.AgentPortID, cfg.AgentPortID)
 		lines = lines[1:]
 	}
-	var lc lifecycle = newQMPLifecycle(agent, port)
-	if source == "libvirt" {
-		lc = newLibvirtLifecycle(agent, port)
-	}
+	lc := newLifecycle(cfg)
 	var (
 		last    string // the last event, for messages
 		pending transition

@@ -387,11 +387,7 @@ func (v *vm) run() {
 	}()
 	v.qmp = qmp.New(v.cfg.QMP, qmp.Options{Logger: v.log.Named("qmp"), Reconnect: true, Dial: v.cfg.Dial})
 	v.hold = newMigrationHold(v, v.s.opts.MigrationHold)
-	if v.cfg.Source == SourceLibvirt {
-		v.lc = newLibvirtLifecycle(v.cfg.Agent, v.cfg.AgentPortID)
-	} else {
-		v.lc = newQMPLifecycle(v.cfg.Agent, v.cfg.AgentPortID)
-	}
+	v.lc = newLifecycle(v.cfg)
 	defer v.qmp.Disconnect()
 	defer v.hold.close() // before the client goes: a hold never outlives the worker
 	defer v.closeAgent()
