@@ -226,7 +226,7 @@ func leaveOutGuest(rep *attest.Report, why string) {
 	}
 	o.Facts["rejected_evidence_hash"] = attest.ReportHash(rep.Guest).String()
 	o.Facts["rejected_evidence_size"] = strconv.Itoa(len(rep.Guest))
-	o.Agent, o.Detail = "bad-evidence", why
+	o.Agent, o.Detail = attest.AgentBadEvidence, why
 	rep.Guest = nil
 	fitObservations(o)
 }

@@ -120,7 +120,7 @@ func TestHostileIdentifiers(t *testing.T) {
 	r.sup.mu.Lock()
 	v := r.sup.vms["vm-1"]
 	r.sup.mu.Unlock()
-	if n := len(v.lc.jobs); n > maxJobs+1 {
+	if n := len(v.lc.(*qmpLifecycle).jobs); n > maxJobs+1 {
 		t.Errorf("the worker remembers %d jobs, more than %d", n, maxJobs+1)
 	}
 }

@@ -6,200 +6,175 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/qmp"
 )
 
-// lifecycle is what the worker remembers about one QEMU instance to turn
-// QMP events into hvmon events (docs/ARCHITECTURE.md, "Lifecycle"):
+// The lifecycle machines (docs/ARCHITECTURE.md, "Lifecycle mapping").
 //
-//	boot         VSERPORT_CHANGE open for the agent's port, first time in this QEMU
-//	migrate-out  MIGRATION setup/active on a source (the guest still runs)
-//	migrate-in   RESUME on a destination (QEMU sends it just before its
-//	             MIGRATION completed)
-//	snapshot     JOB_STATUS_CHANGE concluded for a snapshot-save job
-//	restore      snapshot-load concluded (reported at once when running,
-//	             else at the next RESUME)
-//	shutdown     SHUTDOWN
-type lifecycle struct {
-	connected      bool
-	running        bool
-	booted         bool
-	incoming       bool // this QEMU was started to receive a migration and has not resumed yet
-	trailingDone   bool // migrate-in was reported; the destination's own "completed" follows
-	migratingOut   bool
-	migratedOut    bool // an outgoing migration completed: this QEMU no longer runs the VM
-	restorePending bool
-	jobs           map[string]string // job id -> type
-	snapshotJobs   int               // snapshot jobs running: their state transfer emits MIGRATION events too
-	facts          map[string]string // remembered observations (last migration, snapshot job)
+// A VM's worker runs every event of the VM's QMP stream through one
+// lifecycle machine: qmpLifecycle (lifecycle_qmp.go) for a QEMU followed
+// over a QMP socket of its own, libvirtLifecycle (lifecycle_libvirt.go) for
+// a libvirt domain, whose stream carries libvirt's lifecycle events too. A
+// machine is a pure value: an event and the answers to the few QMP queries
+// the event alone does not settle go in, the hvmon events to report come
+// out (a transition). It opens no socket, signs nothing and starts no
+// goroutine. The worker (vm.onEvent) does what a transition asks and turns
+// each hvmon event into a report (report.go). lifecycle_test.go runs the
+// recorded event sequences of testdata/lifecycle through both machines.
+
+// lifecycle is a lifecycle machine: what the worker knows of the VM
+// between events.
+type lifecycle interface {
+	// step takes in e, which happened at at, and asks q what e alone does
+	// not say.
+	step(ctx context.Context, q lifecycleQueries, e qmp.Event, at time.Time) transition
+	// facts are the observations the machine remembers for every later
+	// report of the VM: the last migration, the SEV launch values, the
+	// libvirt domain's facts. The caller must not change them.
+	facts() map[string]string
+	// agentSocket is the path of the agent's unix socket as the machine
+	// knows it (the configured one, or the one libvirt's domain XML
+	// names); empty for a VM without an agent.
+	agentSocket() string
+	// periodicDue says whether the guest runs with its agent up (or has
+	// no agent), so that a periodic report is worth making.
+	periodicDue() bool
 }
 
-// onEvent advances the state machine and returns the reports to make.
-func (v *vm) onEvent(ctx context.Context, e qmp.Event) []request {
-	lc := &v.lc
-	if lc.jobs == nil {
-		lc.jobs, lc.facts = map[string]string{}, map[string]string{}
+// newLifecycle returns the lifecycle machine for a VM of cfg's source.
+func newLifecycle(cfg VMConfig) lifecycle {
+	if cfg.Source == SourceLibvirt {
+		return newLibvirtLifecycle(cfg.Agent, cfg.AgentPortID)
 	}
-	at := v.s.opts.Now()
+	return newQMPLifecycle(cfg.Agent, cfg.AgentPortID)
+}
+
+// transition is what a lifecycle machine makes of one event.
+type transition struct {
+	// events are the hvmon events the event gave, in order: one report
+	// each.
+	events []lifecycleEvent
+	// state is the VM's run state as the event shows it ("running",
+	// "paused", "shutoff", ...); empty when the event does not tell.
+	state string
+	// closeAgent says that the agent connection belongs to a QEMU instance
+	// that is gone, or to another socket: the next request dials anew.
+	closeAgent bool
+	// note, when set, is what the machine saw that no report says, for
+	// the worker's log.
+	note *note
+}
+
+// lifecycleEvent is an hvmon event a lifecycle machine found: one report
+// to make.
+type lifecycleEvent struct {
+	event attest.Event
+	at    time.Time         // when it happened (QEMU's timestamp, or the host's clock)
+	facts map[string]string // the event's own facts
+	// noAgent, when set, says why the agent is not asked: the guest is
+	// gone or cannot run. The report's agent status is "none".
+	noAgent string
+}
+
+// note is a line for the worker's log.
+type note struct {
+	level hclog.Level
+	msg   string
+	args  []any
+}
+
+// emit is the transition that reports one hvmon event.
+func emit(event attest.Event, at time.Time, facts map[string]string) transition {
+	return transition{events: []lifecycleEvent{{event: event, at: at, facts: facts}}}
+}
+
+// lifecycleQueries are the QMP queries a lifecycle machine asks while it
+// takes in an event. The worker answers them over its QMP client
+// (clientQueries); the table tests answer them from recorded replies. An
+// error is an answer too: the machine goes on without what it asked for.
+type lifecycleQueries interface {
+	QueryStatus(context.Context) (qmp.Status, error)
+	QueryChardev(context.Context) ([]qmp.ChardevInfo, error)
+	QuerySEV(context.Context) (qmp.SEVInfo, error)
+	QuerySEVLaunchMeasure(context.Context) (string, error)
+	QueryMigrate(context.Context) (qmp.MigrationInfo, error)
+	QueryJobs(context.Context) ([]qmp.JobInfo, error)
+	// LibvirtSnapshots lists the libvirt domain's snapshots created at
+	// since or later (CommandLibvirtSnapshots, filtered by
+	// snapshotsSince). libvirt lists a snapshot only once the guest has
+	// resumed, so over libvirt an empty list is asked for again, for up
+	// to 2 s.
+	LibvirtSnapshots(ctx context.Context, since time.Time) ([]libvirtSnapshot, error)
+}
+
+// libvirtSnapshot is one entry of the answer to CommandLibvirtSnapshots.
+type libvirtSnapshot struct {
+	Name         string `json:"name"`
+	CreationTime int64  `json:"creation_time"` // Unix seconds
+}
+
+// snapshotsSince returns the snapshots of list created at since or later,
+// in list's order.
+func snapshotsSince(list []libvirtSnapshot, since time.Time) []libvirtSnapshot {
+	var out []libvirtSnapshot
+	for _, s := range list {
+		if s.CreationTime >= since.Unix() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// eventTime is when e happened: QEMU's timestamp (or the libvirt
+// transport's), else now, for the QMP client's own events.
+func eventTime(e qmp.Event, now time.Time) time.Time {
 	if e.Timestamp.Seconds > 0 {
-		at = timeOf(e)
+		return time.Unix(e.Timestamp.Seconds, e.Timestamp.Microseconds*1000)
 	}
-	if m := v.s.opts.Metrics; m != nil && e.Event != "" {
-		m.event(v.cfg.Name, e.Event)
-	}
-	req := func(ev attest.Event, facts map[string]string) []request {
-		return []request{{event: ev, at: at, facts: facts}}
-	}
-	str := func(k string) string { s, _ := e.Data[k].(string); return s }
-	v.log.Trace("qmp event", "event", e.Event, "data", e.Data)
-	switch e.Event {
-	case qmp.EventConnected:
-		*lc = lifecycle{connected: true, jobs: map[string]string{}, facts: map[string]string{}}
-		v.qemu = v.qmp.Greeting().QMP.Version.String()
-		st, err := v.qmp.QueryStatus(ctx)
-		if err == nil {
-			lc.running = st.Running
-			lc.incoming = st.Status == "inmigrate"
-			v.setState(st.Status)
-		}
-		// Attached to a VM whose agent is already up: it booted before us.
-		if v.cfg.Agent != "" && !lc.incoming {
-			if cds, err := v.qmp.QueryChardev(ctx); err == nil {
-				for _, cd := range cds {
-					if cd.FrontendOpen && strings.Contains(cd.Filename, v.cfg.Agent) {
-						lc.booted = true
-					}
-				}
-			}
-		}
-		// SEV and SEV-ES guests: record the launch state and measurement
-		// QEMU knows (SEV-SNP and TDX evidence comes from the guest).
-		if sev, err := v.qmp.QuerySEV(ctx); err == nil && sev.Enabled {
-			lc.facts["sev_state"] = sev.State
-			lc.facts["sev_policy"] = strconv.FormatUint(uint64(sev.Policy), 16)
-			if m, err := v.qmp.QuerySEVLaunchMeasure(ctx); err == nil {
-				lc.facts["sev_launch_measure"] = m
-			}
-		}
-		// Without MIGRATION events, hvmon would not see migrations.
-		if err := v.qmp.MigrateSetCapabilities(ctx, qmp.MigrationCapability{Capability: "events", State: true}); err != nil {
-			v.log.Warn("cannot enable migration events", "error", err)
-		}
-		v.setConnected(true)
-	case qmp.EventDisconnected:
-		v.setConnected(false)
-		v.closeAgent()
-		*lc = lifecycle{jobs: map[string]string{}, facts: map[string]string{}}
-	case "VSERPORT_CHANGE":
-		if str("id") == v.cfg.AgentPortID {
-			if open, _ := e.Data["open"].(bool); open && !lc.booted {
-				lc.booted = true
-				if !lc.incoming {
-					return req(attest.EventBoot, nil)
-				}
-			}
-		}
-	case "MIGRATION":
-		switch status := str("status"); {
-		case lc.incoming, lc.snapshotJobs > 0:
-		case lc.trailingDone && status == "completed":
-			lc.trailingDone = false
-		case (status == "setup" || status == "active") && !lc.migratingOut:
-			lc.migratingOut = true
-			return req(attest.EventMigrateOut, map[string]string{"migration_status": status})
-		case status == "completed":
-			lc.migratingOut, lc.migratedOut = false, true
-			if mi, err := v.qmp.QueryMigrate(ctx); err == nil {
-				lc.facts["last_migration_total_ms"] = strconv.FormatInt(mi.TotalTime, 10)
-				lc.facts["last_migration_downtime_ms"] = strconv.FormatInt(mi.Downtime, 10)
-			}
-		case status == "failed" || status == "cancelled":
-			lc.migratingOut = false
-			lc.facts["last_migration_status"] = status
-		}
-		// Not a migrate-out: a hold the gate set is not needed.
-		v.hold.release("not a migrate-out")
-	case "STOP":
-		lc.running = false
-		v.setState("paused")
-	case "RESUME":
-		lc.running = true
-		v.setState("running")
-		switch {
-		case lc.incoming:
-			lc.incoming, lc.booted, lc.trailingDone = false, true, true
-			return req(attest.EventMigrateIn, nil)
-		case lc.restorePending:
-			lc.restorePending = false
-			return req(attest.EventRestore, nil)
-		}
-	case "SHUTDOWN":
-		lc.running = false
-		v.setState("shutdown")
-		if lc.migratedOut {
-			// The source QEMU exits after handing the VM over: the VM did
-			// not shut down; its destination reports from now on.
-			v.log.Info("source QEMU ended after an outgoing migration", "reason", str("reason"))
-			return nil
-		}
-		return req(attest.EventShutdown, map[string]string{"shutdown_reason": str("reason")})
-	case "JOB_STATUS_CHANGE":
-		id, status := str("id"), str("status")
-		if _, known := lc.jobs[id]; !known || status == "concluded" {
-			if jobs, err := v.qmp.QueryJobs(ctx); err == nil {
-				if len(lc.jobs) >= maxJobs {
-					clear(lc.jobs) // a QEMU listing endless jobs costs re-queries, not memory
-				}
-				for _, j := range jobs {
-					if j.Type != "" && (len(lc.jobs) < maxJobs || j.ID == id) {
-						lc.jobs[j.ID] = j.Type
-					}
-				}
-			}
-		}
-		typ := lc.jobs[id]
-		snap := typ == "snapshot-save" || typ == "snapshot-load"
-		if status == "created" && snap {
-			lc.snapshotJobs++
-		}
-		if status != "concluded" {
-			return nil
-		}
-		delete(lc.jobs, id)
-		if snap && lc.snapshotJobs > 0 {
-			lc.snapshotJobs--
-		}
-		facts := map[string]string{"job_id": id, "job_type": typ}
-		switch typ {
-		case "snapshot-save":
-			return req(attest.EventSnapshot, facts)
-		case "snapshot-load":
-			if lc.running {
-				return req(attest.EventRestore, facts)
-			}
-			lc.restorePending = true
-		}
-	}
-	return nil
+	return now
 }
 
-// maxJobs bounds the job types a VM's lifecycle remembers.
-const maxJobs = 256
-
-// timeOf is when QEMU says the event happened.
-func timeOf(e qmp.Event) time.Time {
-	return time.Unix(e.Timestamp.Seconds, e.Timestamp.Microseconds*1000)
+// dataString is e's datum key when it is a string, else "".
+func dataString(e qmp.Event, key string) string {
+	s, _ := e.Data[key].(string)
+	return s
 }
 
-func (v *vm) setConnected(c bool) {
-	v.mu.Lock()
-	v.connected = c
-	v.mu.Unlock()
+// portOpened says whether e is a VSERPORT_CHANGE by which the guest opens
+// the virtserialport with QEMU device id port.
+func portOpened(e qmp.Event, port string) bool {
+	open, _ := e.Data["open"].(bool)
+	return e.Event == "VSERPORT_CHANGE" && open && dataString(e, "id") == port
 }
 
-func (v *vm) setState(s string) {
-	v.mu.Lock()
-	v.state = s
-	v.mu.Unlock()
+// chardevOpen says whether query-chardev shows the guest side of the
+// agent's port open: the frontend of the chardev on the agent's socket.
+func chardevOpen(cds []qmp.ChardevInfo, agent string) bool {
+	for _, cd := range cds {
+		if cd.FrontendOpen && strings.Contains(cd.Filename, agent) {
+			return true
+		}
+	}
+	return false
+}
+
+// migrationStarts says whether a MIGRATION status is the start of a
+// migration.
+func migrationStarts(status string) bool { return status == "setup" || status == "active" }
+
+// rememberMigrationEnd records in facts how an outgoing migration ended:
+// for "completed", its total time and downtime (query-migrate); for
+// "failed" or "cancelled", the status.
+func rememberMigrationEnd(ctx context.Context, q lifecycleQueries, facts map[string]string, status string) {
+	if status != "completed" {
+		facts["last_migration_status"] = status
+		return
+	}
+	if mi, err := q.QueryMigrate(ctx); err == nil {
+		facts["last_migration_total_ms"] = strconv.FormatInt(mi.TotalTime, 10)
+		facts["last_migration_downtime_ms"] = strconv.FormatInt(mi.Downtime, 10)
+	}
 }

@@ -2,8 +2,9 @@ package host
 
 import (
 	"context"
-	"strconv"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/qmp"
@@ -33,11 +34,11 @@ const (
 // SourceLibvirt marks a VMConfig whose QMP stream comes from libvirt.
 const SourceLibvirt = "libvirt"
 
-// libvirtLifecycle is the state a libvirt domain's worker keeps between
-// events. libvirt's lifecycle events classify what happened (a save, a
-// restore, a snapshot revert) where QEMU's own events are ambiguous: a
-// save, an internal snapshot and a live migration all start as MIGRATION
-// events. The mapping (docs/ARCHITECTURE.md, "libvirt"):
+// libvirtLifecycle is the lifecycle machine of a libvirt domain. libvirt's
+// lifecycle events classify what happened (a save, a restore, a snapshot
+// revert) where QEMU's own events are ambiguous: a save, an internal
+// snapshot and a live migration all start as MIGRATION events. The mapping
+// (docs/ARCHITECTURE.md, "Lifecycle mapping (libvirt, as implemented)"):
 //
 //	boot         started/booted, reported when the agent's port opens
 //	migrate-out  MIGRATION setup/active while the guest runs
@@ -47,7 +48,20 @@ const SourceLibvirt = "libvirt"
 //	restore      started/restored or started/from_snapshot, reported at
 //	             resumed
 //	shutdown     stopped/* other than migrated, saved and from_snapshot
+//
+// Unlike qmpLifecycle, it keeps what it knows across reconnections (a
+// libvirtd restart does not restart QEMU): the domain's descriptions tell
+// it what changed meanwhile.
 type libvirtLifecycle struct {
+	agent      string            // the agent channel's socket, from the domain XML (libvirt may pick a new one per start)
+	port       string            // the channel's device alias
+	remembered map[string]string // the domain's facts, and the last migration's
+	inst       libvirtInstance
+}
+
+// libvirtInstance is what the machine knows of the domain's current QEMU
+// instance.
+type libvirtInstance struct {
 	id          int64 // libvirt domain id of the QEMU instance; -1 when none
 	running     bool
 	booted      bool      // the agent's port opened in this instance
@@ -62,161 +76,151 @@ type libvirtLifecycle struct {
 	stopReported bool
 }
 
-func newLibvirtLifecycle() libvirtLifecycle { return libvirtLifecycle{id: -1} }
+// noInstance is the instance of a domain that runs no QEMU.
+func noInstance() libvirtInstance { return libvirtInstance{id: -1} }
 
-// onLibvirtEvent advances a libvirt domain's state machine and returns the
-// reports to make.
-func (v *vm) onLibvirtEvent(ctx context.Context, e qmp.Event) []request {
-	lc := &v.llc
-	if v.lc.facts == nil {
-		v.lc.facts = map[string]string{}
-	}
-	at := v.s.opts.Now()
-	if e.Timestamp.Seconds > 0 {
-		at = timeOf(e)
-	}
-	if m := v.s.opts.Metrics; m != nil && e.Event != "" {
-		m.event(v.cfg.Name, e.Event)
-	}
-	str := func(k string) string { s, _ := e.Data[k].(string); return s }
-	req := func(ev attest.Event, facts map[string]string) []request {
-		return []request{{event: ev, at: at, facts: facts}}
-	}
-	v.log.Trace("libvirt event", "event", e.Event, "data", e.Data)
+func newLibvirtLifecycle(agent, port string) *libvirtLifecycle {
+	return &libvirtLifecycle{agent: agent, port: port, remembered: map[string]string{}, inst: noInstance()}
+}
+
+func (lc *libvirtLifecycle) facts() map[string]string { return lc.remembered }
+
+func (lc *libvirtLifecycle) agentSocket() string { return lc.agent }
+
+func (lc *libvirtLifecycle) periodicDue() bool {
+	return lc.inst.running && (lc.inst.booted || lc.agent == "")
+}
+
+func (lc *libvirtLifecycle) step(ctx context.Context, q lifecycleQueries, e qmp.Event, at time.Time) transition {
+	in := &lc.inst
 	switch e.Event {
-	case qmp.EventConnected:
-		v.qemu = v.qmp.Greeting().QMP.Version.String()
-		v.setConnected(true)
-	case qmp.EventDisconnected:
-		v.setConnected(false)
 	case EventLibvirtDomain:
-		return v.libvirtDomain(e.Data, at)
+		return lc.describe(e.Data, at)
 	case EventLibvirtLifecycle:
-		event, detail := str("event"), str("detail")
-		facts := map[string]string{"libvirt_event": event + "/" + detail}
-		switch event {
-		case "started":
-			id := lc.id
-			*lc = newLibvirtLifecycle()
-			lc.id, lc.running = id, true
-			v.closeAgent() // a new QEMU instance: a new agent socket
-			v.setState("running")
-			switch detail {
-			case "migrated":
-				lc.incoming = true
-			case "restored", "from_snapshot":
-				lc.restore = detail
-			default:
-				if v.cfg.Agent == "" {
-					lc.booted = true
-					return req(attest.EventBoot, facts)
-				}
-			}
-		case "resumed":
-			lc.running = true
-			v.setState("running")
-			switch {
-			case lc.incoming:
-				lc.incoming, lc.booted = false, true
-				return req(attest.EventMigrateIn, facts)
-			case lc.restore != "":
-				facts["restore_from"] = lc.restore
-				lc.restore, lc.booted = "", true
-				return req(attest.EventRestore, facts)
-			case lc.pausedSave:
-				// A state transfer while paused, then resumed in the same
-				// QEMU: an internal snapshot (savevm).
-				lc.pausedSave = false
-				if name := v.libvirtSnapshotSince(ctx, lc.pausedAt); name != "" {
-					facts["snapshot"] = name
-				}
-				return req(attest.EventSnapshot, facts)
-			}
-		case "suspended":
-			lc.running, lc.pausedAt = false, at
-			v.setState("paused")
-		case "stopped":
-			if lc.stopReported {
-				// The stop was already reported from the description sent
-				// on reconnecting; libvirt's own event came after it.
-				lc.stopReported = false
-				return nil
-			}
-			reportedOut := lc.migrating || lc.migratedOut
-			*lc = newLibvirtLifecycle()
-			v.closeAgent()
-			v.setState("shutoff")
-			switch detail {
-			case "migrated":
-				// Handed over to the destination, which reports from now on.
-				// A migration of a paused guest gave no migrate-out yet.
-				if !reportedOut {
-					return []request{{event: attest.EventMigrateOut, at: at, facts: facts,
-						noAgent: "the guest was paused during the migration; no agent to ask"}}
-				}
-				return nil
-			case "from_snapshot":
-				return nil // a snapshot revert: the new instance reports the restore
-			case "saved":
-				return []request{{event: attest.EventSnapshot, at: at, facts: facts,
-					noAgent: "the guest was saved to a file and stopped; no agent to ask"}}
-			}
-			facts["shutdown_reason"] = detail
-			return req(attest.EventShutdown, facts)
-		}
+		return lc.lifecycle(ctx, q, dataString(e, "event"), dataString(e, "detail"), at)
 	case "VSERPORT_CHANGE":
-		if str("id") == v.cfg.AgentPortID {
-			if open, _ := e.Data["open"].(bool); open && !lc.booted {
-				lc.booted = true
-				if !lc.incoming && lc.restore == "" && lc.running {
-					return req(attest.EventBoot, nil)
-				}
+		if portOpened(e, lc.port) && !in.booted {
+			in.booted = true
+			if !in.incoming && in.restore == "" && in.running {
+				return emit(attest.EventBoot, at, nil)
 			}
 		}
 	case "MIGRATION":
-		switch status := str("status"); {
-		case lc.incoming || lc.restore != "":
-			// the incoming side of a migration or restore
-		case (status == "setup" || status == "active") && !lc.running:
-			lc.pausedSave = true
-		case (status == "setup" || status == "active") && !lc.migrating:
-			lc.migrating = true
-			return req(attest.EventMigrateOut, map[string]string{"migration_status": status})
-		case status == "completed" && lc.migrating:
-			lc.migrating, lc.migratedOut = false, true
-			if mi, err := v.qmp.QueryMigrate(ctx); err == nil {
-				v.lc.facts["last_migration_total_ms"] = strconv.FormatInt(mi.TotalTime, 10)
-				v.lc.facts["last_migration_downtime_ms"] = strconv.FormatInt(mi.Downtime, 10)
-			}
+		switch status := dataString(e, "status"); {
+		case in.incoming || in.restore != "":
+			// The incoming side of a migration or restore.
+		case migrationStarts(status) && !in.running:
+			in.pausedSave = true
+		case migrationStarts(status) && !in.migrating:
+			in.migrating = true
+			return emit(attest.EventMigrateOut, at, map[string]string{"migration_status": status})
+		case status == "completed" && in.migrating:
+			in.migrating, in.migratedOut = false, true
+			rememberMigrationEnd(ctx, q, lc.remembered, status)
 		case status == "failed" || status == "cancelled":
-			lc.migrating, lc.pausedSave = false, false
-			v.lc.facts["last_migration_status"] = status
+			in.migrating, in.pausedSave = false, false
+			rememberMigrationEnd(ctx, q, lc.remembered, status)
 		}
-		// Not a migrate-out: a hold the gate set is not needed.
-		v.hold.release("not a migrate-out")
 	}
-	return nil
+	return transition{}
 }
 
-// libvirtDomain takes in the transport's description of the domain's
-// current QEMU instance. After a reconnection it reports what happened
-// while hvmon could not see the domain (libvirtd restarting): a domain that
-// stopped, or one that runs another QEMU instance than before.
-func (v *vm) libvirtDomain(d map[string]any, at time.Time) []request {
-	lc := &v.llc
-	if p, ok := d["agent_path"].(string); ok && p != "" {
-		if p != v.cfg.Agent {
-			v.closeAgent()
+// lifecycle takes in a libvirt lifecycle event. Every report it gives
+// carries the event as fact libvirt_event.
+func (lc *libvirtLifecycle) lifecycle(ctx context.Context, q lifecycleQueries, event, detail string, at time.Time) transition {
+	facts := map[string]string{"libvirt_event": event + "/" + detail}
+	in := &lc.inst
+	switch event {
+	case "started":
+		// A new QEMU instance, with a new agent socket.
+		lc.inst = libvirtInstance{id: in.id, running: true}
+		t := transition{state: "running", closeAgent: true}
+		switch detail {
+		case "migrated":
+			in.incoming = true
+		case "restored", "from_snapshot":
+			in.restore = detail
+		default:
+			if lc.agent == "" {
+				in.booted = true
+				t.events = []lifecycleEvent{{event: attest.EventBoot, at: at, facts: facts}}
+			}
 		}
-		v.cfg.Agent = p
+		return t
+	case "resumed":
+		in.running = true
+		var t transition
+		switch {
+		case in.incoming:
+			in.incoming, in.booted = false, true
+			t = emit(attest.EventMigrateIn, at, facts)
+		case in.restore != "":
+			facts["restore_from"] = in.restore
+			in.restore, in.booted = "", true
+			t = emit(attest.EventRestore, at, facts)
+		case in.pausedSave:
+			// A state transfer while paused, then resumed in the same
+			// QEMU: an internal snapshot (savevm).
+			in.pausedSave = false
+			if name := newestSnapshot(ctx, q, in.pausedAt); name != "" {
+				facts["snapshot"] = name
+			}
+			t = emit(attest.EventSnapshot, at, facts)
+		}
+		t.state = "running"
+		return t
+	case "suspended":
+		in.running, in.pausedAt = false, at
+		return transition{state: "paused"}
+	case "stopped":
+		if in.stopReported {
+			// The stop was already reported from the description sent
+			// on reconnecting; libvirt's own event came after it.
+			in.stopReported = false
+			return transition{}
+		}
+		reportedOut := in.migrating || in.migratedOut
+		lc.inst = noInstance()
+		t := transition{state: "shutoff", closeAgent: true}
+		switch detail {
+		case "migrated":
+			// Handed over to the destination, which reports from now on.
+			// A migration of a paused guest gave no migrate-out yet.
+			if !reportedOut {
+				t.events = []lifecycleEvent{{event: attest.EventMigrateOut, at: at, facts: facts,
+					noAgent: "the guest was paused during the migration; no agent to ask"}}
+			}
+		case "from_snapshot":
+			// A snapshot revert: the new instance reports the restore.
+		case "saved":
+			t.events = []lifecycleEvent{{event: attest.EventSnapshot, at: at, facts: facts,
+				noAgent: "the guest was saved to a file and stopped; no agent to ask"}}
+		default:
+			facts["shutdown_reason"] = detail
+			t.events = []lifecycleEvent{{event: attest.EventShutdown, at: at, facts: facts}}
+		}
+		return t
+	}
+	return transition{}
+}
+
+// describe takes in the transport's description of the domain's current
+// QEMU instance (EventLibvirtDomain). After a reconnection it reports what
+// happened while hvmon could not see the domain (libvirtd restarting): a
+// domain that stopped, or one that runs another QEMU instance than before.
+func (lc *libvirtLifecycle) describe(d map[string]any, at time.Time) transition {
+	var t transition
+	if p, ok := d["agent_path"].(string); ok && p != "" {
+		t.closeAgent = p != lc.agent
+		lc.agent = p
 	}
 	if a, ok := d["agent_alias"].(string); ok && a != "" {
-		v.cfg.AgentPortID = a
+		lc.port = a
 	}
 	if f, ok := d["facts"].(map[string]any); ok {
 		for k, val := range f {
 			if s, ok := val.(string); ok {
-				v.lc.facts[k] = s
+				lc.remembered[k] = s
 			}
 		}
 	}
@@ -226,68 +230,54 @@ func (v *vm) libvirtDomain(d map[string]any, at time.Time) []request {
 	}
 	state, _ := d["state"].(string)
 	agentOpen, _ := d["agent_open"].(bool)
-	var out []request
-	if lc.id >= 0 && id != lc.id {
+	unobserved := func(event attest.Event, facts map[string]string) {
+		facts["observed"] = "after reconnecting to libvirt"
+		t.events = append(t.events, lifecycleEvent{event: event, at: at, facts: facts})
+	}
+	in := &lc.inst
+	if in.id >= 0 && id != in.id {
 		// Not the QEMU instance followed so far: the domain stopped, or
 		// stopped and started again, while hvmon could not see it.
-		v.log.Warn("domain changed while unobserved", "old_id", lc.id, "new_id", id, "state", state)
-		out = append(out, request{event: attest.EventShutdown, at: at, facts: map[string]string{
-			"shutdown_reason": "unobserved", "observed": "after reconnecting to libvirt"}})
-		*lc = newLibvirtLifecycle()
-		lc.stopReported = id < 0
-		v.closeAgent()
-		if id >= 0 && (agentOpen || v.cfg.Agent == "") {
-			out = append(out, request{event: attest.EventBoot, at: at, facts: map[string]string{
-				"observed": "after reconnecting to libvirt"}})
+		t.note = &note{hclog.Warn, "domain changed while unobserved", []any{"old_id", in.id, "new_id", id, "state", state}}
+		unobserved(attest.EventShutdown, map[string]string{"shutdown_reason": "unobserved"})
+		lc.inst = noInstance()
+		in.stopReported = id < 0
+		t.closeAgent = true
+		if id >= 0 && (agentOpen || lc.agent == "") {
+			unobserved(attest.EventBoot, map[string]string{})
 		}
 	}
-	if lc.id >= 0 && id == lc.id && agentOpen && !lc.booted && !lc.incoming && lc.restore == "" {
+	if in.id >= 0 && id == in.id && agentOpen && !in.booted && !in.incoming && in.restore == "" {
 		// The same instance, whose agent came up while hvmon could not see
 		// its port open.
-		out = append(out, request{event: attest.EventBoot, at: at, facts: map[string]string{
-			"observed": "after reconnecting to libvirt"}})
+		unobserved(attest.EventBoot, map[string]string{})
 	}
-	lc.id = id
-	lc.running = state == "running"
+	in.id = id
+	in.running = state == "running"
 	if state != "" {
-		v.setState(state)
+		t.state = state
 	}
-	if agentOpen || (id >= 0 && v.cfg.Agent == "") {
-		lc.booted = true
+	if agentOpen || (id >= 0 && lc.agent == "") {
+		in.booted = true
 	}
-	return out
+	return t
 }
 
-// libvirtSnapshotSince names the snapshot libvirt made for a snapshot
-// event: the newest whose creation time is not before the pause that began
-// it (libvirt stamps the time when the request starts, and lists the
-// snapshot only once the guest has resumed, so it is asked a few times).
-// It returns "" when libvirt lists none: a name is never guessed.
-func (v *vm) libvirtSnapshotSince(ctx context.Context, paused time.Time) string {
-	since := paused.Add(-2 * time.Second).Unix()
-	for try := 0; try < 10; try++ {
-		var list []struct {
-			Name         string `json:"name"`
-			CreationTime int64  `json:"creation_time"`
-		}
-		if err := v.qmp.Execute(ctx, CommandLibvirtSnapshots, nil, &list); err != nil {
-			v.log.Debug("cannot list snapshots", "error", err)
-			return ""
-		}
-		best, bestAt := "", int64(0)
-		for _, s := range list {
-			if s.CreationTime >= since && s.CreationTime >= bestAt {
-				best, bestAt = s.Name, s.CreationTime
-			}
-		}
-		if best != "" {
-			return best
-		}
-		select {
-		case <-ctx.Done():
-			return ""
-		case <-time.After(200 * time.Millisecond):
+// newestSnapshot names the snapshot libvirt made for a snapshot event: the
+// newest whose creation time is not before the pause that began it
+// (libvirt stamps the time when the request starts; 2 s allow for its
+// clock's whole seconds). It returns "" when libvirt lists none: a name is
+// never guessed.
+func newestSnapshot(ctx context.Context, q lifecycleQueries, paused time.Time) string {
+	list, err := q.LibvirtSnapshots(ctx, paused.Add(-2*time.Second))
+	if err != nil {
+		return ""
+	}
+	best, bestAt := "", int64(0)
+	for _, s := range list {
+		if s.CreationTime >= bestAt {
+			best, bestAt = s.Name, s.CreationTime
 		}
 	}
-	return ""
+	return best
 }

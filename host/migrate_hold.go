@@ -347,7 +347,7 @@ func (v *vm) gate(ctx context.Context, in <-chan qmp.Event, out *dropq.Queue[qmp
 }
 
 func (v *vm) gateEvent(ctx context.Context, g *gateState, e qmp.Event) {
-	str := func(k string) string { s, _ := e.Data[k].(string); return s }
+	str := func(k string) string { return dataString(e, k) }
 	libvirt := v.cfg.Source == SourceLibvirt
 	switch e.Event {
 	case qmp.EventConnected:
@@ -362,11 +362,7 @@ func (v *vm) gateEvent(ctx context.Context, g *gateState, e qmp.Event) {
 			}
 			if g.hasAgent && !g.paused {
 				if cds, err := v.qmp.QueryChardev(cctx); err == nil {
-					for _, cd := range cds {
-						if cd.FrontendOpen && strings.Contains(cd.Filename, v.cfg.Agent) {
-							g.portOpen = true
-						}
-					}
+					g.portOpen = chardevOpen(cds, v.cfg.Agent)
 				}
 			}
 			cancel()
@@ -424,11 +420,7 @@ func (v *vm) gateEvent(ctx context.Context, g *gateState, e qmp.Event) {
 			case !g.portOpen:
 				why = "the agent's port is not open"
 			}
-			at := time.Now()
-			if e.Timestamp.Seconds > 0 {
-				at = timeOf(e)
-			}
-			v.hold.start(at, why == "", g.paused, why)
+			v.hold.start(eventTime(e, time.Now()), why == "", g.paused, why)
 		case "pre-switchover", "device", "postcopy-active":
 			v.hold.switchover()
 		case "completed":

@@ -7,14 +7,12 @@ package host
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -365,9 +363,8 @@ type vm struct {
 	aconn net.Conn
 	seq   uint64
 	prev  *attest.Digest
-	qemu  string
-	lc    lifecycle
-	llc   libvirtLifecycle
+	qemu  string         // QEMU's version, from the QMP greeting
+	lc    lifecycle      // what the worker knows of the VM between events
 	hold  *migrationHold // shared by the gate and the worker
 }
 
@@ -390,11 +387,7 @@ func (v *vm) run() {
 	}()
 	v.qmp = qmp.New(v.cfg.QMP, qmp.Options{Logger: v.log.Named("qmp"), Reconnect: true, Dial: v.cfg.Dial})
 	v.hold = newMigrationHold(v, v.s.opts.MigrationHold)
-	onEvent := v.onEvent
-	if v.cfg.Source == SourceLibvirt {
-		v.llc = newLibvirtLifecycle()
-		onEvent = v.onLibvirtEvent
-	}
+	v.lc = newLifecycle(v.cfg)
 	defer v.qmp.Disconnect()
 	defer v.hold.close() // before the client goes: a hold never outlives the worker
 	defer v.closeAgent()
@@ -420,12 +413,12 @@ func (v *vm) run() {
 				return
 			}
 			made := time.Now()
-			for _, r := range onEvent(ctx, e) {
+			for _, r := range v.onEvent(ctx, e) {
 				r.made = made
 				v.handle(ctx, r)
 			}
 		case <-tick:
-			if v.periodicDue() {
+			if v.lc.periodicDue() {
 				v.handle(ctx, request{event: attest.EventPeriodic, at: v.s.opts.Now(), made: time.Now()})
 			}
 		case r := <-v.requests:
@@ -440,15 +433,6 @@ func forward(ctx context.Context, q *dropq.Queue[qmp.Event]) <-chan qmp.Event {
 	out := make(chan qmp.Event)
 	go q.Forward(ctx, out, qmp.DroppedEvent)
 	return out
-}
-
-// periodicDue says whether the VM runs with its agent up (or has no agent),
-// so that a periodic report is worth making.
-func (v *vm) periodicDue() bool {
-	if v.cfg.Source == SourceLibvirt {
-		return v.llc.running && (v.llc.booted || v.cfg.Agent == "")
-	}
-	return v.lc.running && (v.lc.booted || v.cfg.Agent == "")
 }
 
 // connectLoop makes the first QMP connection (later ones are the client's
@@ -472,238 +456,94 @@ func (v *vm) connectLoop(ctx context.Context) {
 	}
 }
 
-// handle makes one report and answers the request.
-func (v *vm) handle(ctx context.Context, r request) {
-	start := time.Now()
-	if r.made.IsZero() {
-		r.made = start
+// onEvent runs one event of the VM's QMP stream through its lifecycle
+// machine, does what the machine's transition asks, and returns the
+// reports to make.
+func (v *vm) onEvent(ctx context.Context, e qmp.Event) []request {
+	if m := v.s.opts.Metrics; m != nil && e.Event != "" {
+		m.event(v.cfg.Name, e.Event)
 	}
-	tm := Timing{VM: v.cfg.Name, Event: r.event, Queued: start.Sub(r.made)}
-	e, err := v.report(ctx, r, &tm)
-	tm.Err, tm.Total = err, time.Since(r.made)
-	if m := v.s.opts.Metrics; m != nil {
-		m.observe(v.cfg.Name, r.event, err, tm.Total)
-	}
-	logTiming(v.log, &tm)
-	if v.s.opts.Trace != nil {
-		v.s.opts.Trace(tm)
-	}
-	if err != nil {
-		v.log.Error("report failed", "event", r.event, "error", err)
+	if v.cfg.Source == SourceLibvirt {
+		v.log.Trace("libvirt event", "event", e.Event, "data", e.Data)
 	} else {
-		v.mu.Lock()
-		v.lastEvent, v.lastAt = r.event, e.Time
-		v.mu.Unlock()
+		v.log.Trace("qmp event", "event", e.Event, "data", e.Data)
 	}
-	if r.done != nil {
-		r.done <- result{e, err}
+	if e.Event == qmp.EventConnected {
+		v.qemu = v.qmp.Greeting().QMP.Version.String()
 	}
-}
-
-func (v *vm) closeAgent() {
-	if v.aconn != nil {
-		v.aconn.Close()
-		v.aconn, v.agent = nil, nil
-	}
-}
-
-// attestAgent asks the agent for guest evidence, reconnecting first when
-// needed. It returns the evidence and the agent status for observations.
-func (v *vm) attestAgent(ctx context.Context, nonce []byte, event attest.Event, tm *Timing) ([]byte, attest.AgentStatus, string) {
-	if v.cfg.Agent == "" {
-		return nil, "none", "no agent configured for this VM"
-	}
-	ctx, cancel := context.WithTimeout(ctx, v.s.opts.AgentTimeout)
-	defer cancel()
-	for attempt := 0; attempt < 2; attempt++ {
-		if v.agent == nil {
-			t0 := time.Now()
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "unix", v.cfg.Agent)
-			if err != nil {
-				return nil, "unavailable", fmt.Sprintf("connecting to the agent socket: %v", err)
-			}
-			v.aconn, v.agent = c, agentproto.NewClient(c)
-			tm.Redials++
-			// The first call would sync by itself; doing it here times it apart.
-			err = v.agent.Sync(ctx)
-			tm.AgentConnect += time.Since(t0)
-			if err != nil {
-				v.closeAgent()
-				if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
-					return nil, "timeout", err.Error()
-				}
-				if attempt == 1 {
-					return nil, "unavailable", err.Error()
-				}
-				continue // a broken connection: redial once
-			}
-		}
-		t0 := time.Now()
-		res, err := v.agent.Attest(ctx, agentproto.AttestArgs{Nonce: nonce, Event: event, VM: v.cfg.Name, Regions: v.cfg.Regions})
-		tm.Agent += time.Since(t0)
-		if err == nil {
-			return res.Evidence, "ok", ""
-		}
-		var perr *agentproto.Error
-		switch {
-		case errors.As(err, &perr):
-			return nil, "error", perr.Error()
-		case errors.Is(err, agentproto.ErrBadReply):
-			return nil, "error", err.Error()
-		case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
-			v.closeAgent()
-			return nil, "timeout", err.Error()
-		}
-		// A broken connection (QEMU restarted the chardev): redial once.
+	t := v.lc.step(ctx, clientQueries{v.qmp, v.log}, e, eventTime(e, v.s.opts.Now()))
+	if t.closeAgent {
 		v.closeAgent()
-		if attempt == 1 {
-			return nil, "unavailable", err.Error()
+	}
+	if t.state != "" {
+		v.setState(t.state)
+	}
+	if n := t.note; n != nil {
+		v.log.Log(n.level, n.msg, n.args...)
+	}
+	switch e.Event {
+	case qmp.EventConnected:
+		// Without MIGRATION events, hvmon would not see migrations. (libvirt
+		// sets the migration capabilities of its domains itself.)
+		if v.cfg.Source != SourceLibvirt {
+			if err := v.qmp.MigrateSetCapabilities(ctx, qmp.MigrationCapability{Capability: "events", State: true}); err != nil {
+				v.log.Warn("cannot enable migration events", "error", err)
+			}
+		}
+		v.setConnected(true)
+	case qmp.EventDisconnected:
+		v.setConnected(false)
+	case "MIGRATION":
+		if !slices.ContainsFunc(t.events, func(le lifecycleEvent) bool { return le.event == attest.EventMigrateOut }) {
+			// Not a migrate-out: a hold the gate set is not needed.
+			v.hold.release("not a migrate-out")
 		}
 	}
-	return nil, "unavailable", "unreachable"
+	reqs := make([]request, len(t.events))
+	for i, le := range t.events {
+		reqs[i] = request{event: le.event, at: le.at, facts: le.facts, noAgent: le.noAgent}
+	}
+	return reqs
 }
 
-// report makes, signs and stores one report.
-func (v *vm) report(ctx context.Context, r request, tm *Timing) (Entry, error) {
-	o := v.s.opts
-	nonce := r.nonce
-	if nonce == nil {
-		nonce = make([]byte, attest.NonceSize)
-		if _, err := rand.Read(nonce); err != nil {
-			return Entry{}, err
+// clientQueries answers a lifecycle machine's queries over the worker's
+// QMP client.
+type clientQueries struct {
+	*qmp.Client
+	log hclog.Logger
+}
+
+var _ lifecycleQueries = clientQueries{}
+
+// LibvirtSnapshots asks the libvirt transport for the domain's snapshots
+// created at since or later, up to 10 times 200 ms apart while it lists
+// none.
+func (c clientQueries) LibvirtSnapshots(ctx context.Context, since time.Time) ([]libvirtSnapshot, error) {
+	for try := 1; ; try++ {
+		var list []libvirtSnapshot
+		if err := c.Execute(ctx, CommandLibvirtSnapshots, nil, &list); err != nil {
+			c.log.Debug("cannot list snapshots", "error", err)
+			return nil, err
+		}
+		if list = snapshotsSince(list, since); len(list) > 0 || try == 10 {
+			return list, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	facts := map[string]string{}
-	maps.Copy(facts, v.lc.facts)
-	maps.Copy(facts, r.facts)
-	if v.cfg.UUID != "" {
-		facts["vm_uuid"] = v.cfg.UUID
-	}
-	if v.qemu != "" {
-		facts["qemu"] = v.qemu
-	}
-	if o.Hooks != nil {
-		if evs := o.Hooks.Pending(v.cfg.Name); len(evs) > 0 {
-			ops := make([]string, len(evs))
-			for i, e := range evs {
-				ops[i] = e.Op + "/" + e.SubOp
-			}
-			facts["libvirt_hooks"] = strings.Join(ops, ",")
-			facts["libvirt_hook_xml_sha3"] = evs[len(evs)-1].XMLSHA3
-		}
-	}
-	// query-status runs beside the agent's round trip, which dominates a
-	// report's latency, rather than before it; a QEMU that does not answer
-	// delays the report by at most qmp.DefaultTimeout.
-	var qmpStatus string
-	statusDone := make(chan struct{})
-	go func() {
-		defer close(statusDone)
-		t0 := time.Now()
-		sctx, cancel := context.WithTimeout(ctx, qmp.DefaultTimeout)
-		defer cancel()
-		if st, err := v.qmp.QueryStatus(sctx); err == nil {
-			qmpStatus = st.Status
-		} else {
-			qmpStatus = "unknown: " + err.Error()
-		}
-		tm.Status = time.Since(t0)
-	}()
-	obs := &attest.Observations{Host: o.HostName, EventAt: r.at.Truncate(time.Millisecond).UTC(), Facts: facts}
-	var guest []byte
-	var t0 time.Time
-	switch {
-	case r.noAgent != "":
-		obs.Agent, obs.Detail = "none", r.noAgent
-	case r.event == attest.EventShutdown:
-		obs.Agent, obs.Detail = "none", "the guest has shut down; no agent to ask"
-	default:
-		actx, done := ctx, func() {}
-		if r.event == attest.EventMigrateOut {
-			// The source may stop for the switchover (when the hold could
-			// not be set, or was skipped): the agent cannot answer then.
-			actx, done = v.hold.agentContext(ctx)
-		}
-		ev, status, detail := v.attestAgent(actx, nonce, r.event, tm)
-		if ev == nil && errors.Is(context.Cause(actx), errSourceStopped) {
-			status, detail = "unavailable", errSourceStopped.Error()
-		}
-		done()
-		if r.event == attest.EventMigrateOut {
-			// Asked first, released first: the migration goes on before
-			// anything else the report needs.
-			v.hold.release("the agent was asked: " + string(status))
-		}
-		obs.Agent, obs.Detail = status, detail
-		if ev != nil {
-			t0 = time.Now()
-			g, err := attest.CheckGuestEvidence(ev, nonce, r.event, v.cfg.Name, attest.VerifyOptions{Evidence: o.Evidence, Now: o.Now()})
-			tm.Check = time.Since(t0)
-			if err != nil {
-				obs.Agent, obs.Detail = "bad-evidence", err.Error()
-				facts["rejected_evidence_hash"] = attest.ReportHash(ev).String()
-				facts["rejected_evidence_size"] = strconv.Itoa(len(ev))
-			} else {
-				guest = ev
-				if m := o.Metrics; m != nil {
-					for _, c := range g.Claims {
-						if len(c.Snapshot.Changed) > 0 {
-							m.regionChanged(v.cfg.Name, c.Region.ID)
-						}
-					}
-				}
-			}
-		}
-	}
-	if r.event == attest.EventMigrateOut {
-		v.hold.release("migrate-out reported") // when the agent was not asked
-		maps.Copy(facts, v.hold.facts())
-	}
-	obs.Detail = fitText(obs.Detail) // agent and QEMU text, bounded before it is logged too
-	if obs.Agent != "ok" {
-		if m := o.Metrics; m != nil {
-			m.agentFailure(v.cfg.Name, string(obs.Agent))
-		}
-		v.log.Warn("no guest evidence", "event", r.event, "agent", obs.Agent, "detail", obs.Detail)
-	}
-	<-statusDone
-	facts["qmp_status"] = qmpStatus
-	t0 = time.Now()
-	claims, err := v.measureHost(ctx)
-	tm.HostRegions = since(&t0)
-	if err != nil {
-		facts["host_measure_error"] = err.Error()
-		v.log.Warn("host-measured regions failed", "error", err)
-	}
-	now := o.Now().Truncate(time.Second).UTC()
-	rep := &attest.Report{
-		IssuedAt: now, ExpiresAt: now.Add(o.TTL), Nonce: nonce, Event: r.event, Workload: v.cfg.Name,
-		Platform: "host", Attester: attest.Identity{Name: o.HostName}, Seq: v.seq, Prev: v.prev,
-		Guest: guest, Host: obs, Claims: claims,
-	}
-	t0 = time.Now()
-	signed, err := signReport(o.Signer, rep) // fits the observations; never drops the event for what it carries
-	tm.Sign = since(&t0)
-	if err != nil {
-		return Entry{}, err
-	}
-	if guest != nil && rep.Guest == nil {
-		if m := o.Metrics; m != nil {
-			m.agentFailure(v.cfg.Name, string(rep.Host.Agent))
-		}
-		v.log.Warn("guest evidence left out", "event", r.event, "detail", rep.Host.Detail)
-	}
-	e, err := o.Store.Put(ctx, v.cfg.Name, signed, rep)
-	tm.Store = since(&t0)
-	if err != nil {
-		return Entry{}, err
-	}
+}
+
+func (v *vm) setConnected(c bool) {
 	v.mu.Lock()
-	v.seq++
-	h := e.Hash
-	v.prev = &h
+	v.connected = c
 	v.mu.Unlock()
-	v.log.Info("report", "vm", v.cfg.Name, "event", r.event, "seq", rep.Seq, "agent", rep.Host.Agent, "hash", e.Hash.String())
-	return e, nil
+}
+
+func (v *vm) setState(s string) {
+	v.mu.Lock()
+	v.state = s
+	v.mu.Unlock()
 }
