@@ -40,7 +40,8 @@ type lifecycle interface {
 	// names); empty for a VM without an agent.
 	agentSocket() string
 	// periodicDue says whether the guest runs with its agent up (or has
-	// no agent), so that a periodic report is worth making.
+	// no agent) and is not migrating out, so that a periodic report is
+	// worth making.
 	periodicDue() bool
 }
 

@@ -87,8 +87,11 @@ func (lc *libvirtLifecycle) facts() map[string]string { return lc.remembered }
 
 func (lc *libvirtLifecycle) agentSocket() string { return lc.agent }
 
+// periodicDue is false while an outgoing migration is under way (see
+// qmpLifecycle.periodicDue).
 func (lc *libvirtLifecycle) periodicDue() bool {
-	return lc.inst.running && (lc.inst.booted || lc.agent == "")
+	in := &lc.inst
+	return in.running && (in.booted || lc.agent == "") && !in.migrating && !in.migratedOut
 }
 
 func (lc *libvirtLifecycle) step(ctx context.Context, q lifecycleQueries, e qmp.Event, at time.Time) transition {

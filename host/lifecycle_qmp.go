@@ -60,7 +60,13 @@ func (lc *qmpLifecycle) facts() map[string]string { return lc.remembered }
 
 func (lc *qmpLifecycle) agentSocket() string { return lc.agent }
 
-func (lc *qmpLifecycle) periodicDue() bool { return lc.running && (lc.booted || lc.agent == "") }
+// periodicDue is false while an outgoing migration is under way: the
+// migrate-out evidence is the guest's last before the final copy, and
+// evidence the agent signed after it would travel to the destination in
+// the guest's memory without a report on the source (a guest-chain gap).
+func (lc *qmpLifecycle) periodicDue() bool {
+	return lc.running && (lc.booted || lc.agent == "") && !lc.migratingOut && !lc.migratedOut
+}
 
 func (lc *qmpLifecycle) step(ctx context.Context, q lifecycleQueries, e qmp.Event, at time.Time) transition {
 	switch e.Event {

@@ -31,6 +31,16 @@ func TestTrace(t *testing.T) {
 	}
 	r.qemu.Inject("SHUTDOWN", map[string]any{"guest": true})
 	r.waitReports(3)
+	// The worker stores a report before it traces it: wait for the trace
+	// of the third too.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 3 || time.Now().After(deadline) {
+			break
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(got) != 3 {
