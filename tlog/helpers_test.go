@@ -75,10 +75,12 @@ type memLog struct {
 	key     *PrivateKey
 	entries [][]byte
 	hashes  []xtlog.Hash
-	// noPartials makes every partial tile and bundle missing, as after a
-	// log replaced them with full ones.
-	noPartials bool
-	reads      []string
+	// gc makes a partial tile or bundle missing once the full one
+	// exists, as after a log collected it.
+	gc bool
+	// tamper, when set, may change the bytes of a tile read.
+	tamper func(path string, b []byte) []byte
+	reads  []string
 }
 
 func newMemLog(t testing.TB, n int) *memLog {
@@ -142,35 +144,45 @@ func (m *memLog) ReadCheckpoint(context.Context) ([]byte, error) {
 }
 
 func (m *memLog) ReadTile(_ context.Context, level, index uint64, width uint8) ([]byte, error) {
-	m.reads = append(m.reads, TilePath(level, index, width))
-	if width != 0 && m.noPartials {
-		return nil, fs.ErrNotExist
-	}
+	path := TilePath(level, index, width)
+	m.reads = append(m.reads, path)
+	avail := int64(len(m.entries)) >> (TileHeight * level)
 	w := int(width)
-	if w == 0 {
+	if w == 0 || m.gc && int64(index+1)*tileWidth <= avail {
+		if w != 0 {
+			return nil, fs.ErrNotExist
+		}
 		w = tileWidth
 	}
-	avail := int64(len(m.entries)) >> (TileHeight * level)
 	if int64(index)*tileWidth+int64(w) > avail {
 		return nil, fs.ErrNotExist
 	}
-	return xtlog.ReadTileData(xtlog.Tile{H: TileHeight, L: int(level), N: int64(index), W: w}, m.hashReader())
+	b, err := xtlog.ReadTileData(xtlog.Tile{H: TileHeight, L: int(level), N: int64(index), W: w}, m.hashReader())
+	if err == nil && m.tamper != nil {
+		b = m.tamper(path, b)
+	}
+	return b, err
 }
 
 func (m *memLog) ReadEntryBundle(_ context.Context, index uint64, width uint8) ([]byte, error) {
-	m.reads = append(m.reads, EntriesPath(index, width))
-	if width != 0 && m.noPartials {
-		return nil, fs.ErrNotExist
-	}
+	path := EntriesPath(index, width)
+	m.reads = append(m.reads, path)
+	first := int(index) * tileWidth
 	w := int(width)
-	if w == 0 {
+	if w == 0 || m.gc && first+tileWidth <= len(m.entries) {
+		if w != 0 {
+			return nil, fs.ErrNotExist
+		}
 		w = tileWidth
 	}
-	first := int(index) * tileWidth
 	if first+w > len(m.entries) {
 		return nil, fs.ErrNotExist
 	}
-	return MarshalEntryBundle(m.entries[first : first+w])
+	b, err := MarshalEntryBundle(m.entries[first : first+w])
+	if err == nil && m.tamper != nil {
+		b = m.tamper(path, b)
+	}
+	return b, err
 }
 
 // flipB64 returns line with one bit flipped in byte i of its base64
@@ -192,4 +204,11 @@ func replaceOnce(t testing.TB, b []byte, old, new string) []byte {
 		t.Fatalf("%q occurs %d times", old, bytes.Count(b, []byte(old)))
 	}
 	return bytes.Replace(b, []byte(old), []byte(new), 1)
+}
+
+func xtlogStored(n int64) int64 { return xtlog.StoredHashCount(n) }
+
+func xtlogStoredHashes(t testing.TB, m *memLog, e []byte) ([]xtlog.Hash, error) {
+	t.Helper()
+	return xtlog.StoredHashes(int64(len(m.entries)), e, m.hashReader())
 }
