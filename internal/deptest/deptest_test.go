@@ -1,6 +1,7 @@
-// Package deptest keeps the pure core pure: attest, measure and policy (and
-// every hvmon package they pull in) never import the network, process
-// execution, the host, guest or QMP layers, or the CLI; attest does no I/O.
+// Package deptest keeps the pure core pure: attest, measure, policy and
+// tlog (and every hvmon package they pull in) never import the network,
+// process execution, the host, guest or QMP layers, or the CLI; attest and
+// tlog do no I/O, and tlog links no part of the log server's storage.
 // It keeps the in-guest agent small (guest links neither policy nor the
 // HCL parser), and package testing out of every production package.
 package deptest
@@ -53,6 +54,9 @@ var forbidden = map[string][]string{
 	"hvmon.dev/hvmon/attest":  {"os", "net", "net/http", "os/exec", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "hvmon.dev/hvmon/backend"},
 	"hvmon.dev/hvmon/measure": {"net", "net/http", "os/exec", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "hvmon.dev/hvmon/attest"},
 	"hvmon.dev/hvmon/policy":  {"net", "net/http", "os/exec", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd"},
+	// The log's formats and checks are pure: logs are read through the
+	// TileReader interface, never opened here.
+	"hvmon.dev/hvmon/tlog": {"os", "os/exec", "os/signal", "syscall", "net", "net/http", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "hvmon.dev/hvmon/backend", "hvmon.dev/hvmon/evidence", "hvmon.dev/hvmon/policy"},
 }
 
 func TestCoreDependencies(t *testing.T) {
@@ -87,6 +91,10 @@ var closureForbidden = map[string][]string{
 	// through the TEE libraries (they import the network).
 	"hvmon.dev/hvmon/policy": {"hvmon.dev/hvmon/evidence", "github.com/google/go-sev-guest", "github.com/google/go-tdx-guest"},
 	"hvmon.dev/hvmon/tee":    {"net", "hvmon.dev/hvmon/evidence", "hvmon.dev/hvmon/policy", "github.com/google/go-sev-guest", "github.com/google/go-tdx-guest"},
+	// Every verifier, host and monitor links tlog: the log server's
+	// storage (Tessera, its drivers and their SDKs) stays out of it, and
+	// so do the network and process execution.
+	"hvmon.dev/hvmon/tlog": {"net", "os/exec", "github.com/transparency-dev/tessera", "github.com/aws", "github.com/go-sql-driver/mysql", "github.com/dgraph-io/badger", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "hvmon.dev/hvmon/evidence", "hvmon.dev/hvmon/policy"},
 }
 
 func TestClosures(t *testing.T) {
