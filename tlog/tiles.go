@@ -295,8 +295,8 @@ func ReadEntries(ctx context.Context, r TileReader, cp *Checkpoint, first, n uin
 		if err != nil {
 			return nil, err
 		}
-		if uint64(len(es)) < w {
-			return nil, malformed("entry bundle", fmt.Sprintf("%s has %d entries, want %d", EntriesPath(bundle, width), len(es), w), nil)
+		if want := cmpOr(uint64(width), tileWidth); uint64(len(es)) != want {
+			return nil, malformed("entry bundle", fmt.Sprintf("%s has %d entries, want %d", EntriesPath(bundle, width), len(es), want), nil)
 		}
 		for ; i < first+n && i/tileWidth == bundle; i++ {
 			e := es[i%tileWidth]

@@ -476,6 +476,15 @@ func TestBadTiles(t *testing.T) {
 	if _, err := ReadEntries(t.Context(), m, cp, 250, 20); !errors.Is(err, ErrBadTile) {
 		t.Errorf("ReadEntries over a changed bundle = %v, want ErrBadTile", err)
 	}
+	m.tamper = func(path string, b []byte) []byte {
+		if path == "tile/entries/002.p/88" {
+			return append(b, 0, 1, 'x')
+		}
+		return b
+	}
+	if _, err := ReadEntries(t.Context(), m, cp, 590, 5); !errors.Is(err, ErrMalformed) {
+		t.Errorf("ReadEntries over a partial bundle with an extra entry = %v, want ErrMalformed", err)
+	}
 	m.tamper = nil
 	if _, err := LeafHashes(t.Context(), m, cp, 590, 11); err == nil {
 		t.Error("LeafHashes past the tree succeeded")
