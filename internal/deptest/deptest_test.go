@@ -116,7 +116,7 @@ func TestClosures(t *testing.T) {
 // testHelpers are the packages whose job is to help other packages'
 // tests (fakes): they may import testing, and no other package may import
 // them.
-var testHelpers = []string{"hvmon.dev/hvmon/qmp/qmptest"}
+var testHelpers = []string{"hvmon.dev/hvmon/qmp/qmptest", "hvmon.dev/hvmon/tlog/tlogtest"}
 
 // No production package links package testing: its flags and helpers
 // belong in test binaries only. The packages are those of ./... in the
