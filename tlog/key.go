@@ -2,6 +2,7 @@ package tlog
 
 import (
 	"bytes"
+	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"encoding/asn1"
 	"encoding/base64"
@@ -67,8 +68,12 @@ func NewKeyFromSeed(name string, seed [SeedSize]byte) (*PrivateKey, error) {
 	return &PrivateKey{name: name, seed: seed, sk: sk, pub: v}, nil
 }
 
-// GenerateKey makes a new key named name with a seed read from rand.
+// GenerateKey makes a new key named name with a seed read from rand
+// (crypto/rand when nil).
 func GenerateKey(name string, rand io.Reader) (*PrivateKey, error) {
+	if rand == nil {
+		rand = cryptorand.Reader
+	}
 	var seed [SeedSize]byte
 	if _, err := io.ReadFull(rand, seed[:]); err != nil {
 		return nil, fmt.Errorf("generating log key: %w", err)

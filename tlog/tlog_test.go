@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"io/fs"
 	"slices"
@@ -152,6 +155,49 @@ func TestPrivateKeyPEM(t *testing.T) {
 	}
 	if _, err := GenerateKey(testOrigin, strings.NewReader("short")); err == nil {
 		t.Error("GenerateKey from 5 random bytes succeeded")
+	}
+	if g, err := GenerateKey(testOrigin, nil); err != nil || g.VerifierKey() == k.VerifierKey() {
+		t.Errorf("GenerateKey(crypto/rand) = %v", err)
+	}
+}
+
+// TestPrivateKeyPEMForms: the seed-and-expanded form (as OpenSSL writes
+// it) is read when its halves agree; a mismatched pair and the
+// expanded-only form are refused.
+func TestPrivateKeyPEMForms(t *testing.T) {
+	k := testLogKey(t)
+	other := testWitnessKey(t)
+	encode := func(inner []byte) []byte {
+		der, err := asn1.Marshal(struct {
+			Version    int
+			Algorithm  pkix.AlgorithmIdentifier
+			PrivateKey []byte
+		}{0, pkix.AlgorithmIdentifier{Algorithm: oidMLDSA44}, inner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	}
+	both := func(seed []byte, sk *mldsa44.PrivateKey) []byte {
+		inner, err := asn1.Marshal(struct{ Seed, Expanded []byte }{seed, sk.Bytes()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return encode(inner)
+	}
+	got, err := ParsePrivateKeyPEM(testOrigin, both(k.seed[:], k.sk))
+	if err != nil || got.VerifierKey() != k.VerifierKey() {
+		t.Fatalf("both form: %v", err)
+	}
+	if _, err := ParsePrivateKeyPEM(testOrigin, both(k.seed[:], other.sk)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("mismatched both form = %v, want ErrMalformed", err)
+	}
+	expanded, err := asn1.Marshal(k.sk.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParsePrivateKeyPEM(testOrigin, encode(expanded)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("expanded-only form = %v, want ErrMalformed", err)
 	}
 }
 
