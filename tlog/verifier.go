@@ -234,10 +234,14 @@ func Cosign(signed []byte, signers ...note.Signer) ([]byte, error) {
 	return note.Sign(unverified.Note, signers...)
 }
 
-// sigTime returns the timestamp of a verified signature line.
+// sigTime returns the timestamp of a verified signature line: bytes 4 to
+// 12 of its decoding, which the first 16 base64 characters hold.
 func sigTime(s note.Signature) time.Time {
-	raw, _ := b64.DecodeString(s.Base64)
-	if len(raw) < 12 {
+	if len(s.Base64) < 16 {
+		return time.Time{}
+	}
+	raw, err := b64.DecodeString(s.Base64[:16])
+	if err != nil {
 		return time.Time{}
 	}
 	return time.Unix(int64(binary.BigEndian.Uint64(raw[4:12])), 0).UTC()
