@@ -301,7 +301,7 @@ evidence {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		r.t.Fatal(err)
 	}
-	args := append(append([]string{}, r.enter...), r.bin, "daemon", "--config", path, "--log-level", "debug")
+	args := append(append([]string{}, r.enter...), r.bin, "daemon", "--config", path, "--log-level", "trace")
 	r.daemon = exec.Command(args[0], args[1:]...)
 	r.daemon.Stdout, r.daemon.Stderr = r.daemonLog, r.daemonLog
 	if err := r.daemon.Start(); err != nil {
