@@ -348,6 +348,18 @@ func (v *vm) gate(ctx context.Context, in <-chan qmp.Event, out *dropq.Queue[qmp
 
 func (v *vm) gateEvent(ctx context.Context, g *gateState, e qmp.Event) {
 	str := func(k string) string { return dataString(e, k) }
+	// The guest stops and resumes under QMP (STOP, RESUME) and under
+	// libvirt (suspended, resumed) alike.
+	stopped := func() {
+		g.paused = true
+		if g.migrating {
+			v.hold.sourceStopped()
+		}
+	}
+	resumed := func() {
+		g.paused = false
+		v.hold.sourceResumed()
+	}
 	libvirt := v.cfg.Source == SourceLibvirt
 	switch e.Event {
 	case qmp.EventConnected:
@@ -379,13 +391,9 @@ func (v *vm) gateEvent(ctx context.Context, g *gateState, e qmp.Event) {
 	case EventLibvirtLifecycle:
 		switch str("event") {
 		case "suspended":
-			g.paused = true
-			if g.migrating {
-				v.hold.sourceStopped()
-			}
+			stopped()
 		case "resumed":
-			g.paused = false
-			v.hold.sourceResumed()
+			resumed()
 		case "started":
 			g.portOpen = false // a new QEMU instance: its port opens later
 		case "stopped":
@@ -393,13 +401,9 @@ func (v *vm) gateEvent(ctx context.Context, g *gateState, e qmp.Event) {
 			v.hold.ended()
 		}
 	case "STOP":
-		g.paused = true
-		if g.migrating {
-			v.hold.sourceStopped()
-		}
+		stopped()
 	case "RESUME":
-		g.paused = false
-		v.hold.sourceResumed()
+		resumed()
 	case "VSERPORT_CHANGE":
 		if str("id") == g.portID {
 			g.portOpen, _ = e.Data["open"].(bool)
