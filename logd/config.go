@@ -59,8 +59,8 @@ type Config struct {
 	WitnessFailOpen bool           `hcl:"witness_fail_open,optional"`
 
 	// Parsed settings, filled in by ParseConfig.
-	Durations Durations   `hcl:"-"`
-	witnesses []*Witness `hcl:"-"`
+	Durations Durations
+	witnesses []*Witness
 }
 
 // Durations are the configuration's durations, parsed, defaults applied.
