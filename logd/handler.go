@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -45,7 +46,15 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "not found")
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Paths are exact: an unclean one is not redirected to its clean
+		// form, it names nothing.
+		if p := r.URL.Path; p != path.Clean(p) && p != "/" {
+			httpError(w, http.StatusNotFound, "not found")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // httpError answers {"error": msg} with status.

@@ -108,7 +108,12 @@ posix {
 // newEnv starts a log that accepts reports of the given host keys.
 func newEnv(t *testing.T, extra string, hosts ...*attest.PrivateKey) *env {
 	t.Helper()
-	dir := t.TempDir()
+	return newEnvIn(t, t.TempDir(), extra, hosts...)
+}
+
+// newEnvIn is newEnv in a given directory.
+func newEnvIn(t *testing.T, dir, extra string, hosts ...*attest.PrivateKey) *env {
+	t.Helper()
 	lk := logKey(t)
 	pemBytes, err := lk.MarshalPEM()
 	if err != nil {
@@ -124,6 +129,15 @@ func newEnv(t *testing.T, extra string, hosts ...*attest.PrivateKey) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ts := newTestServer(t, srv)
+	e := &env{dir: dir, allowlist: filepath.Join(dir, "allowlist.pem"), srv: srv, ts: ts, policy: tlog.Policy{Log: lk.Verifier()}}
+	e.waitReady(t)
+	return e
+}
+
+// newTestServer serves srv's handler until the test ends, then closes
+// srv.
+func newTestServer(t *testing.T, srv *Server) *httptest.Server {
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		ts.Close()
@@ -133,9 +147,13 @@ func newEnv(t *testing.T, extra string, hosts ...*attest.PrivateKey) *env {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	e := &env{dir: dir, allowlist: filepath.Join(dir, "allowlist.pem"), srv: srv, ts: ts, policy: tlog.Policy{Log: lk.Verifier()}}
-	e.waitReady(t)
-	return e
+	return ts
+}
+
+// srvFollower returns how many entries the persistent dedup index has
+// followed.
+func (e *env) srvFollower(t *testing.T) (uint64, error) {
+	return e.srv.follower.EntriesProcessed(t.Context())
 }
 
 // waitReady waits until the log accepts submissions.

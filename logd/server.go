@@ -60,6 +60,10 @@ type Server struct {
 	add   func(context.Context, []byte) tessera.IndexFuture
 	await func(context.Context, tessera.IndexFuture) (tessera.Index, []byte, error)
 
+	follower  tessera.Follower
+	closeOnce sync.Once
+	closeErr  error
+
 	inflight chan struct{}
 	ready    atomic.Bool
 	proofs   proofCache
@@ -157,7 +161,8 @@ func New(ctx context.Context, cfg *Config, o Options) (*Server, error) {
 	s.await = aw.Await
 	s.proofs.readTile = reader.ReadTile
 	s.proofs.policy = tlog.Policy{Log: key.Verifier()}
-	go s.gate(runCtx, as.Follower(nil))
+	s.follower = as.Follower(nil)
+	go s.gate(runCtx)
 	return s, nil
 }
 
@@ -175,7 +180,7 @@ func witnessGroup(quorum int, ws []*Witness) tessera.WitnessGroup {
 // gate opens the server for submissions once the persistent dedup index
 // has followed every entry sequenced before the start: until then a
 // resubmission after a crash could be logged twice.
-func (s *Server) gate(ctx context.Context, f tessera.Follower) {
+func (s *Server) gate(ctx context.Context) {
 	target, err := s.reader.NextIndex(ctx)
 	if err != nil {
 		s.log.Error("reading the log's next index", "error", err)
@@ -186,7 +191,7 @@ func (s *Server) gate(ctx context.Context, f tessera.Follower) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		n, err := f.EntriesProcessed(ctx)
+		n, err := s.follower.EntriesProcessed(ctx)
 		if err == nil && n >= target {
 			s.ready.Store(true)
 			s.metrics.ready.Set(1)
@@ -243,13 +248,16 @@ func (s *Server) Run(ctx context.Context, hup <-chan os.Signal) {
 }
 
 // Close stops accepting submissions, waits (bounded by ctx) until every
-// sequenced entry is in a published checkpoint, and stops the log.
+// sequenced entry is in a published checkpoint, and stops the log. Later
+// calls return the first one's result.
 func (s *Server) Close(ctx context.Context) error {
-	s.ready.Store(false)
-	s.metrics.ready.Set(0)
-	err := s.shutdown(ctx)
-	s.cancel()
-	return err
+	s.closeOnce.Do(func() {
+		s.ready.Store(false)
+		s.metrics.ready.Set(0)
+		s.closeErr = s.shutdown(ctx)
+		s.cancel()
+	})
+	return s.closeErr
 }
 
 // proofCache keeps a proof builder for each of the last few published
