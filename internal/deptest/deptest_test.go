@@ -94,12 +94,15 @@ var closureForbidden = map[string][]string{
 	// Every verifier, host and monitor links tlog: the log server's
 	// storage (Tessera, its drivers and their SDKs) stays out of it, and
 	// so do the network and process execution.
+	"hvmon.dev/hvmon/tlog": {"net", "os/exec", "github.com/transparency-dev/tessera", "github.com/aws", "github.com/go-sql-driver/mysql", "github.com/dgraph-io/badger", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "hvmon.dev/hvmon/evidence", "hvmon.dev/hvmon/policy"},
+
+	// Only the log server links the log's storage: not the agent, the
+	// host, the verifiers or the demo (it gets the log server injected).
 	"hvmon.dev/hvmon/guest/...":         logStorage,
 	"hvmon.dev/hvmon/host/...":          logStorage,
 	"hvmon.dev/hvmon/attest":            logStorage,
 	"hvmon.dev/hvmon/policy/...":        logStorage,
 	"hvmon.dev/hvmon/internal/demo/...": logStorage,
-	"hvmon.dev/hvmon/tlog": {"net", "os/exec", "github.com/transparency-dev/tessera", "github.com/aws", "github.com/go-sql-driver/mysql", "github.com/dgraph-io/badger", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "hvmon.dev/hvmon/evidence", "hvmon.dev/hvmon/policy"},
 }
 
 // logStorage is the log server's storage: Tessera, its drivers and their
