@@ -3,7 +3,6 @@ package logd
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -15,8 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/client"
-	"github.com/transparency-dev/tessera/storage/posix"
-	posixas "github.com/transparency-dev/tessera/storage/posix/antispam"
 
 	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/tlog"
@@ -37,6 +34,8 @@ type Options struct {
 	// HTTPClient is used to reach witnesses; nil means a client with the
 	// configured witness timeout.
 	HTTPClient *http.Client
+	// Getenv reads the storage's secrets; nil means os.Getenv.
+	Getenv func(string) string
 	// AllowlistPoll is how often the allowlist file is checked for a
 	// change by Run; zero means 10 s.
 	AllowlistPoll time.Duration
@@ -105,9 +104,6 @@ func New(ctx context.Context, cfg *Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.POSIX == nil {
-		return nil, errors.New("logd: only posix storage is implemented so far")
-	}
 	s := &Server{
 		cfg: cfg, key: key, allow: allow, log: o.Logger, metrics: NewMetrics(o.Registerer),
 		poll: o.AllowlistPoll, inflight: make(chan struct{}, *cfg.MaxInflight),
@@ -129,17 +125,13 @@ func New(ctx context.Context, cfg *Config, o Options) (*Server, error) {
 		cancel()
 		return nil, err
 	}
-	drv, err := posix.New(runCtx, posix.Config{Path: cfg.POSIX.Dir, HTTPClient: hc})
-	if err != nil {
-		return fail(fmt.Errorf("posix storage %s: %w", cfg.POSIX.Dir, err))
+	getenv := o.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
 	}
-	asDir := cfg.POSIX.AntispamDir
-	if asDir == "" {
-		asDir = cfg.POSIX.Dir + "/.antispam"
-	}
-	as, err := posixas.NewAntispam(runCtx, asDir, posixas.AntispamOpts{})
+	drv, as, err := openStorage(runCtx, cfg, hc, getenv)
 	if err != nil {
-		return fail(fmt.Errorf("antispam index %s: %w", asDir, err))
+		return fail(err)
 	}
 	opts := tessera.NewAppendOptions().
 		WithCheckpointSigner(key.NoteSigner(o.Signer)).
