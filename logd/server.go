@@ -3,6 +3,7 @@ package logd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -151,7 +152,7 @@ func New(ctx context.Context, cfg *Config, o Options) (*Server, error) {
 	aw := tessera.NewPublicationAwaiter(runCtx, reader.ReadCheckpoint, 50*time.Millisecond)
 	s.add = func(ctx context.Context, b []byte) tessera.IndexFuture { return app.Add(ctx, tessera.NewEntry(b)) }
 	s.await = aw.Await
-	s.proofs.readTile = reader.ReadTile
+	s.proofs.readTile = fallbackReadTile(reader.ReadTile)
 	s.proofs.policy = tlog.Policy{Log: key.Verifier()}
 	s.follower = as.Follower(nil)
 	go s.gate(runCtx)
@@ -250,6 +251,27 @@ func (s *Server) Close(ctx context.Context) error {
 		s.cancel()
 	})
 	return s.closeErr
+}
+
+// fallbackReadTile reads a partial tile, or the first hashes of the full
+// tile when the partial one is gone: the log deletes partial tiles once
+// the full one is written, and a proof may still be built for a checkpoint
+// that was the latest a moment ago.
+func fallbackReadTile(read client.TileFetcherFunc) client.TileFetcherFunc {
+	return func(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
+		b, err := read(ctx, level, index, p)
+		if p == 0 || !errors.Is(err, os.ErrNotExist) {
+			return b, err
+		}
+		full, ferr := read(ctx, level, index, 0)
+		if ferr != nil {
+			return nil, err
+		}
+		if len(full) < int(p)*32 {
+			return nil, fmt.Errorf("full tile %d/%d has %d bytes, fewer than %d hashes", level, index, len(full), p)
+		}
+		return full[:int(p)*32], nil
+	}
 }
 
 // proofCache keeps a proof builder for each of the last few published
