@@ -222,7 +222,7 @@ func (s *Server) ReloadAllowlist() error {
 }
 
 // Run reloads the allowlist whenever its file changes or a value arrives
-// on hup, until ctx ends.
+// on hup, and refreshes the tree size metric, until ctx ends.
 func (s *Server) Run(ctx context.Context, hup <-chan os.Signal) {
 	t := time.NewTicker(s.poll)
 	defer t.Stop()
@@ -235,6 +235,13 @@ func (s *Server) Run(ctx context.Context, hup <-chan os.Signal) {
 		case <-t.C:
 			if s.allow.Changed() {
 				s.ReloadAllowlist()
+			}
+			// The tree size also moves with no submission here (another
+			// process of a fleet).
+			if cp, err := s.reader.ReadCheckpoint(ctx); err == nil {
+				if e, err := s.proofs.get(cp); err == nil {
+					s.metrics.treeSize.Set(float64(e.cp.Size))
+				}
 			}
 		}
 	}
