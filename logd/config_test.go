@@ -1,6 +1,7 @@
 package logd
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,9 @@ func TestParseConfigErrors(t *testing.T) {
 
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(testConfig("/srv", "")))
+	if b, err := os.ReadFile("../contrib/logd.hcl"); err == nil {
+		f.Add(b)
+	}
 	f.Add([]byte(testConfig("/srv", "witness \"w\" {\n vkey = \"x\"\n url = \"http://x\"\n}\nwitness_quorum = 1\n")))
 	f.Add([]byte("origin = \"o\"\nkey = \"k\"\nallowlist = \"a\"\naws {\n dsn = \"a\"\n antispam_dsn = \"b\"\n bucket = \"c\"\n}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
@@ -121,4 +125,21 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("accepted an invalid configuration: %+v", c)
 		}
 	})
+}
+
+// contrib/logd.hcl, the documented example, parses and means its defaults.
+func TestContribConfig(t *testing.T) {
+	src, err := os.ReadFile("../contrib/logd.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseConfig(src, "contrib/logd.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Durations{CheckpointInterval: DefaultCheckpointInterval, BatchMaxAge: DefaultBatchMaxAge, AwaitTimeout: DefaultAwaitTimeout, WitnessTimeout: DefaultWitnessTimeout}
+	if c.Durations != want || c.Listen != DefaultListen || *c.MaxInflight != DefaultMaxInflight || *c.BatchMaxSize != DefaultBatchMaxSize ||
+		*c.PushbackMaxOutstanding != DefaultPushbackMaxOutstanding || c.POSIX == nil || c.WitnessFailOpen {
+		t.Errorf("contrib/logd.hcl does not show the defaults: %+v", c)
+	}
 }
