@@ -145,9 +145,11 @@ func Build(ctx context.Context, o BuildOptions) (*Image, error) {
 	return img, nil
 }
 
-// BuildAgent builds a static hvmon binary for the guest.
+// BuildAgent builds a static hvmon binary for the guest. The guest's hvmon
+// is the agent: it is built with the nologd tag so that it links none of
+// the log server's storage.
 func BuildAgent(ctx context.Context, moduleRoot, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "./cmd/hvmon")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", "nologd", "-o", out, "./cmd/hvmon")
 	cmd.Dir = moduleRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
