@@ -103,7 +103,14 @@ type OutboxOptions struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Now is the clock of the submit-time metric; nil means time.Now.
 	Now func() time.Time
+	// Rescan is how often the store is listed again without a Kick (for
+	// reports another process stored in a shared data directory); zero
+	// means DefaultOutboxRescan, negative never.
+	Rescan time.Duration
 }
+
+// DefaultOutboxRescan is the default of OutboxOptions.Rescan.
+const DefaultOutboxRescan = 5 * time.Minute
 
 // Outbox submits every stored report to each configured log and keeps the
 // verified proof beside the report (FileStore.PutProof). Its progress is
@@ -137,6 +144,9 @@ func NewOutbox(opts OutboxOptions) (*Outbox, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Rescan == 0 {
+		opts.Rescan = DefaultOutboxRescan
 	}
 	if opts.Reader == nil {
 		c := opts.Client
@@ -243,12 +253,27 @@ func (l *outboxLog) run(ctx context.Context) {
 				l.submit(ctx, e)
 			})
 		}
-		select {
-		case <-l.kick:
-		case <-ctx.Done():
+		if !l.wait(ctx) {
 			return
 		}
 	}
+}
+
+// wait waits for a kick or the rescan period; false when ctx is done.
+func (l *outboxLog) wait(ctx context.Context) bool {
+	var rescan <-chan time.Time
+	if l.o.opts.Rescan > 0 {
+		t := time.NewTimer(l.o.opts.Rescan)
+		defer t.Stop()
+		rescan = t.C
+	}
+	select {
+	case <-l.kick:
+	case <-rescan:
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 // loadCheckpoint reads the largest checkpoint verified before a restart.
