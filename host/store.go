@@ -474,3 +474,48 @@ func (s *FileStore) LogState(e Entry, label string) (LogEntryState, error) {
 	}
 	return LogEntryState{}, err
 }
+
+// LogLabels returns the labels of the logs the store has files of, sorted:
+// those with a checkpoint in the outbox directory (Dir/outbox) and those
+// named by a proof file or refusal marker beside a report. Commands that
+// read the store without the daemon's configuration use it.
+func (s *FileStore) LogLabels(ctx context.Context) ([]string, error) {
+	seen := map[string]bool{}
+	if cps, err := os.ReadDir(filepath.Join(s.Dir, "outbox")); err == nil {
+		for _, f := range cps {
+			if l, ok := strings.CutSuffix(f.Name(), ".checkpoint"); ok && ValidLogLabel(l) {
+				seen[l] = true
+			}
+		}
+	}
+	root := filepath.Join(s.Dir, "reports")
+	vms, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range vms {
+		if !d.IsDir() {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(root, d.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			// <base>.<label>.proof or .refused; the base has no dot.
+			parts := strings.Split(f.Name(), ".")
+			if len(parts) == 3 && (parts[2] == "proof" || parts[2] == "refused") && ValidLogLabel(parts[1]) {
+				seen[parts[1]] = true
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for l := range seen {
+		out = append(out, l)
+	}
+	slices.Sort(out)
+	return out, nil
+}
