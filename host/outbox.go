@@ -234,6 +234,10 @@ func (l *outboxLog) run(ctx context.Context) {
 	l.stop = cancel
 	l.mu.Unlock()
 	l.loadCheckpoint()
+	l.checkHead(ctx)
+	if l.isStopped() {
+		return
+	}
 	sem := make(chan struct{}, l.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -296,6 +300,31 @@ func (l *outboxLog) loadCheckpoint() {
 	l.best = cp
 	l.mu.Unlock()
 	l.o.opts.Metrics.logTree(l.cfg.Label, cp.Size)
+}
+
+// checkHead checks the log's current checkpoint against the stored one,
+// so that a log that forked while the host was down is caught even with
+// nothing to submit. A log that cannot be read now is checked with the
+// next proof instead.
+func (l *outboxLog) checkHead(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	b, err := l.reader.ReadCheckpoint(rctx)
+	if err != nil {
+		l.log.Debug("reading the log's checkpoint", "error", err)
+		return
+	}
+	cp, err := l.cfg.Policy.Open(b)
+	if err != nil {
+		// Perhaps not witnessed yet, or the policy differs: proofs decide.
+		l.log.Debug("opening the log's checkpoint", "error", err)
+		return
+	}
+	if err := l.consistent(rctx, cp); errors.Is(err, tlog.ErrInconsistent) {
+		l.alarm(err)
+	} else if err != nil {
+		l.log.Debug("checking the log's checkpoint", "error", err)
+	}
 }
 
 // pending lists the store's reports that have neither a proof nor a
@@ -441,7 +470,11 @@ func (l *outboxLog) try(ctx context.Context, e Entry, entry []byte, attempt int)
 		case ctx.Err() != nil:
 			return 0, true
 		}
-		l.fail(reasonBadProof, e, err)
+		reason := reasonBadProof
+		if !errors.Is(err, attest.ErrTrust) && !errors.Is(err, attest.ErrMalformed) {
+			reason = reasonUnreachable // the tiles could not be read
+		}
+		l.fail(reason, e, err)
 		return l.backoff(attempt), false
 	case http.StatusServiceUnavailable:
 		l.fail(reasonPushback, e, fmt.Errorf("%d %s", res.Status, res.Message))

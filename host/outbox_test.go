@@ -561,3 +561,28 @@ func TestLogFilesNotListed(t *testing.T) {
 		t.Fatalf("LogState(third) = %+v", st)
 	}
 }
+
+// TestOutboxForkWhileDown: a log that forked while the host was down is
+// caught at start from its checkpoint, with nothing to submit.
+func TestOutboxForkWhileDown(t *testing.T) {
+	r := newOutboxRig(t, 1)
+	r.start()
+	r.waitLogged(0, 1)
+	r.stop()
+	fork := tlogtest.New(r.fake.key, tlog.SignerOptions{})
+	fork.Append([]byte("rewritten history"), []byte("more"))
+	if _, err := fork.Publish(r.fake.witness); err != nil {
+		t.Fatal(err)
+	}
+	r.fake.mu.Lock()
+	r.fake.log = fork
+	r.fake.mu.Unlock()
+	r.start()
+	<-r.done
+	if got := testutil.ToFloat64(r.metrics.logInconsistent.WithLabelValues("main")); got != 1 {
+		t.Fatalf("hvmon_log_inconsistent = %v after a fork while down", got)
+	}
+	if n := r.fake.postCount(); n != 1 {
+		t.Fatalf("%d submissions, want 1", n)
+	}
+}
