@@ -177,8 +177,7 @@ func (s *FileStore) Put(ctx context.Context, vm string, signed []byte, r *attest
 	if err != nil {
 		return Entry{}, fmt.Errorf("store: %w", err)
 	}
-	name := fmt.Sprintf("%013d-%020d-%s-%s-%s.cose", r.IssuedAt.UnixMilli(), r.Seq, e.Chain, r.Event, h)
-	e.Path = filepath.Join(dir, name)
+	e.Path = filepath.Join(dir, reportFileName(e))
 	if err := atomicfile.Write(e.Path, signed, 0o640, atomicfile.Options{}); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return e, nil // the same report, stored before: content-addressed
@@ -186,6 +185,11 @@ func (s *FileStore) Put(ctx context.Context, vm string, signed []byte, r *attest
 		return Entry{}, fmt.Errorf("store: %w", err)
 	}
 	return e, nil
+}
+
+// reportFileName is the name of e's report file (see FileStore).
+func reportFileName(e Entry) string {
+	return fmt.Sprintf("%013d-%020d-%s-%s-%s.cose", e.Time.UnixMilli(), e.Seq, e.Chain, e.Event, e.Hash)
 }
 
 func parseName(vm, path string) (Entry, bool) {
