@@ -213,12 +213,16 @@ type outboxLog struct {
 	reader tlog.TileReader
 	kick   chan struct{}
 
-	mu       sync.Mutex
+	mu       sync.Mutex // guards inflight, stopped, stop
 	inflight map[attest.Digest]bool
-	best     *tlog.Checkpoint // the largest verified checkpoint
-	checked  map[uint64][32]byte
 	stopped  bool // the log was found inconsistent
 	stop     context.CancelFunc
+
+	// cmu serialises consistency checks (which read tiles) and guards
+	// what they keep.
+	cmu     sync.Mutex
+	best    *tlog.Checkpoint // the largest verified checkpoint
+	checked map[uint64][32]byte
 }
 
 func (l *outboxLog) checkpointPath() string {
@@ -296,9 +300,9 @@ func (l *outboxLog) loadCheckpoint() {
 		l.log.Warn("ignoring the stored checkpoint", "path", l.checkpointPath(), "error", err)
 		return
 	}
-	l.mu.Lock()
+	l.cmu.Lock()
 	l.best = cp
-	l.mu.Unlock()
+	l.cmu.Unlock()
 	l.o.opts.Metrics.logTree(l.cfg.Label, cp.Size)
 }
 
@@ -528,11 +532,12 @@ const maxChecked = 64
 
 // consistent checks cp against the largest checkpoint verified so far,
 // proving consistency from the log's tiles in whichever direction, and
-// keeps cp when it is the new largest. Checks run one at a time.
+// keeps cp when it is the new largest. Checks run one at a time; they
+// do not hold up listing or dispatching.
 func (l *outboxLog) consistent(ctx context.Context, cp *tlog.Checkpoint) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stopped {
+	l.cmu.Lock()
+	defer l.cmu.Unlock()
+	if l.isStopped() {
 		return fmt.Errorf("%w: log stopped", tlog.ErrInconsistent)
 	}
 	best := l.best
