@@ -89,4 +89,9 @@ func TestLogListLogs(t *testing.T) {
 	if strings.Contains(out.String(), ".proof") || strings.Contains(out.String(), ".refused") || code == exitUsage || code == exitMalformed {
 		t.Fatalf("log verify looked at the log files: exit %d\n%s%s", code, out.String(), stderr.String())
 	}
+	out.Reset()
+	code = run([]string{"verify", "--chain", "--trust", keyPath + ".pub", filepath.Dir(es[0].Path)}, nil, &out, &stderr)
+	if strings.Contains(out.String(), ".proof") || strings.Contains(out.String(), ".refused") || code == exitUsage || code == exitMalformed {
+		t.Fatalf("verify --chain looked at the log files: exit %d\n%s%s", code, out.String(), stderr.String())
+	}
 }
