@@ -245,8 +245,8 @@ func (l *outboxLog) run(ctx context.Context) {
 	sem := make(chan struct{}, l.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for {
-		pending, err := l.pending(ctx)
+	for first := true; ; first = false {
+		pending, err := l.pending(ctx, first)
 		if err != nil && ctx.Err() == nil {
 			l.log.Error("listing the store", "error", err)
 		}
@@ -334,7 +334,13 @@ func (l *outboxLog) checkHead(ctx context.Context) {
 // pending lists the store's reports that have neither a proof nor a
 // refusal for this log and are not in flight, oldest first, and sets the
 // backlog gauge.
-func (l *outboxLog) pending(ctx context.Context) ([]Entry, error) {
+//
+// On the first pass (check set) it also verifies every stored proof
+// against the policy and the report's bytes: a proof that fails (a
+// damaged file, or a policy that now asks for more witnesses) is renamed
+// to <base>.<label>.proof.invalid, kept for inspection, and the report is
+// submitted again.
+func (l *outboxLog) pending(ctx context.Context, check bool) ([]Entry, error) {
 	all, err := l.o.opts.Store.List(ctx, Query{})
 	if err != nil {
 		return nil, err
@@ -351,7 +357,7 @@ func (l *outboxLog) pending(ctx context.Context) ([]Entry, error) {
 			backlog++
 			continue
 		}
-		if l.done(e) {
+		if l.done(e) && (!check || l.proofValid(e)) {
 			continue
 		}
 		backlog++
@@ -377,6 +383,36 @@ func (l *outboxLog) done(e Entry) bool {
 		if _, err := os.Lstat(p); err == nil {
 			return true
 		}
+	}
+	return false
+}
+
+// proofValid reports whether e's stored proof (if any) still verifies,
+// and sets an invalid one aside. A report without a proof file (refused)
+// or that cannot be read now counts as valid: nothing is resubmitted on
+// its account.
+func (l *outboxLog) proofValid(e Entry) bool {
+	s := l.o.opts.Store
+	proof, err := s.Proof(e, l.cfg.Label)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			l.log.Warn("reading a proof file", "path", s.ProofPath(e, l.cfg.Label), "error", err)
+		}
+		return true
+	}
+	entry, err := s.read(e)
+	if err != nil {
+		return true
+	}
+	if _, _, err = tlog.VerifyProof(l.cfg.Policy, entry, proof); err == nil {
+		return true
+	}
+	path := s.ProofPath(e, l.cfg.Label)
+	l.log.Warn("a stored proof does not verify: submitting the report again", "path", path, "error", err)
+	l.o.opts.Metrics.logFailure(l.cfg.Label, reasonBadProof)
+	if err := os.Rename(path, path+".invalid"); err != nil {
+		l.log.Error("setting an invalid proof aside", "path", path, "error", err)
+		return true
 	}
 	return false
 }

@@ -525,10 +525,22 @@ func TestOutboxResume(t *testing.T) {
 	r.waitLogged(0, 3)
 	r.stop()
 	r.put(2)
+	// A damaged proof file is set aside and its report submitted again.
+	bad := r.store.ProofPath(r.entries[1], "main")
+	proof, _ := os.ReadFile(bad)
+	os.Remove(bad)
+	os.WriteFile(bad, bytes.Replace(proof, []byte("\n— "), []byte("\n— x"), 1), 0o640)
 	r.start()
-	r.waitLogged(3, 5)
-	if n := r.fake.postCount(); n != 5 {
-		t.Fatalf("%d submissions for 5 reports across a restart", n)
+	r.waitLogged(0, 5)
+	if n := r.fake.postCount(); n != 6 {
+		t.Fatalf("%d submissions for 5 reports across a restart with one damaged proof, want 6", n)
+	}
+	if _, err := os.Stat(bad + ".invalid"); err != nil {
+		t.Fatalf("the damaged proof was not kept aside: %v", err)
+	}
+	got, _ := os.ReadFile(bad)
+	if _, _, err := tlog.VerifyProof(r.cfg.Policy, mustRead(t, r.store, r.entries[1]), got); err != nil {
+		t.Fatalf("the new proof does not verify: %v", err)
 	}
 	for i := range 5 {
 		if st := r.state(i); st.Index != uint64(i) {
@@ -585,4 +597,13 @@ func TestOutboxForkWhileDown(t *testing.T) {
 	if n := r.fake.postCount(); n != 1 {
 		t.Fatalf("%d submissions, want 1", n)
 	}
+}
+
+func mustRead(t *testing.T, s *FileStore, e Entry) []byte {
+	t.Helper()
+	b, err := s.read(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
