@@ -607,3 +607,27 @@ func mustRead(t *testing.T, s *FileStore, e Entry) []byte {
 	}
 	return b
 }
+
+// TestOutboxSupervisorHook: a supervisor whose Stored hook is the
+// outbox's Kick gets each new report logged without a rescan.
+func TestOutboxSupervisorHook(t *testing.T) {
+	fake := newFakeLog(t)
+	var ob *Outbox
+	r := newRigOpts(t, nil, func(o *Options) { o.Stored = func(e Entry) { ob.Kick(e) } })
+	ob, err := NewOutbox(OutboxOptions{Store: r.store, Dir: filepath.Join(r.dir, "outbox"), Rescan: -1,
+		Logs: []LogConfig{{Label: "main", URL: fake.srv.URL, Policy: fake.policy(t)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ob.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for i := range 2 {
+		e, err := r.sup.Attest(ctx, "vm-1", attest.EventOnDemand, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { st, _ := r.store.LogState(e, "main"); return st.State == LogLogged && st.Index == uint64(i) })
+	}
+}
