@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"hvmon.dev/hvmon/internal/boundedfile"
@@ -123,11 +124,10 @@ func Submit(ctx context.Context, c *http.Client, base string, entry []byte) (Sub
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	res.Message = strings.TrimSpace(string(b))
-	if s := resp.Header.Get("Retry-After"); s != "" {
-		var n int
-		if _, err := fmt.Sscanf(s, "%d", &n); err == nil && n > 0 {
-			res.RetryAfter = n
-		}
+	// Retry-After in seconds only: an HTTP date (which the log server
+	// never sends) is ignored, and the caller backs off on its own.
+	if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 0 {
+		res.RetryAfter = n
 	}
 	return res, nil
 }
