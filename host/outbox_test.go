@@ -70,7 +70,7 @@ type fakeLog struct {
 	maxInflight int
 	// respond, when set, may answer POST number n (from 0) itself: it
 	// returns false to let the log answer.
-	respond func(n int, w http.ResponseWriter) bool
+	respond func(n int, w http.ResponseWriter, r *http.Request) bool
 	// bad, when set, makes the log answer the next badLeft POSTs with a
 	// proof that must not verify.
 	bad     string // "wrong-entry", "wrong-key", "no-witness"
@@ -146,7 +146,7 @@ func (f *fakeLog) add(w http.ResponseWriter, r *http.Request) {
 	if gate != nil {
 		<-gate
 	}
-	if respond != nil && respond(n, w) {
+	if respond != nil && respond(n, w, r) {
 		return
 	}
 	f.mu.Lock()
@@ -372,7 +372,7 @@ func TestOutboxConcurrency(t *testing.T) {
 // same bytes, which the log deduplicates; 403 waits max_backoff.
 func TestOutboxRetries(t *testing.T) {
 	r := newOutboxRig(t, 1)
-	r.fake.respond = func(n int, w http.ResponseWriter) bool {
+	r.fake.respond = func(n int, w http.ResponseWriter, _ *http.Request) bool {
 		switch n {
 		case 0:
 			w.Header().Set("Retry-After", "7")
@@ -429,7 +429,7 @@ func TestOutboxRetries(t *testing.T) {
 // not submitted again, after a kick or a restart.
 func TestOutboxRefused(t *testing.T) {
 	r := newOutboxRig(t, 3)
-	r.fake.respond = func(n int, w http.ResponseWriter) bool {
+	r.fake.respond = func(n int, w http.ResponseWriter, _ *http.Request) bool {
 		switch n {
 		case 0:
 			http.Error(w, `{"error":"not a report"}`, http.StatusBadRequest)
@@ -629,5 +629,27 @@ func TestOutboxSupervisorHook(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, func() bool { st, _ := r.store.LogState(e, "main"); return st.State == LogLogged && st.Index == uint64(i) })
+	}
+}
+
+// TestOutboxTimeout: a log that does not answer within the timeout is an
+// ambiguous failure, counted as timeout.
+func TestOutboxTimeout(t *testing.T) {
+	r := newOutboxRig(t, 1)
+	r.cfg.Timeout = 100 * time.Millisecond
+	r.fake.respond = func(n int, w http.ResponseWriter, req *http.Request) bool {
+		if n == 0 {
+			<-req.Context().Done() // the client gave up
+			return true
+		}
+		return false
+	}
+	r.start()
+	r.waitLogged(0, 1)
+	if got := r.sleeps.list(); len(got) != 1 || got[0] < DefaultLogAmbiguousWait {
+		t.Fatalf("waits %v, want one of at least %v", got, DefaultLogAmbiguousWait)
+	}
+	if r.failures("timeout") != 1 {
+		t.Fatal("the timeout was not counted")
 	}
 }
