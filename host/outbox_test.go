@@ -653,3 +653,17 @@ func TestOutboxTimeout(t *testing.T) {
 		t.Fatal("the timeout was not counted")
 	}
 }
+
+// TestOutboxBackoff: the wait doubles from min_backoff, is capped at
+// max_backoff, and keeps at least half of it under jitter.
+func TestOutboxBackoff(t *testing.T) {
+	l := &outboxLog{cfg: LogConfig{MinBackoff: time.Second, MaxBackoff: time.Minute}}
+	for attempt := range 40 {
+		want := min(time.Second<<min(attempt, 10), time.Minute)
+		for range 20 {
+			if d := l.backoff(attempt); d < want/2 || d > want {
+				t.Fatalf("backoff(%d) = %v, want within [%v, %v]", attempt, d, want/2, want)
+			}
+		}
+	}
+}
