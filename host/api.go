@@ -44,6 +44,41 @@ type APIEntry struct {
 	Seq   uint64        `json:"seq"`
 	Event attest.Event  `json:"event"`
 	Hash  attest.Digest `json:"hash"`
+	// Logs is the report's state in each transparency log, by label
+	// (hvmon log list; absent when no log is known).
+	Logs map[string]APILogState `json:"logs,omitempty"`
+}
+
+// APILogState is a report's state with one log.
+type APILogState struct {
+	State  string  `json:"state"`            // logged, pending, refused
+	Index  *uint64 `json:"index,omitempty"`  // logged: the entry's index
+	Status int     `json:"status,omitempty"` // refused: the log's HTTP status
+}
+
+// NewAPILogState returns s as JSON data.
+func NewAPILogState(s LogEntryState) APILogState {
+	out := APILogState{State: s.State.String()}
+	switch s.State {
+	case LogLogged:
+		i := s.Index
+		out.Index = &i
+	case LogRefused:
+		out.Status = s.Status
+	}
+	return out
+}
+
+// String is the state as hvmon log list prints it: "1234", "pending" or
+// "refused(413)".
+func (s LogEntryState) String() string {
+	switch s.State {
+	case LogLogged:
+		return strconv.FormatUint(s.Index, 10)
+	case LogRefused:
+		return "refused(" + strconv.Itoa(s.Status) + ")"
+	}
+	return "pending"
 }
 
 func apiEntry(e Entry) APIEntry {

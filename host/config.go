@@ -3,7 +3,9 @@ package host
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -11,7 +13,9 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/internal/hcldepth"
+	"hvmon.dev/hvmon/tlog"
 )
 
 // MaxConfigSize bounds the daemon's configuration file.
@@ -33,6 +37,9 @@ type Config struct {
 	VMs           []VMBlock `hcl:"vm,block"`
 	Evidence      *Evidence `hcl:"evidence,block"`
 	Libvirt       *Libvirt  `hcl:"libvirt,block"`
+	// Logs are the transparency logs every stored report is submitted
+	// to (the outbox, outbox.go).
+	Logs []LogBlock `hcl:"log,block"`
 
 	// TrustPeers are public key files of peer hosts whose reports reach
 	// this host's store (a shared or copied data_dir). An incoming
@@ -56,6 +63,126 @@ type Libvirt struct {
 	Domains []string `hcl:"domains,optional"`
 	// Regions selects agent regions for every domain; empty means all.
 	Regions []string `hcl:"regions,optional"`
+}
+
+// LogBlock is one `log "LABEL" { ... }` block: a transparency log the
+// outbox submits every stored report to. The label names the log in the
+// proof files beside reports (<base>.LABEL.proof) and in metrics.
+type LogBlock struct {
+	Label string `hcl:"label,label"`
+	// URL is the log server's base URL (http or https).
+	URL string `hcl:"url"`
+	// Key is the log's verifier key (ML-DSA-44, type 0x06): the key text,
+	// or the absolute path of a file holding it.
+	Key string `hcl:"key"`
+	// WitnessKeys are witness verifier keys (0x06 or 0x04), as Key.
+	WitnessKeys []string `hcl:"witness_keys,optional"`
+	// Quorum is how many distinct witnesses must cosign each checkpoint;
+	// unset means all of WitnessKeys, 0 none.
+	Quorum *int `hcl:"quorum,optional"`
+	// ReadURL is where the checkpoint and tiles are read; empty means URL.
+	ReadURL     string `hcl:"read_url,optional"`
+	Concurrency int    `hcl:"concurrency,optional"`
+	Timeout     string `hcl:"timeout,optional"`
+	MinBackoff  string `hcl:"min_backoff,optional"`
+	MaxBackoff  string `hcl:"max_backoff,optional"`
+}
+
+// maxLogConcurrency bounds a log block's concurrency.
+const maxLogConcurrency = 1024
+
+// maxLogs bounds the log blocks (each is a file beside every report).
+const maxLogs = 8
+
+func (l *LogBlock) validate() error {
+	if !ValidLogLabel(l.Label) {
+		return fmt.Errorf("label must be 1 to 32 of a-z, 0-9 and -")
+	}
+	for name, v := range map[string]string{"url": l.URL, "read_url": l.ReadURL} {
+		if v == "" && name == "read_url" {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("%s: %q is not an http or https URL", name, v)
+		}
+	}
+	if l.Key == "" {
+		return fmt.Errorf("key is required (the log's verifier key or a file holding it)")
+	}
+	for _, k := range append([]string{l.Key}, l.WitnessKeys...) {
+		if !filepath.IsAbs(k) && strings.HasPrefix(k, ".") {
+			return fmt.Errorf("key %q: a key file must be an absolute path", k)
+		}
+	}
+	if q := l.Quorum; q != nil && (*q < 0 || *q > len(l.WitnessKeys)) {
+		return fmt.Errorf("quorum %d: must be between 0 and the %d witness_keys", *q, len(l.WitnessKeys))
+	}
+	if l.Concurrency < 0 || l.Concurrency > maxLogConcurrency {
+		return fmt.Errorf("concurrency %d: must be between 1 and %d", l.Concurrency, maxLogConcurrency)
+	}
+	var d [3]time.Duration
+	for i, v := range []struct{ name, s string }{{"timeout", l.Timeout}, {"min_backoff", l.MinBackoff}, {"max_backoff", l.MaxBackoff}} {
+		var err error
+		if d[i], err = parseDuration(v.s); err != nil {
+			return fmt.Errorf("%s: %w", v.name, err)
+		}
+	}
+	if d[1] != 0 && d[2] != 0 && d[1] > d[2] {
+		return fmt.Errorf("min_backoff %s is above max_backoff %s", l.MinBackoff, l.MaxBackoff)
+	}
+	return nil
+}
+
+// maxVerifierKeyFile bounds a verifier key file.
+const maxVerifierKeyFile = 16 << 10
+
+// loadVerifier reads a verifier key: the key text, or the file at an
+// absolute path holding it.
+func loadVerifier(s string, parse func(string) (*tlog.Verifier, error)) (*tlog.Verifier, error) {
+	if filepath.IsAbs(s) {
+		b, err := boundedfile.Read(s, maxVerifierKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		s = strings.TrimSpace(string(b))
+	}
+	return parse(s)
+}
+
+// LogConfigs reads the log blocks' keys and returns them as outbox
+// configurations.
+func (c *Config) LogConfigs() ([]LogConfig, error) {
+	var out []LogConfig
+	for _, l := range c.Logs {
+		lv, err := loadVerifier(l.Key, tlog.LogVerifier)
+		if err != nil {
+			return nil, fmt.Errorf("log %q: key: %w", l.Label, err)
+		}
+		p := tlog.Policy{Log: lv}
+		for _, w := range l.WitnessKeys {
+			wv, err := loadVerifier(w, tlog.ParseVerifierKey)
+			if err != nil {
+				return nil, fmt.Errorf("log %q: witness_keys: %w", l.Label, err)
+			}
+			p.Witnesses = append(p.Witnesses, wv)
+		}
+		if l.Quorum != nil {
+			p.Quorum = *l.Quorum
+			if p.Quorum == 0 {
+				p.Witnesses = nil // no witness required: none checked
+			}
+		}
+		if _, err := p.Open(nil); errors.Is(err, tlog.ErrPolicy) {
+			return nil, fmt.Errorf("log %q: %w", l.Label, err)
+		}
+		timeout, _ := parseDuration(l.Timeout)
+		minB, _ := parseDuration(l.MinBackoff)
+		maxB, _ := parseDuration(l.MaxBackoff)
+		out = append(out, LogConfig{Label: l.Label, URL: l.URL, ReadURL: l.ReadURL, Policy: p,
+			Concurrency: l.Concurrency, Timeout: timeout, MinBackoff: minB, MaxBackoff: maxB})
+	}
+	return out, nil
 }
 
 // VMBlock is one `vm "NAME" { ... }` block.
@@ -180,6 +307,20 @@ func (c *Config) validate(filename string) error {
 				return fmt.Errorf("%s: libvirt: domains: %q: %w", filename, p, err)
 			}
 		}
+	}
+	if len(c.Logs) > maxLogs {
+		return fmt.Errorf("%s: %d log blocks, at most %d", filename, len(c.Logs), maxLogs)
+	}
+	labels := map[string]bool{}
+	for i := range c.Logs {
+		l := &c.Logs[i]
+		if err := l.validate(); err != nil {
+			return fmt.Errorf("%s: log %q: %w", filename, l.Label, err)
+		}
+		if labels[l.Label] {
+			return fmt.Errorf("%s: log %q defined twice", filename, l.Label)
+		}
+		labels[l.Label] = true
 	}
 	for _, p := range c.TrustPeers {
 		if !filepath.IsAbs(p) {

@@ -99,6 +99,7 @@ func FuzzParseConfig(f *testing.F) {
 	}
 	f.Add(src)
 	f.Add([]byte("key = \"/k\"\nvm \"a\" { qmp = \"/q\" }\n"))
+	f.Add([]byte(testLogBlock))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseConfig(b, "fuzz.hcl")
 		if err != nil {
@@ -108,6 +109,11 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("accepted a config without key or data dir: %+v", c)
 		}
 		c.VMConfigs()
+		for _, l := range c.Logs {
+			if !ValidLogLabel(l.Label) || l.URL == "" || l.Key == "" {
+				t.Fatalf("accepted log block %+v", l)
+			}
+		}
 	})
 }
 
@@ -124,5 +130,98 @@ func TestConfigDeepNesting(t *testing.T) {
 		if err == nil || (len(src) <= MaxConfigSize && !errors.As(err, &deep)) {
 			t.Errorf("ParseConfig(%d bytes nested deep) = %v, want a nesting error", len(src), err)
 		}
+	}
+}
+
+const testLogBlock = `
+key = "/etc/hvmon/host.key"
+log "main" {
+  url          = "http://log.example:8790"
+  key          = "/etc/hvmon/log.vkey"
+  witness_keys = ["/etc/hvmon/w1.vkey", "/etc/hvmon/w2.vkey"]
+  quorum       = 1
+  read_url     = "https://cdn.example/log/"
+  concurrency  = 8
+  timeout      = "30s"
+  min_backoff  = "2s"
+  max_backoff  = "1m"
+}
+log "backup-2" {
+  url = "https://other.example"
+  key = "/etc/hvmon/other.vkey"
+}
+`
+
+func TestParseConfigLogs(t *testing.T) {
+	c, err := ParseConfig([]byte(testLogBlock), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Logs) != 2 || c.Logs[0].Label != "main" || *c.Logs[0].Quorum != 1 || c.Logs[1].Quorum != nil {
+		t.Fatalf("logs = %+v", c.Logs)
+	}
+	// The keys: one from a file, the witness's as text.
+	dir := t.TempDir()
+	lk := testLogKey(t, 7)
+	_, wv := testWitness(t)
+	keyFile := dir + "/log.vkey"
+	if err := os.WriteFile(keyFile, []byte(lk.VerifierKey()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err = ParseConfig([]byte(`key = "/k"
+log "main" {
+  url = "http://127.0.0.1:8790"
+  key = "`+keyFile+`"
+  witness_keys = ["`+wv.String()+`"]
+  max_backoff = "10s"
+}`), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := c.LogConfigs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lc) != 1 || !lc[0].Policy.Log.Equal(lk.Verifier()) || len(lc[0].Policy.Witnesses) != 1 || lc[0].MaxBackoff != 10*time.Second {
+		t.Fatalf("LogConfigs = %+v", lc)
+	}
+}
+
+func logBlock(label string, attrs ...string) string {
+	return "log \"" + label + "\" {\n" + strings.Join(attrs, "\n") + "\n}\n"
+}
+
+func TestParseConfigLogErrors(t *testing.T) {
+	u, k := `url = "http://l"`, `key = "/k"`
+	for _, tc := range []struct{ block, want string }{
+		{logBlock("Main", u, k), `log "Main": label must be 1 to 32 of a-z, 0-9 and -`},
+		{logBlock(strings.Repeat("a", 33), u, k), "label must be"},
+		{logBlock("a", `url = "ftp://l"`, k), `url: "ftp://l" is not an http or https URL`},
+		{logBlock("a", u, k, `read_url = "l"`), `read_url: "l" is not an http or https URL`},
+		{logBlock("a", u), `Missing required argument`},
+		{logBlock("a", u, k, "quorum = 1"), "quorum 1: must be between 0 and the 0 witness_keys"},
+		{logBlock("a", u, k, "concurrency = 5000"), "concurrency 5000"},
+		{logBlock("a", u, k, `timeout = "-1s"`), "timeout: negative duration"},
+		{logBlock("a", u, k, `min_backoff = "1m"`, `max_backoff = "1s"`), "min_backoff 1m is above max_backoff 1s"},
+		{logBlock("a", u, k) + logBlock("a", u, k), `log "a" defined twice`},
+		{logBlock("a", u, k, "bogus = 1"), "Unsupported argument"},
+	} {
+		_, err := ParseConfig([]byte("key = \"/k\"\n"+tc.block), "t.hcl")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseConfig(%s) = %v, want an error with %q", tc.block, err, tc.want)
+		}
+	}
+	// Keys are checked when they are loaded: a witness key as the log key.
+	_, wv := testWitness(t)
+	c, err := ParseConfig([]byte(`key = "/k"
+log "a" {
+  url = "http://l"
+  key = "`+wv.String()+`"
+}`), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.LogConfigs(); err == nil || !strings.Contains(err.Error(), `log "a": key:`) {
+		t.Errorf("LogConfigs with an Ed25519 log key = %v", err)
 	}
 }

@@ -18,6 +18,13 @@ type Metrics struct {
 	agentFailures *prometheus.CounterVec
 	changes       *prometheus.CounterVec
 
+	// The outbox's, by log label (bounded by the configuration).
+	logBacklog      *prometheus.GaugeVec
+	logSubmit       *prometheus.HistogramVec
+	logFailures     *prometheus.CounterVec
+	logTreeSize     *prometheus.GaugeVec
+	logInconsistent *prometheus.GaugeVec
+
 	// Label values that QEMU or a guest agent chooses (event names, region
 	// ids) are bounded: each distinct value is a series the daemon keeps
 	// for good, and a hostile peer could invent them without end.
@@ -90,7 +97,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.changes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hvmon_region_changes_total", Help: "Reports in which the agent saw a region's pages change since its previous measurement, by VM and region (drift against reference values is a verifier's call).",
 	}, []string{"vm", "region"})
-	reg.MustRegister(m.events, m.reports, m.latency, m.agentFailures, m.changes)
+	m.logBacklog = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "hvmon_log_backlog", Help: "Stored reports not yet logged nor refused, by log.",
+	}, []string{"log"})
+	m.logSubmit = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "hvmon_log_submit_seconds", Help: "Time from a report's first submission to its verified proof stored, by log.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+	}, []string{"log"})
+	m.logFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hvmon_log_submit_failures_total", Help: "Failed submissions, by log and reason (unreachable, pushback, timeout, forbidden, malformed, too_large, bad_proof, inconsistent).",
+	}, []string{"log", "reason"})
+	m.logTreeSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "hvmon_log_tree_size", Help: "Size of the largest verified checkpoint of each log.",
+	}, []string{"log"})
+	m.logInconsistent = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "hvmon_log_inconsistent", Help: "1 when a log showed checkpoints that are not consistent (a split view or rewritten history); its submissions stop.",
+	}, []string{"log"})
+	reg.MustRegister(m.events, m.reports, m.latency, m.agentFailures, m.changes,
+		m.logBacklog, m.logSubmit, m.logFailures, m.logTreeSize, m.logInconsistent)
 	return m
 }
 
@@ -126,4 +150,42 @@ func (m *Metrics) regionChanged(vm, region string) {
 		region = "other"
 	}
 	m.changes.WithLabelValues(vm, region).Inc()
+}
+
+// The outbox's metrics; a nil *Metrics records nothing.
+
+func (m *Metrics) logBacklogSet(log string, n int) {
+	if m != nil {
+		m.logBacklog.WithLabelValues(log).Set(float64(n))
+	}
+}
+
+func (m *Metrics) logBacklogAdd(log string, n int) {
+	if m != nil {
+		m.logBacklog.WithLabelValues(log).Add(float64(n))
+	}
+}
+
+func (m *Metrics) logSubmitted(log string, d time.Duration) {
+	if m != nil {
+		m.logSubmit.WithLabelValues(log).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) logFailure(log, reason string) {
+	if m != nil {
+		m.logFailures.WithLabelValues(log, reason).Inc()
+	}
+}
+
+func (m *Metrics) logTree(log string, size uint64) {
+	if m != nil {
+		m.logTreeSize.WithLabelValues(log).Set(float64(size))
+	}
+}
+
+func (m *Metrics) logAlarm(log string) {
+	if m != nil {
+		m.logInconsistent.WithLabelValues(log).Set(1)
+	}
 }

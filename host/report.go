@@ -251,6 +251,9 @@ func (v *vm) seal(ctx context.Context, rep *attest.Report, tm *Timing) (Entry, e
 	v.prev = &h
 	v.mu.Unlock()
 	v.log.Info("report", "vm", v.cfg.Name, "event", rep.Event, "seq", rep.Seq, "agent", rep.Host.Agent, "hash", e.Hash.String())
+	if o.Stored != nil {
+		o.Stored(e)
+	}
 	return e, nil
 }
 

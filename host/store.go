@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha3"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,6 +21,7 @@ import (
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/internal/atomicfile"
 	"hvmon.dev/hvmon/internal/boundedfile"
+	"hvmon.dev/hvmon/tlog"
 )
 
 // Entry is a stored report's index record: everything a listing needs
@@ -175,8 +177,7 @@ func (s *FileStore) Put(ctx context.Context, vm string, signed []byte, r *attest
 	if err != nil {
 		return Entry{}, fmt.Errorf("store: %w", err)
 	}
-	name := fmt.Sprintf("%013d-%020d-%s-%s-%s.cose", r.IssuedAt.UnixMilli(), r.Seq, e.Chain, r.Event, h)
-	e.Path = filepath.Join(dir, name)
+	e.Path = filepath.Join(dir, reportFileName(e))
 	if err := atomicfile.Write(e.Path, signed, 0o640, atomicfile.Options{}); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return e, nil // the same report, stored before: content-addressed
@@ -184,6 +185,11 @@ func (s *FileStore) Put(ctx context.Context, vm string, signed []byte, r *attest
 		return Entry{}, fmt.Errorf("store: %w", err)
 	}
 	return e, nil
+}
+
+// reportFileName is the name of e's report file (see FileStore).
+func reportFileName(e Entry) string {
+	return fmt.Sprintf("%013d-%020d-%s-%s-%s.cose", e.Time.UnixMilli(), e.Seq, e.Chain, e.Event, e.Hash)
 }
 
 func parseName(vm, path string) (Entry, bool) {
@@ -306,4 +312,214 @@ func (s *FileStore) Get(ctx context.Context, hash attest.Digest) ([]byte, Entry,
 		return b, e, nil
 	}
 	return nil, Entry{}, fmt.Errorf("%w: %s", ErrNotFound, hash)
+}
+
+// Transparency-log files beside a report. For a report file <base>.cose
+// and a log block labelled L (config: log "L" { … }):
+//
+//	<base>.L.proof    the log's tlog-proof file for the report (verified
+//	                  by the outbox before it was written)
+//	<base>.L.refused  the log refused the report for good (400 or 413): a
+//	                  JSON object {"status", "message", "time"}
+//
+// Both are written with internal/atomicfile (0640). List ignores them: it
+// lists only names ending in ".cose".
+
+// LogState is where a stored report stands with one log.
+type LogState int
+
+const (
+	// LogPending: no proof and no refusal yet.
+	LogPending LogState = iota
+	// LogLogged: a proof file exists (LogEntryState.Index is its index).
+	LogLogged
+	// LogRefused: the log refused the report for good.
+	LogRefused
+)
+
+func (s LogState) String() string {
+	switch s {
+	case LogLogged:
+		return "logged"
+	case LogRefused:
+		return "refused"
+	}
+	return "pending"
+}
+
+// LogEntryState is a report's state with one log.
+type LogEntryState struct {
+	State  LogState
+	Index  uint64 // LogLogged: the entry's index in the log
+	Status int    // LogRefused: the HTTP status of the refusal
+}
+
+// Refusal is the content of a refusal marker.
+type Refusal struct {
+	Status  int       `json:"status"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
+}
+
+// maxRefusalSize bounds a refusal marker read back.
+const maxRefusalSize = 4096
+
+// ValidLogLabel reports whether label may name a log block: 1 to 32 of
+// a–z, 0–9 and "-". The label is part of file names beside reports.
+func ValidLogLabel(label string) bool {
+	if len(label) == 0 || len(label) > 32 {
+		return false
+	}
+	for _, c := range label {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func logFilePath(e Entry, label, ext string) string {
+	return strings.TrimSuffix(e.Path, ".cose") + "." + label + ext
+}
+
+// ProofPath returns the path of e's proof file for the log label.
+func (s *FileStore) ProofPath(e Entry, label string) string {
+	return logFilePath(e, label, ".proof")
+}
+
+// RefusedPath returns the path of e's refusal marker for the log label.
+func (s *FileStore) RefusedPath(e Entry, label string) string {
+	return logFilePath(e, label, ".refused")
+}
+
+func checkLogEntry(e Entry, label string) error {
+	if !ValidLogLabel(label) {
+		return fmt.Errorf("store: invalid log label %q", label)
+	}
+	if !strings.HasSuffix(e.Path, ".cose") {
+		return fmt.Errorf("store: entry %s has no report file", e.Hash)
+	}
+	return nil
+}
+
+// PutProof stores proof as e's proof file for the log label. The caller
+// has verified it. A proof stored before is kept (proofs of one report in
+// one log name the same index; the first verified one stays).
+func (s *FileStore) PutProof(ctx context.Context, e Entry, label string, proof []byte) error {
+	if err := checkLogEntry(e, label); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := atomicfile.Write(s.ProofPath(e, label), proof, 0o640, atomicfile.Options{})
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// Proof returns e's proof file for the log label; an error matching
+// fs.ErrNotExist when there is none.
+func (s *FileStore) Proof(e Entry, label string) ([]byte, error) {
+	if err := checkLogEntry(e, label); err != nil {
+		return nil, err
+	}
+	return boundedfile.Read(s.ProofPath(e, label), tlog.MaxProofSize)
+}
+
+// MarkRefused records that the log label refused e for good.
+func (s *FileStore) MarkRefused(ctx context.Context, e Entry, label string, status int, msg string) error {
+	if err := checkLogEntry(e, label); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(msg) > 1024 {
+		msg = msg[:1024]
+	}
+	b, err := json.Marshal(Refusal{Status: status, Message: msg, Time: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	err = atomicfile.Write(s.RefusedPath(e, label), b, 0o640, atomicfile.Options{})
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// LogState reports e's state with the log label from the files beside
+// it. A proof file is parsed (for its index) but not verified here: the
+// outbox verified it before writing it, and verify checks it again.
+func (s *FileStore) LogState(e Entry, label string) (LogEntryState, error) {
+	b, err := s.Proof(e, label)
+	switch {
+	case err == nil:
+		p, err := tlog.ParseProof(b)
+		if err != nil {
+			return LogEntryState{}, fmt.Errorf("store: %s: %w", s.ProofPath(e, label), err)
+		}
+		return LogEntryState{State: LogLogged, Index: p.Index}, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return LogEntryState{}, err
+	}
+	b, err = boundedfile.Read(s.RefusedPath(e, label), maxRefusalSize)
+	switch {
+	case err == nil:
+		var r Refusal
+		if err := json.Unmarshal(b, &r); err != nil {
+			return LogEntryState{}, fmt.Errorf("store: %s: %w", s.RefusedPath(e, label), err)
+		}
+		return LogEntryState{State: LogRefused, Status: r.Status}, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return LogEntryState{State: LogPending}, nil
+	}
+	return LogEntryState{}, err
+}
+
+// LogLabels returns the labels of the logs the store has files of, sorted:
+// those with a checkpoint in the outbox directory (Dir/outbox) and those
+// named by a proof file or refusal marker beside a report. Commands that
+// read the store without the daemon's configuration use it.
+func (s *FileStore) LogLabels(ctx context.Context) ([]string, error) {
+	seen := map[string]bool{}
+	if cps, err := os.ReadDir(filepath.Join(s.Dir, "outbox")); err == nil {
+		for _, f := range cps {
+			if l, ok := strings.CutSuffix(f.Name(), ".checkpoint"); ok && ValidLogLabel(l) {
+				seen[l] = true
+			}
+		}
+	}
+	root := filepath.Join(s.Dir, "reports")
+	vms, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range vms {
+		if !d.IsDir() {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(root, d.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			// <base>.<label>.proof or .refused; the base has no dot.
+			parts := strings.Split(f.Name(), ".")
+			if len(parts) == 3 && (parts[2] == "proof" || parts[2] == "refused") && ValidLogLabel(parts[1]) {
+				seen[parts[1]] = true
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for l := range seen {
+		out = append(out, l)
+	}
+	slices.Sort(out)
+	return out, nil
 }

@@ -59,6 +59,10 @@ type Options struct {
 	// Trace, when set, is called after every request with the time each
 	// step of its report took. It runs on the VM's worker: keep it short.
 	Trace func(Timing)
+	// Stored, when set, is called with every report stored, after Put
+	// returned (the outbox's Kick). It runs on the VM's worker and must
+	// not block.
+	Stored func(Entry)
 }
 
 // VMConfig names a VM and where to reach it.

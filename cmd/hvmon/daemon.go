@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -96,9 +97,28 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) e
 		return err
 	}
 	defer journal.Close()
+	metrics := host.NewMetrics(reg)
+	logs, err := cfg.LogConfigs()
+	if err != nil {
+		return configErr(err)
+	}
+	var stored func(host.Entry)
+	if len(logs) > 0 {
+		outbox, err := host.NewOutbox(host.OutboxOptions{Store: store, Dir: filepath.Join(cfg.DataDir, "outbox"), Logs: logs,
+			Logger: log, Metrics: metrics})
+		if err != nil {
+			return configErr(err)
+		}
+		stored = outbox.Kick
+		octx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { outbox.Run(octx); close(done) }()
+		defer func() { stop(); <-done }()
+	}
 	sup, err := host.New(host.Options{
 		Logger: log, Signer: key, HostName: hostName, Store: store, Evidence: verifier,
-		TTL: ttl, AgentTimeout: agentTimeout, MigrationHold: cfg.MigrationHoldDuration(), Metrics: host.NewMetrics(reg), Hooks: journal,
+		TTL: ttl, AgentTimeout: agentTimeout, MigrationHold: cfg.MigrationHoldDuration(), Metrics: metrics, Hooks: journal,
+		Stored: stored,
 	})
 	if err != nil {
 		return err
@@ -141,7 +161,7 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) e
 		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go msrv.Serve(mln)
 	}
-	log.Info("running", "vms", len(cfg.VMs), "watch_dir", cfg.WatchDir, "api", cfg.APISocket, "metrics", cfg.MetricsListen,
+	log.Info("running", "vms", len(cfg.VMs), "logs", len(logs), "watch_dir", cfg.WatchDir, "api", cfg.APISocket, "metrics", cfg.MetricsListen,
 		"data_dir", cfg.DataDir, "key_id", key.KeyID().String())
 
 	<-ctx.Done()

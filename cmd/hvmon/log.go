@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -49,19 +50,40 @@ daemon: list them, print one, or verify them all with their chains.`,
 			if err != nil {
 				return configErr(err)
 			}
-			if asJSON {
-				out := make([]host.APIEntry, len(es))
-				for i, e := range es {
-					out[i] = host.APIEntry{VM: e.VM, Time: e.Time, Seq: e.Seq, Event: e.Event, Hash: e.Hash}
+			labels, err := s.LogLabels(cmd.Context())
+			if err != nil {
+				return configErr(err)
+			}
+			out := make([]host.APIEntry, len(es))
+			logCol := make([]string, len(es))
+			for i, e := range es {
+				out[i] = host.APIEntry{VM: e.VM, Time: e.Time, Seq: e.Seq, Event: e.Event, Hash: e.Hash}
+				var col []string
+				for _, l := range labels {
+					st, err := s.LogState(e, l)
+					if err != nil {
+						return configErr(err)
+					}
+					if out[i].Logs == nil {
+						out[i].Logs = map[string]host.APILogState{}
+					}
+					out[i].Logs[l] = host.NewAPILogState(st)
+					col = append(col, l+":"+st.String())
 				}
+				logCol[i] = strings.Join(col, ",")
+				if logCol[i] == "" {
+					logCol[i] = "-"
+				}
+			}
+			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(out)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tVM\tSEQ\tEVENT\tHASH")
-			for _, e := range es {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", e.Time.Format(time.RFC3339Nano), printable(e.VM), e.Seq, e.Event, e.Hash)
+			fmt.Fprintln(tw, "TIME\tVM\tSEQ\tEVENT\tHASH\tLOG")
+			for i, e := range es {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", e.Time.Format(time.RFC3339Nano), printable(e.VM), e.Seq, e.Event, e.Hash, logCol[i])
 			}
 			return tw.Flush()
 		},

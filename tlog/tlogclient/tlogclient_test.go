@@ -1,0 +1,123 @@
+package tlogclient
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"hvmon.dev/hvmon/tlog"
+	"hvmon.dev/hvmon/tlog/tlogtest"
+)
+
+// serve publishes l over HTTP in the tlog-tiles layout.
+func serve(t *testing.T, l *tlogtest.Log) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b []byte
+		var err error
+		if p := strings.TrimPrefix(r.URL.Path, "/"); p == "checkpoint" {
+			b, err = l.ReadCheckpoint(r.Context())
+		} else if level, index, width, entries, perr := tlog.ParseTilePath(p); perr != nil {
+			err = fs.ErrNotExist
+		} else if entries {
+			b, err = l.ReadEntryBundle(r.Context(), index, width)
+		} else {
+			b, err = l.ReadTile(r.Context(), level, index, width)
+		}
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(b)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestHTTPReaderFallback: a partial tile the log collected is read from
+// the full tile, and proofs built over HTTP check.
+func TestHTTPReaderFallback(t *testing.T) {
+	key, err := tlog.NewKeyFromSeed("test.hvmon.dev/log", [32]byte{7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := tlogtest.New(key, tlog.SignerOptions{})
+	l.GC = true
+	for i := range 600 {
+		if _, err := l.Append([]byte("entry " + strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldSigned, _ := l.Checkpoint(300)
+	newSigned, _ := l.Publish()
+	p := tlog.Policy{Log: key.Verifier()}
+	old, err := p.Open(oldSigned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &HTTPReader{Base: serve(t, l).URL + "/"}
+	ctx := context.Background()
+	if _, err := r.ReadTile(ctx, 0, 1, 44); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("ReadTile(collected partial) = %v, want fs.ErrNotExist", err)
+	}
+	got, err := r.ReadCheckpoint(ctx)
+	if err != nil || string(got) != string(newSigned) {
+		t.Fatalf("ReadCheckpoint = %q, %v", got, err)
+	}
+	cur, err := p.Open(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, err := tlog.ProveInclusion(ctx, r, old, 299)
+	if err != nil {
+		t.Fatalf("ProveInclusion over a collected partial tile: %v", err)
+	}
+	if err := tlog.CheckInclusion(old, 299, tlog.LeafHash([]byte("entry 299")), path); err != nil {
+		t.Fatal(err)
+	}
+	cpath, err := tlog.ProveConsistency(ctx, r, old, cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tlog.CheckConsistency(old, cur, cpath); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSubmit: the answer classes of the log server's add call.
+func TestSubmit(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/add" || r.Method != http.MethodPost {
+			http.NotFound(w, r)
+			return
+		}
+		switch r.Header.Get("X-Want") {
+		case "":
+			w.Write([]byte("proof"))
+		default:
+			w.Header().Set("Retry-After", "3")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	res, err := Submit(context.Background(), nil, srv.URL, []byte("entry"))
+	if err != nil || res.Status != 200 || string(res.Proof) != "proof" {
+		t.Fatalf("Submit = %+v, %v", res, err)
+	}
+	c := &http.Client{Transport: headerRT{}}
+	res, err = Submit(context.Background(), c, srv.URL+"/", []byte("entry"))
+	if err != nil || res.Status != 503 || res.RetryAfter != 3 || res.Message != "busy" {
+		t.Fatalf("Submit = %+v, %v", res, err)
+	}
+}
+
+type headerRT struct{}
+
+func (headerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r.Header.Set("X-Want", "503")
+	return http.DefaultTransport.RoundTrip(r)
+}
