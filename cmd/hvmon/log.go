@@ -176,7 +176,7 @@ func (a *app) verifyLog(ctx context.Context, s *host.FileStore, vm string, opts 
 		}
 		return nil
 	}
-	return a.auditHistory(paths, chainNames(paths), renamed, opts, nil, asJSON)
+	return a.auditHistory(paths, chainNames(paths), renamed, nil, opts, nil, asJSON)
 }
 
 // verifyStored verifies a stored report as of its own issued-at.
