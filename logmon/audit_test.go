@@ -102,7 +102,7 @@ func (l *testLog) options(t *testing.T) Options {
 // memStore is a report store in memory.
 type memStore [][]byte
 
-func (memStore) Name() string                                 { return "mem" }
+func (memStore) Name() string                                { return "mem" }
 func (s memStore) Reports(context.Context) ([][]byte, error) { return s, nil }
 
 // has reports whether res has a finding of check and reason (about

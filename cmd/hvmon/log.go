@@ -17,7 +17,7 @@ import (
 func (a *app) logCmd() *cobra.Command {
 	var dataDir string
 	cmd := &cobra.Command{
-		Use:   "log list|show|verify|consistency",
+		Use:   "log list|show|verify|consistency|audit",
 		Short: "Read the daemon's report store",
 		Long: `Read the reports the daemon stored under its data directory, without the
 daemon: list them, print one, or verify them all with their chains.`,
@@ -155,7 +155,7 @@ and exit 0.`,
 	ev.flags(verify.Flags())
 	verify.MarkFlagRequired("trust")
 
-	cmd.AddCommand(list, show, verify, a.logConsistencyCmd())
+	cmd.AddCommand(list, show, verify, a.logConsistencyCmd(), a.logAuditCmd())
 	return cmd
 }
 
