@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -280,4 +283,88 @@ func TestAuditSilentAndOddEntries(t *testing.T) {
 			t.Errorf("no %s %s in %+v", want[0], want[1], res.Findings)
 		}
 	}
+}
+
+// TestAuditFullTileFallback: a log that collected its partial tiles and
+// bundles (only full ones remain past the checkpoint) is read through
+// the full ones.
+func TestAuditFullTileFallback(t *testing.T) {
+	_, reports := vector(t, "clean")
+	l := newLog(t)
+	lg := tlogtest.New(l.key, tlog.SignerOptions{Now: func() time.Time { return signedAt }, Deterministic: true})
+	var entries [][]byte
+	for i := range 256 + len(reports) {
+		entries = append(entries, []byte(fmt.Sprintf("filler %d", i)))
+	}
+	copy(entries[256-3:], reports) // the reports straddle the first bundle's end
+	if _, err := lg.Append(entries...); err != nil {
+		t.Fatal(err)
+	}
+	// Tiles and bundles for 512 entries (all full), checkpoint of 300.
+	for lg.Size() < 512 {
+		if _, err := lg.Append([]byte(fmt.Sprintf("more %d", lg.Size()))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp, err := lg.Checkpoint(300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []uint64{300, 512} {
+		if err := WriteDir(context.Background(), lg, cp, n, l.dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The log collected the level-0 partials of size 300.
+	for _, p := range []string{"tile/0/001.p", "tile/entries/001.p"} {
+		if err := os.RemoveAll(filepath.Join(l.dir, p)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(l.dir, p)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	res, err := Audit(context.Background(), &State{}, l.options(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.VMs) != 1 || len(res.VMs[0].Timeline) != len(reports) || res.Status != policy.Warning {
+		t.Errorf("%s %+v", res.Status, res.VMs)
+	}
+	if !has(res, CheckEntry, ReasonNotAReport, "entry-0") {
+		t.Errorf("filler is not a report: %+v", res.Findings[:3])
+	}
+}
+
+// TestAuditUnknownSigner: a report by a key the monitor does not trust
+// takes no part in the chains and is named.
+func TestAuditUnknownSigner(t *testing.T) {
+	_, reports := vector(t, "clean")
+	l := newLog(t)
+	l.publish(t, reports, -1)
+	o := l.options(t)
+	o.Verify.TrustedKeys = o.Verify.TrustedKeys[:1]
+	res, err := Audit(context.Background(), &State{}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !has(res, CheckEntry, ReasonUnknownSigner, "entry-3") {
+		t.Errorf("%+v", res.Findings)
+	}
+}
+
+func FuzzParseState(f *testing.F) {
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"checkpoint":"x","logged":{"` + strings.Repeat("ab", 32) + `":{"index":1,"vm":"v"}},"vms":{"v":{"entries":[1]}}}`))
+	f.Add([]byte(`{"logged":{"zz":{}}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := ParseState(b)
+		if err != nil {
+			if !errors.Is(err, attest.ErrMalformed) {
+				t.Fatalf("error of no class: %v", err)
+			}
+			return
+		}
+		s.clone()
+	})
 }
