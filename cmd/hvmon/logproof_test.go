@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rogpeppe/go-internal/testscript"
 	"golang.org/x/mod/sumdb/note"
 
 	"hvmon.dev/hvmon/tlog"
@@ -31,27 +32,35 @@ var signedAt = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func newTestLog(t testing.TB, origin string) *testLog {
 	t.Helper()
-	opts := tlog.SignerOptions{Now: func() time.Time { return signedAt }, Deterministic: true}
-	k, err := tlog.NewKeyFromSeed(origin, sha256.Sum256([]byte("log "+origin)))
+	l, err := makeTestLog(origin)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return l
+}
+
+func makeTestLog(origin string) (*testLog, error) {
+	opts := tlog.SignerOptions{Now: func() time.Time { return signedAt }, Deterministic: true}
+	k, err := tlog.NewKeyFromSeed(origin, sha256.Sum256([]byte("log "+origin)))
+	if err != nil {
+		return nil, err
+	}
 	wk, err := tlog.NewKeyFromSeed("w06.example", sha256.Sum256([]byte("witness 06")))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	seed := sha256.Sum256([]byte("witness 04"))
 	ek := ed25519.NewKeyFromSeed(seed[:])
 	w04, err := tlog.NewEd25519Cosigner("w04.example", ek, opts)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ev, err := tlog.NewEd25519Verifier("w04.example", ek.Public().(ed25519.PublicKey))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	return &testLog{Log: tlogtest.New(k, opts), vkey: k.VerifierKey(),
-		w04: w04, w06: wk.NoteSigner(opts), w04Key: ev.String(), w06Key: wk.VerifierKey()}
+		w04: w04, w06: wk.NoteSigner(opts), w04Key: ev.String(), w06Key: wk.VerifierKey()}, nil
 }
 
 // add appends filler, entry and more filler, publishes a checkpoint
@@ -278,4 +287,29 @@ func flipLast(b []byte) []byte {
 		out[i] = 'A'
 	}
 	return out
+}
+
+// cmdTlogProve is the script command tlogprove VKEY FILE...: a new log
+// (the key of newTestLog's "log.example/main") holds the files, its
+// verifier key goes to VKEY and each file's proof next to it.
+func cmdTlogProve(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: tlogprove VKEY FILE...")
+	}
+	lg, err := makeTestLog("log.example/main")
+	ts.Check(err)
+	var idx []uint64
+	for _, f := range args[1:] {
+		i, err := lg.Append([]byte(ts.ReadFile(f)))
+		ts.Check(err)
+		idx = append(idx, i)
+	}
+	cp, err := lg.Publish()
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(lg.vkey+"\n"), 0o644))
+	for n, f := range args[1:] {
+		proof, err := lg.Proof(idx[n], cp)
+		ts.Check(err)
+		ts.Check(os.WriteFile(ts.MkAbs(strings.TrimSuffix(f, ".cose")+".proof"), proof, 0o644))
+	}
 }
