@@ -41,6 +41,8 @@ const (
 	ReasonPending          = "pending"            // a stored report not yet in the log, within the grace period
 	ReasonDeletedFromStore = "deleted_from_store" // a logged report missing from the store that holds its chain
 	ReasonSilent           = "silent"             // a running VM logged nothing for longer than its max_age
+	ReasonSplitView        = "split_view"         // a host holds a proof from a checkpoint inconsistent with the monitor's
+	ReasonAhead            = "ahead"              // a host holds a proof from a checkpoint newer than the monitor's
 )
 
 // ErrLog is the error of a run whose checkpoint failed: not signed as the
@@ -105,6 +107,16 @@ type Store interface {
 	Name() string
 	// Reports returns the signed reports the store holds.
 	Reports(ctx context.Context) ([][]byte, error)
+}
+
+// ProofStore is a Store that also holds the log proofs its host
+// received: each proof's checkpoint must be consistent with the
+// monitor's view of the log, or the log showed that host another history
+// (a split view).
+type ProofStore interface {
+	Store
+	// Proofs returns the proof files, by name.
+	Proofs(ctx context.Context) (map[string][]byte, error)
 }
 
 // Options configure an audit.
@@ -197,6 +209,14 @@ func Audit(ctx context.Context, prev *State, o Options) (*Result, error) {
 		res.Add(f)
 	}
 
+	// Step 3: the proofs the hosts hold against the monitor's view.
+	if err := o.checkProofs(ctx, cp, res); err != nil {
+		if errors.Is(err, ErrLog) {
+			return res, err
+		}
+		return nil, err
+	}
+
 	// New entries.
 	entries, err := tlog.ReadEntries(ctx, o.Reader, cp, old.Size, cp.Size-old.Size)
 	if err != nil {
@@ -286,6 +306,49 @@ func Audit(ctx context.Context, prev *State, o Options) (*Result, error) {
 	st.Checkpoint = string(cp.Signed)
 	res.State = st
 	return res, nil
+}
+
+// checkProofs checks the checkpoint of every proof a ProofStore holds
+// for this log against cp. Proofs of other logs are skipped.
+func (o *Options) checkProofs(ctx context.Context, cp *tlog.Checkpoint, res *Result) error {
+	var failed error
+	for _, s := range o.Stores {
+		ps, ok := s.(ProofStore)
+		if !ok {
+			continue
+		}
+		proofs, err := ps.Proofs(ctx)
+		if err != nil {
+			return fmt.Errorf("store %s: %w", s.Name(), err)
+		}
+		for _, name := range slices.Sorted(maps.Keys(proofs)) {
+			pr, err := tlog.ParseProof(proofs[name])
+			if err != nil {
+				continue // a damaged proof makes its host resubmit; it shows no view
+			}
+			pc, err := o.Policy.Open(pr.Checkpoint)
+			if err != nil {
+				continue // another log's proof, or one this policy does not accept
+			}
+			subject := s.Name() + ":" + name
+			if pc.Size > cp.Size {
+				res.Add(policy.Finding{Check: CheckConsistency, Status: policy.Warning, Reason: ReasonAhead, Subject: subject,
+					Detail: fmt.Sprintf("the proof's checkpoint has size %d, the log's %d", pc.Size, cp.Size)})
+				continue
+			}
+			if _, err := consistent(ctx, o.Reader, pc, cp); err != nil {
+				if !errors.Is(err, attest.ErrTrust) {
+					return err
+				}
+				res.Add(policy.Finding{Check: CheckConsistency, Status: policy.Contraindicated, Reason: ReasonSplitView, Subject: subject,
+					Detail: fmt.Sprintf("the host was shown a checkpoint of size %d the log does not extend: %v", pc.Size, err)})
+				if failed == nil {
+					failed = fmt.Errorf("%w: %s: %w", ErrLog, subject, err)
+				}
+			}
+		}
+	}
+	return failed
 }
 
 // consistent checks the new checkpoint against the old one.

@@ -368,3 +368,48 @@ func FuzzParseState(f *testing.F) {
 		s.clone()
 	})
 }
+
+// proofStore is a memStore holding proofs too.
+type proofStore struct {
+	memStore
+	proofs map[string][]byte
+}
+
+func (s proofStore) Proofs(context.Context) (map[string][]byte, error) { return s.proofs, nil }
+
+// TestAuditSplitView: a host that holds a proof from a history the log
+// does not extend was shown a split view: the run fails.
+func TestAuditSplitView(t *testing.T) {
+	_, reports := vector(t, "clean")
+	l := newLog(t)
+	opts := tlog.SignerOptions{Now: func() time.Time { return signedAt }, Deterministic: true}
+	prove := func(entries [][]byte, i uint64) []byte {
+		lg := tlogtest.New(l.key, opts)
+		if _, err := lg.Append(entries...); err != nil {
+			t.Fatal(err)
+		}
+		cp, err := lg.Publish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := lg.Proof(i, cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := prove(reports[:3], 1)
+	forked := prove([][]byte{reports[0], reports[2]}, 1) // the host was shown a log without report 1
+	l.publish(t, reports, -1)
+	o := l.options(t)
+	o.Stores = []Store{proofStore{memStore(reports), map[string][]byte{"good.proof": good}}}
+	res, err := Audit(context.Background(), &State{}, o)
+	if err != nil || has(res, CheckConsistency, ReasonSplitView, "") {
+		t.Fatalf("consistent proof: %v %+v", err, res.Findings)
+	}
+	o.Stores = []Store{proofStore{memStore(reports), map[string][]byte{"good.proof": good, "forked.proof": forked}}}
+	res, err = Audit(context.Background(), &State{}, o)
+	if !errors.Is(err, ErrLog) || !has(res, CheckConsistency, ReasonSplitView, "mem:forked.proof") || res.State != nil {
+		t.Errorf("forked proof: %v %+v", err, res)
+	}
+}

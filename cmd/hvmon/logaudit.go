@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"hvmon.dev/hvmon/internal/keyfile"
 	"hvmon.dev/hvmon/logmon"
 	"hvmon.dev/hvmon/policy"
+	"hvmon.dev/hvmon/tlog"
 )
 
 // maxStateFile bounds the monitor's state file (about 200 bytes per
@@ -50,7 +52,10 @@ func (a *app) logAuditCmd() *cobra.Command {
 4. with --store (a daemon's data directory; repeatable), a stored report
    missing from the log longer than --grace is not_logged, and a logged
    report missing from the store that holds its chain is
-   deleted_from_store (both contraindicated);
+   deleted_from_store (both contraindicated); and every log proof stored
+   next to a report (<base>.proof, <base>.<label>.proof) of this log must
+   come from a checkpoint the log's current one extends, else the host
+   was shown another history: split_view, which fails the run (exit 3);
 5. with --policy, a VM whose last report is not a shutdown and is older
    than its max_age at the checkpoint's time is silent (contraindicated).
 
@@ -190,6 +195,34 @@ func (f fileStore) Reports(ctx context.Context) ([][]byte, error) {
 			return nil, err
 		}
 		out = append(out, b)
+	}
+	return out, nil
+}
+
+// Proofs returns the log proofs stored next to the reports
+// (<base>.proof and <base>.<label>.proof).
+func (f fileStore) Proofs(ctx context.Context) (map[string][]byte, error) {
+	es, err := f.s.List(ctx, host.Query{})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, e := range es {
+		base := strings.TrimSuffix(e.Path, ".cose")
+		more, err := filepath.Glob(globEscape(base) + ".*.proof")
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range append([]string{base + ".proof"}, more...) {
+			b, err := boundedfile.Read(p, tlog.MaxProofSize)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			out[filepath.Base(p)] = b
+		}
 	}
 	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"hvmon.dev/hvmon/host"
 	"hvmon.dev/hvmon/logmon"
 )
 
@@ -99,6 +100,36 @@ func TestLogAudit(t *testing.T) {
 	code, stdout, _ = runIn(t, nil, args("--store", store)...)
 	if code != exitAppraisal || !hasLine(stdout, "log.store", "entry-5", "contraindicated", "deleted_from_store") {
 		t.Errorf("deleted from store: exit %d, want 5\n%s", code, stdout)
+	}
+
+	// A host holding a proof from a forked history was shown a split
+	// view: the run fails.
+	fork := filepath.Join(dir, "fork")
+	forked := publishVector(t, "log.example/main", "clean", fork, "03-hv-a-migrate-out.cose")
+	cp, err := forked.Publish(forked.w04)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, err := forked.Proof(0, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := host.NewFileStore(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := fs.List(context.Background(), host.Query{})
+	if err != nil || len(es) == 0 {
+		t.Fatal(err)
+	}
+	writeFile(t, strings.TrimSuffix(es[0].Path, ".cose")+".main.proof", proof)
+	os.Remove(state)
+	code, stdout, _ = runIn(t, nil, args("--store", store)...)
+	if code != exitTrust || !strings.Contains(stdout, "split_view") {
+		t.Errorf("split view: exit %d, want 3\n%s", code, stdout)
+	}
+	if _, err := os.Stat(state); err == nil {
+		t.Errorf("a failed first run wrote the state")
 	}
 
 	// Usage.
