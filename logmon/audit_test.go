@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -411,5 +413,33 @@ func TestAuditSplitView(t *testing.T) {
 	res, err = Audit(context.Background(), &State{}, o)
 	if !errors.Is(err, ErrLog) || !has(res, CheckConsistency, ReasonSplitView, "mem:forked.proof") || res.State != nil {
 		t.Errorf("forked proof: %v %+v", err, res)
+	}
+}
+
+// TestAuditHTTP: the same audit over HTTP, with the partial→full
+// fallback on 404.
+func TestAuditHTTP(t *testing.T) {
+	names, reports := vector(t, "clean")
+	l := newLog(t)
+	l.publish(t, reports, -1)
+	srv := httptest.NewServer(http.StripPrefix("/log", http.FileServer(http.Dir(l.dir))))
+	defer srv.Close()
+	r, err := NewHTTPReader(srv.URL+"/log/", srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := l.options(t)
+	o.Reader = r
+	res, err := Audit(context.Background(), &State{}, o)
+	if err != nil || res.Status != policy.Affirming || len(res.VMs[0].Timeline) != len(names) {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if _, err := r.ReadTile(context.Background(), 0, 9, 0); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing tile: %v", err)
+	}
+	for _, bad := range []string{"ftp://x/", "log", "http:///x"} {
+		if _, err := NewHTTPReader(bad, nil); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

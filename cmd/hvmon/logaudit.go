@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
@@ -36,7 +37,7 @@ func (a *app) logAuditCmd() *cobra.Command {
 		ev                                     evidenceSettings
 	)
 	cmd := &cobra.Command{
-		Use:   "audit --tlog DIR --log-key VKEY --state FILE --trust PUB... [--store DIR]... [--policy FILE] [--grace D] [--json]",
+		Use:   "audit --tlog DIR|URL --log-key VKEY --state FILE --trust PUB... [--store DIR]... [--policy FILE] [--grace D] [--json]",
 		Short: "Monitor a transparency log: consistency, new entries, chains, stores",
 		Long: `Audit a transparency log of hvmon reports once, as a monitor run from cron:
 
@@ -61,7 +62,7 @@ func (a *app) logAuditCmd() *cobra.Command {
 
 --state FILE is written only when the run got through steps 1–3; a missing
 file is a monitor's first run. --tlog is a directory in the tlog-tiles
-layout (checkpoint, tile/, tile/entries/).
+layout (checkpoint, tile/, tile/entries/) or the http(s) URL serving it.
 
 The output is verify --chain's (timelines, findings, verdict) after a
 checkpoint line; --json prints {"checkpoint", "status", "findings", "vms"}.
@@ -73,8 +74,9 @@ else 0); 1 for usage and I/O errors.`,
 			if tlogDir == "" || logKey == "" || statePath == "" {
 				return configErr(errors.New(`--tlog, --log-key and --state are required`))
 			}
-			if strings.Contains(tlogDir, "://") {
-				return configErr(fmt.Errorf("--tlog %s: only a directory is supported so far", tlogDir))
+			reader, err := tileReader(tlogDir)
+			if err != nil {
+				return err
 			}
 			if grace <= 0 {
 				return configErr(fmt.Errorf("--grace %s: must be positive", grace))
@@ -110,7 +112,7 @@ else 0); 1 for usage and I/O errors.`,
 			if err != nil {
 				return configErr(fmt.Errorf("--state %s: %w", statePath, err))
 			}
-			o := logmon.Options{Reader: logmon.DirReader{Root: tlogDir}, Policy: *lp, Verify: opts, Grace: grace}
+			o := logmon.Options{Reader: reader, Policy: *lp, Verify: opts, Grace: grace}
 			for _, d := range stores {
 				s, err := host.NewFileStore(d)
 				if err != nil {
@@ -161,7 +163,7 @@ else 0); 1 for usage and I/O errors.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&tlogDir, "tlog", "", "the log as a tlog-tiles `DIR` (required)")
+	f.StringVar(&tlogDir, "tlog", "", "the log: a tlog-tiles `DIR` or its http(s) URL (required)")
 	f.StringVar(&logKey, "log-key", "", "the log's verifier key `VKEY` (text or file; required)")
 	f.StringArrayVar(&witnessKeys, "witness-key", nil, "a witness verifier key `VKEY` (text or file); repeatable")
 	f.IntVar(&quorum, "quorum", 0, "how many --witness-key witnesses must cosign (`N`; 0: all)")
@@ -173,6 +175,18 @@ else 0); 1 for usage and I/O errors.`,
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	ev.flags(f)
 	return cmd
+}
+
+// tileReader reads the log at --tlog: an http(s) URL or a directory.
+func tileReader(s string) (tlog.TileReader, error) {
+	if !strings.Contains(s, "://") {
+		return logmon.DirReader{Root: s}, nil
+	}
+	r, err := logmon.NewHTTPReader(s, &http.Client{Timeout: time.Minute})
+	if err != nil {
+		return nil, configErr(fmt.Errorf("--tlog: %w", err))
+	}
+	return r, nil
 }
 
 // fileStore is a daemon's report store as the monitor reads it.

@@ -133,7 +133,7 @@ func TestLogAudit(t *testing.T) {
 	}
 
 	// Usage.
-	code, _, stderr = runIn(t, nil, "log", "audit", "--tlog", "http://log.example", "--log-key", lg.vkey, "--state", state, "--trust", "x")
+	code, _, stderr = runIn(t, nil, "log", "audit", "--tlog", "ftp://log.example", "--log-key", lg.vkey, "--state", state, "--trust", "x")
 	checkFailure(t, "URL", code, stderr, exitUsage)
 }
 

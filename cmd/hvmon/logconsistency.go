@@ -11,7 +11,6 @@ import (
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/internal/atomicfile"
 	"hvmon.dev/hvmon/internal/boundedfile"
-	"hvmon.dev/hvmon/logmon"
 	"hvmon.dev/hvmon/tlog"
 )
 
@@ -25,7 +24,7 @@ func (a *app) logConsistencyCmd() *cobra.Command {
 		quorum                          int
 	)
 	cmd := &cobra.Command{
-		Use:   "consistency --log-key VKEY [--witness-key VKEY]... [--quorum N] OLD NEW (--proof-file CFILE | --tlog DIR) [--out CFILE]",
+		Use:   "consistency --log-key VKEY [--witness-key VKEY]... [--quorum N] OLD NEW (--proof-file CFILE | --tlog DIR|URL) [--out CFILE]",
 		Short: "Check offline that two checkpoints of a log are consistent",
 		Long: `Check that two signed checkpoints of one transparency log are consistent:
 the smaller tree is a prefix of the larger (docs/FORMAT.md §15). OLD and
@@ -34,7 +33,8 @@ each must satisfy the log policy (--log-key, --witness-key, --quorum, as
 for hvmon verify). The order does not matter: the smaller is proven into
 the larger. The proof is a consistency file (--proof-file) from the
 smaller size to the larger checkpoint, or is built from the log's tiles
-in the directory --tlog (authenticated against the larger checkpoint);
+at --tlog, a directory or http(s) URL (authenticated against the larger
+checkpoint);
 --out writes it as a consistency file.
 
 Exit codes: 0 consistent; 1 usage or I/O error (including tiles missing
@@ -79,7 +79,11 @@ sizes) or a checkpoint that fails the log policy.`,
 					return fmt.Errorf("%s proves a checkpoint other than the larger one: %w", proofFile, err)
 				}
 			} else {
-				path, err := tlog.ProveConsistency(a.context(), logmon.DirReader{Root: tlogDir}, old, new)
+				r, err := tileReader(tlogDir)
+				if err != nil {
+					return err
+				}
+				path, err := tlog.ProveConsistency(a.context(), r, old, new)
 				if err != nil {
 					if errors.Is(err, tlog.ErrMalformed) || errors.Is(err, attest.ErrTrust) {
 						return fmt.Errorf("--tlog %s: %w", tlogDir, err)
@@ -105,7 +109,7 @@ sizes) or a checkpoint that fails the log policy.`,
 	f.StringArrayVar(&witnessKeys, "witness-key", nil, "a witness verifier key `VKEY` (text or file); repeatable")
 	f.IntVar(&quorum, "quorum", 0, "how many --witness-key witnesses must cosign (`N`; 0: all)")
 	f.StringVar(&proofFile, "proof-file", "", "the consistency `CFILE` from the smaller size to the larger checkpoint")
-	f.StringVar(&tlogDir, "tlog", "", "build the proof from the log's tiles in `DIR` (tlog-tiles layout)")
+	f.StringVar(&tlogDir, "tlog", "", "build the proof from the log's tiles in `DIR` or at its http(s) URL (tlog-tiles layout)")
 	f.StringVar(&out, "out", "", "with --tlog, write the consistency proof to `CFILE`")
 	return cmd
 }
