@@ -443,3 +443,18 @@ func TestAuditHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditUnpairedMigration: a migration whose other half is not in the
+// log is named, as verify --chain names it.
+func TestAuditUnpairedMigration(t *testing.T) {
+	_, reports := vector(t, "unpaired-migration")
+	l := newLog(t)
+	l.publish(t, reports, -1)
+	res, err := Audit(context.Background(), &State{}, l.options(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !has(res, policy.CheckChainMigration, policy.ReasonUnpairedMigration, "") {
+		t.Errorf("%s %+v", res.Status, res.Findings)
+	}
+}
