@@ -59,6 +59,10 @@ type State struct {
 	Logged map[attest.Digest]Logged `json:"logged,omitempty"`
 	// VMs holds each VM's entries and its last report.
 	VMs map[string]*VMState `json:"vms,omitempty"`
+	// GuestKeys holds, by guest key ID, the VM whose reports first
+	// carried evidence signed by that key: a key seen again under another
+	// VM brings that VM's history into the audit (key_reuse).
+	GuestKeys map[attest.Digest]string `json:"guest_keys,omitempty"`
 }
 
 // Logged is one report entry of the log.
@@ -89,9 +93,12 @@ func ParseState(b []byte) (*State, error) {
 }
 
 func (s *State) clone() *State {
-	c := &State{Checkpoint: s.Checkpoint, Logged: maps.Clone(s.Logged), VMs: map[string]*VMState{}}
+	c := &State{Checkpoint: s.Checkpoint, Logged: maps.Clone(s.Logged), VMs: map[string]*VMState{}, GuestKeys: maps.Clone(s.GuestKeys)}
 	if c.Logged == nil {
 		c.Logged = map[attest.Digest]Logged{}
+	}
+	if c.GuestKeys == nil {
+		c.GuestKeys = map[attest.Digest]string{}
 	}
 	for k, v := range s.VMs {
 		vv := *v
@@ -258,6 +265,14 @@ func Audit(ctx context.Context, prev *State, o Options) (*Result, error) {
 			vs.IssuedAt, vs.Event = v.in.Report.IssuedAt, v.in.Report.Event
 		}
 		touched[vm] = true
+		if r := v.res; r != nil && r.Guest != nil && r.GuestHash != nil {
+			gk := attest.KeyIDOf(r.Guest.GuestKey)
+			if first, ok := st.GuestKeys[gk]; !ok {
+				st.GuestKeys[gk] = vm
+			} else if first != vm {
+				touched[first] = true // the chain audit names the reuse
+			}
+		}
 	}
 
 	// The chains of the touched VMs, across the whole log.

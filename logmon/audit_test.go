@@ -458,3 +458,19 @@ func TestAuditUnpairedMigration(t *testing.T) {
 		t.Errorf("%s %+v", res.Status, res.Findings)
 	}
 }
+
+// TestAuditKeyReuseAcrossRuns: a guest key that signed another VM's
+// evidence in an earlier run is a key_reuse when it shows up again.
+func TestAuditKeyReuseAcrossRuns(t *testing.T) {
+	_, reports := vector(t, "key-reuse")
+	l := newLog(t)
+	st := stateAfter(t, l, reports, 2) // both of vm-1's reports; vm-2 comes next
+	l.publish(t, reports, -1)
+	res, err := Audit(context.Background(), st, l.options(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !has(res, policy.CheckChainGuest, policy.ReasonKeyReuse, "") {
+		t.Errorf("%s %+v", res.Status, res.Findings)
+	}
+}
