@@ -45,6 +45,9 @@ const (
 	ReasonAhead            = "ahead"              // a host holds a proof from a checkpoint newer than the monitor's
 )
 
+// readBatch is how many entries an audit reads at once (16 bundles).
+const readBatch = 16 * 256
+
 // ErrLog is the error of a run whose checkpoint failed: not signed as the
 // policy requires, or inconsistent with the last one the monitor saw. It
 // matches attest.ErrTrust; the state must not advance.
@@ -206,14 +209,13 @@ func Audit(ctx context.Context, prev *State, o Options) (*Result, error) {
 		}
 	}
 	res.Checkpoint.OldSize = old.Size
-	if f, err := consistent(ctx, o.Reader, old, cp); err != nil {
-		res.Add(f)
-		if errors.Is(err, tlog.ErrInconsistent) || errors.Is(err, tlog.ErrBadTile) || errors.Is(err, tlog.ErrOrigin) {
+	f, err := consistent(ctx, o.Reader, old, cp)
+	res.Add(f)
+	if err != nil {
+		if errors.Is(err, attest.ErrTrust) || errors.Is(err, attest.ErrMalformed) {
 			return res, fmt.Errorf("%w: %w", ErrLog, err)
 		}
 		return nil, err
-	} else {
-		res.Add(f)
 	}
 
 	// Step 3: the proofs the hosts hold against the monitor's view.
@@ -224,20 +226,25 @@ func Audit(ctx context.Context, prev *State, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	// New entries.
-	entries, err := tlog.ReadEntries(ctx, o.Reader, cp, old.Size, cp.Size-old.Size)
-	if err != nil {
-		if errors.Is(err, attest.ErrTrust) {
-			res.Add(policy.Finding{Check: CheckConsistency, Status: policy.Contraindicated, Reason: ReasonInconsistent, Detail: err.Error()})
-			return res, fmt.Errorf("%w: %w", ErrLog, err)
-		}
-		return nil, fmt.Errorf("reading entries: %w", err)
-	}
+	// New entries, read a batch of bundles at a time.
 	touched := map[string]bool{}
 	fresh := map[uint64]verified{}
-	for i, data := range entries {
-		idx := old.Size + uint64(i)
-		v := o.verify(idx, data)
+	var entries [][]byte
+	for idx := old.Size; idx < cp.Size; idx++ {
+		if len(entries) == 0 {
+			n := min(cp.Size-idx, readBatch)
+			if entries, err = tlog.ReadEntries(ctx, o.Reader, cp, idx, n); err != nil {
+				if errors.Is(err, attest.ErrTrust) || errors.Is(err, attest.ErrMalformed) {
+					res.Add(policy.Finding{Check: CheckConsistency, Status: policy.Contraindicated, Reason: ReasonInconsistent,
+						Detail: fmt.Sprintf("the log serves data its checkpoint does not sign: %v", err)})
+					return res, fmt.Errorf("%w: %w", ErrLog, err)
+				}
+				return nil, fmt.Errorf("reading entries: %w", err)
+			}
+		}
+		data := entries[0]
+		entries = entries[1:]
+		v := o.verify(data)
 		fresh[idx] = v
 		name := entryName(idx)
 		hash := attest.ReportHash(data)
@@ -285,7 +292,7 @@ func Audit(ctx context.Context, prev *State, o Options) (*Result, error) {
 				if err != nil {
 					return nil, fmt.Errorf("reading %s again: %w", entryName(idx), err)
 				}
-				v = o.verify(idx, es[0])
+				v = o.verify(es[0])
 			}
 			in = append(in, policy.ChainReport{Name: entryName(idx), Result: v.res, Err: v.err})
 			// As in verify --chain: an appraisal failure (a report
@@ -397,7 +404,7 @@ type verified struct {
 	notReport error
 }
 
-func (o *Options) verify(idx uint64, data []byte) verified {
+func (o *Options) verify(data []byte) verified {
 	in, err := attest.Inspect(data)
 	if err != nil {
 		return verified{notReport: err}

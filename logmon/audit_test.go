@@ -474,3 +474,24 @@ func TestAuditKeyReuseAcrossRuns(t *testing.T) {
 		t.Errorf("%s %+v", res.Status, res.Findings)
 	}
 }
+
+// TestAuditTamperedBundle: entries that do not hash to the signed tree
+// fail the run; the state does not advance.
+func TestAuditTamperedBundle(t *testing.T) {
+	_, reports := vector(t, "clean")
+	l := newLog(t)
+	l.publish(t, reports, -1)
+	p := filepath.Join(l.dir, "tile", "entries", "000.p", "7")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 1
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Audit(context.Background(), &State{}, l.options(t))
+	if !errors.Is(err, ErrLog) || !errors.Is(err, tlog.ErrBadTile) || res.State != nil || !has(res, CheckConsistency, ReasonInconsistent, "") {
+		t.Errorf("%v %+v", err, res)
+	}
+}

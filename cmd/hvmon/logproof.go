@@ -18,7 +18,8 @@ import (
 )
 
 // logProofHelp documents verify's log flags in its help.
-const logProofHelp = `--log-key VKEY adds a log step after the report's checks: the report must
+const logProofHelp = `--log-key VKEY adds a log step after the report's checks (for a report
+that verified; an invalid one keeps its own exit code): the report must
 be an entry of the transparency log whose ML-DSA-44 verifier key is VKEY
 (the key text, or a file holding it), proven by a tlog-proof file
 (docs/FORMAT.md §15). The proof is --proof FILE, else <REPORT without
@@ -104,9 +105,9 @@ func logPolicy(logKey string, witnessKeys []string, quorum int, now time.Time) (
 const maxVKeyFile = 8 << 10
 
 // vkeyText returns a verifier key given as its text or as a file holding
-// it. Text is recognised by its shape (NAME+HEX+BASE64, no path
-// separator in the key material would make it ambiguous, so a file that
-// exists wins).
+// it. A path that exists is read as a file (a key's base64 may hold a
+// slash, so the shape alone cannot tell); anything else must look like a
+// key, NAME+HEX+BASE64.
 func vkeyText(s string) (string, error) {
 	if _, err := os.Stat(s); err == nil {
 		b, err := boundedfile.Read(s, maxVKeyFile)
