@@ -495,3 +495,62 @@ func TestAuditTamperedBundle(t *testing.T) {
 		t.Errorf("%v %+v", err, res)
 	}
 }
+
+// countingReader counts the full tiles and bundles read through it.
+type countingReader struct {
+	tlog.TileReader
+	full *int
+}
+
+func (c countingReader) ReadTile(ctx context.Context, l, i uint64, w uint8) ([]byte, error) {
+	if w == 0 {
+		*c.full++
+	}
+	return c.TileReader.ReadTile(ctx, l, i, w)
+}
+
+func (c countingReader) ReadEntryBundle(ctx context.Context, i uint64, w uint8) ([]byte, error) {
+	if w == 0 {
+		*c.full++
+	}
+	return c.TileReader.ReadEntryBundle(ctx, i, w)
+}
+
+// TestAuditCache: a second run reads the full tiles and bundles from the
+// cache; a damaged cache fails the run instead of misleading it.
+func TestAuditCache(t *testing.T) {
+	_, reports := vector(t, "clean")
+	l := newLog(t)
+	entries := slices.Clone(reports)
+	for len(entries) < 600 {
+		entries = append(entries, []byte(fmt.Sprintf("filler %d", len(entries))))
+	}
+	l.publish(t, entries, -1)
+	cache := t.TempDir()
+	n := 0
+	o := l.options(t)
+	o.Reader = CacheReader{R: countingReader{DirReader{Root: l.dir}, &n}, Dir: cache}
+	if _, err := Audit(context.Background(), &State{}, o); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("no full tile read")
+	}
+	n = 0
+	res, err := Audit(context.Background(), &State{}, o)
+	if err != nil || n != 0 || len(res.VMs) != 1 {
+		t.Fatalf("second run: %v, %d full reads", err, n)
+	}
+	p := filepath.Join(cache, "tile", "entries", "000")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 1
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Audit(context.Background(), &State{}, o); !errors.Is(err, tlog.ErrBadTile) {
+		t.Errorf("damaged cache: %v", err)
+	}
+}

@@ -30,6 +30,7 @@ const maxStateFile = 256 << 20
 func (a *app) logAuditCmd() *cobra.Command {
 	var (
 		tlogDir, logKey, statePath, policyPath string
+		cacheDir                               string
 		witnessKeys, trust, stores             []string
 		quorum                                 int
 		grace                                  time.Duration
@@ -37,7 +38,7 @@ func (a *app) logAuditCmd() *cobra.Command {
 		ev                                     evidenceSettings
 	)
 	cmd := &cobra.Command{
-		Use:   "audit --tlog DIR|URL --log-key VKEY --state FILE --trust PUB... [--store DIR]... [--policy FILE] [--grace D] [--json]",
+		Use:   "audit --tlog DIR|URL --log-key VKEY --state FILE --trust PUB... [--store DIR]... [--policy FILE] [--grace D] [--cache DIR] [--json]",
 		Short: "Monitor a transparency log: consistency, new entries, chains, stores",
 		Long: `Audit a transparency log of hvmon reports once, as a monitor run from cron:
 
@@ -62,7 +63,9 @@ func (a *app) logAuditCmd() *cobra.Command {
 
 --state FILE is written only when the run got through steps 1–3; a missing
 file is a monitor's first run. --tlog is a directory in the tlog-tiles
-layout (checkpoint, tile/, tile/entries/) or the http(s) URL serving it.
+layout (checkpoint, tile/, tile/entries/) or the http(s) URL serving it;
+--cache DIR keeps the full tiles and bundles read (they never change, and
+are authenticated on every use) so a run reads only what is new.
 
 The output is verify --chain's (timelines, findings, verdict) after a
 checkpoint line; --json prints {"checkpoint", "status", "findings", "vms"}.
@@ -77,6 +80,9 @@ else 0); 1 for usage and I/O errors.`,
 			reader, err := tileReader(tlogDir)
 			if err != nil {
 				return err
+			}
+			if cacheDir != "" {
+				reader = logmon.CacheReader{R: reader, Dir: cacheDir}
 			}
 			if grace <= 0 {
 				return configErr(fmt.Errorf("--grace %s: must be positive", grace))
@@ -172,6 +178,7 @@ else 0); 1 for usage and I/O errors.`,
 	f.StringArrayVar(&stores, "store", nil, "a daemon's data `DIR` whose reports are compared with the log; repeatable")
 	f.StringVar(&policyPath, "policy", "", "policy `FILE` whose max_age bounds each VM's silence (its host keys are trusted too)")
 	f.DurationVar(&grace, "grace", time.Hour, "how long a stored report may be missing from the log")
+	f.StringVar(&cacheDir, "cache", "", "keep the log's full tiles and bundles in `DIR` between runs")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	ev.flags(f)
 	return cmd

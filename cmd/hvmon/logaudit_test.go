@@ -78,7 +78,7 @@ func TestLogAudit(t *testing.T) {
 
 	// The real log grew consistently: the state advances.
 	publishVector(t, "log.example/main", "clean", tiles, "07-hv-b-shutdown.cose")
-	if code, stdout, stderr := runIn(t, nil, args("--json")...); code != 0 || !strings.Contains(stdout, `"reason": "consistent"`) {
+	if code, stdout, stderr := runIn(t, nil, args("--json", "--cache", filepath.Join(dir, "cache"))...); code != 0 || !strings.Contains(stdout, `"reason": "consistent"`) {
 		t.Fatalf("grown log: exit %d\n%s%s", code, stdout, stderr)
 	}
 	if now, _ := os.ReadFile(state); string(now) == string(saved) {
