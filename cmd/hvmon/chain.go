@@ -15,6 +15,7 @@ import (
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/policy"
+	"hvmon.dev/hvmon/tlog"
 )
 
 // chainHelp documents verify --chain in verify's help.
@@ -133,7 +134,7 @@ func chainNames(paths []string) []string {
 
 // verifyChain verifies every report of a history with opts and audits the
 // chains; pol, when set, appraises each report that verified.
-func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.Policy, asJSON bool) error {
+func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.Policy, asJSON bool, lc *chainLogCheck) error {
 	if opts.Nonce != nil {
 		return configErr(errors.New("--nonce cannot be combined with --chain: each report answers its own nonce"))
 	}
@@ -141,14 +142,33 @@ func (a *app) verifyChain(args []string, opts attest.VerifyOptions, pol *policy.
 	if err != nil {
 		return err
 	}
-	return a.auditHistory(paths, names, nil, opts, pol, asJSON)
+	return a.auditHistory(paths, names, nil, lc, opts, pol, asJSON)
+}
+
+// chainLogCheck is verify --chain --log-key: each report that verified
+// has its proof checked next to it.
+type chainLogCheck struct {
+	policy   *tlog.Policy
+	required bool
+}
+
+// logCheck returns the chain's log check, nil without a log policy.
+func logCheck(p *tlog.Policy, required bool) *chainLogCheck {
+	if p == nil {
+		return nil
+	}
+	return &chainLogCheck{p, required}
 }
 
 // auditHistory verifies the reports at paths with opts and audits them as
 // one history: verify --chain and log verify. check, when set, vets each
 // report's bytes first (log verify: the file still hashes to its name);
 // its error stands for the report's verification error.
-func (a *app) auditHistory(paths, names []string, check func(i int, data []byte) error, opts attest.VerifyOptions, pol *policy.Policy, asJSON bool) error {
+//
+// lc, when set, checks each verified report's log proof: with
+// lc.required a failing one fails the report (exit 3), else it is a
+// warning line.
+func (a *app) auditHistory(paths, names []string, check func(i int, data []byte) error, lc *chainLogCheck, opts attest.VerifyOptions, pol *policy.Policy, asJSON bool) error {
 	// --vm restricts the audit to one VM's reports: each report is
 	// verified without it and kept only when it is about that VM. A
 	// report whose signature did not verify names no VM anyone can
@@ -160,6 +180,7 @@ func (a *app) auditHistory(paths, names []string, check func(i int, data []byte)
 		in      []policy.ChainReport
 		reports []chainReportJSON
 		failed  error // the verification failure with the lowest exit code
+		logs    []string
 	)
 	for i, p := range paths {
 		if a.context().Err() != nil {
@@ -189,6 +210,15 @@ func (a *app) auditHistory(paths, names []string, check func(i int, data []byte)
 			skipped++
 			continue
 		}
+		var lj *logJSON
+		if lc != nil && verr == nil {
+			var lerr error
+			lj, lerr = checkLogProof(lc.policy, p, "", data)
+			logs = append(logs, strings.Replace(logLine(lj, lc.required), "log  ", "log  "+printable(names[i])+"  ", 1))
+			if lerr != nil && lc.required {
+				verr = &logError{fmt.Errorf("log %s: %w", lc.policy.Log.Name(), lerr)}
+			}
+		}
 		cr := policy.ChainReport{Name: names[i], Result: res, Err: verr}
 		if pol != nil && verr == nil {
 			at := opts.Now
@@ -198,7 +228,7 @@ func (a *app) auditHistory(paths, names []string, check func(i int, data []byte)
 			cr.Findings = aboutReport(pol.At(at).AppraiseResult(res), res.Report.Workload)
 		}
 		in = append(in, cr)
-		rj := chainReportJSON{Report: names[i], Path: p, Hash: attest.ReportHash(data), Valid: verr == nil}
+		rj := chainReportJSON{Report: names[i], Path: p, Hash: attest.ReportHash(data), Valid: verr == nil, Log: lj}
 		if verr != nil {
 			rj.Error = verr.Error()
 			if c := exitCode(verr); c != exitAppraisal && (failed == nil || c < exitCode(failed)) {
@@ -221,6 +251,11 @@ func (a *app) auditHistory(paths, names []string, check func(i int, data []byte)
 		}
 		err = writeJSON(a.stdout, v)
 	} else {
+		for _, l := range logs {
+			if _, err = fmt.Fprintln(a.stdout, l); err != nil {
+				return configErr(err)
+			}
+		}
 		err = writeChainText(a.stdout, audit)
 	}
 	if err != nil {
@@ -264,6 +299,8 @@ type chainReportJSON struct {
 	Hash   attest.Digest `json:"hash"`
 	Valid  bool          `json:"valid"`
 	Error  string        `json:"error,omitempty"`
+	// Log is the report's log step, with --log-key.
+	Log *logJSON `json:"log,omitempty"`
 }
 
 func writeChainText(w io.Writer, audit *policy.ChainAudit) error {

@@ -25,7 +25,9 @@ const exitCodeHelp = `Exit codes:
   2  malformed report: not a well-formed hvmon report (bad CBOR or COSE,
      non-canonical encoding, truncated, trailing data, too large)
   3  signature or trust failure: the signature does not verify, the signing
-     key is not among --trust, or guest evidence is not bound to the report
+     key is not among --trust, or guest evidence is not bound to the report;
+     with --require-log, the report's log proof is missing, malformed or
+     does not verify
   4  freshness failure: expired, not yet valid, lifetime above
      --max-lifetime, guest evidence older than --max-evidence-age before
      its report, or the report answers another --nonce
@@ -54,12 +56,19 @@ func configErr(err error) error {
 // exitCode maps an error to the process exit code. It uses errors.Is and
 // errors.As only: messages are for people.
 func exitCode(err error) int {
-	var ce *configError
+	var (
+		ce *configError
+		le *logError
+	)
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ce):
 		return exitUsage
+	case errors.As(err, &le):
+		// --require-log: a proof that is missing, malformed or fails
+		// leaves the report unshown to be logged, a trust failure.
+		return exitTrust
 	case errors.Is(err, attest.ErrMalformed):
 		return exitMalformed
 	case errors.Is(err, attest.ErrTrust):

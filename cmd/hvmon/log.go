@@ -18,7 +18,7 @@ import (
 func (a *app) logCmd() *cobra.Command {
 	var dataDir string
 	cmd := &cobra.Command{
-		Use:   "log list|show|verify",
+		Use:   "log list|show|verify|consistency|audit",
 		Short: "Read the daemon's report store",
 		Long: `Read the reports the daemon stored under its data directory, without the
 daemon: list them, print one, or verify them all with their chains.`,
@@ -177,7 +177,7 @@ and exit 0.`,
 	ev.flags(verify.Flags())
 	verify.MarkFlagRequired("trust")
 
-	cmd.AddCommand(list, show, verify)
+	cmd.AddCommand(list, show, verify, a.logConsistencyCmd(), a.logAuditCmd())
 	return cmd
 }
 
@@ -198,7 +198,7 @@ func (a *app) verifyLog(ctx context.Context, s *host.FileStore, vm string, opts 
 		}
 		return nil
 	}
-	return a.auditHistory(paths, chainNames(paths), renamed, opts, nil, asJSON)
+	return a.auditHistory(paths, chainNames(paths), renamed, nil, opts, nil, asJSON)
 }
 
 // verifyStored verifies a stored report as of its own issued-at.

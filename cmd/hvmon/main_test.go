@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 //	truncate FILE SIZE            cut FILE to SIZE bytes (negative: drop that many from the end)
 //	appendhex FILE HEX            append bytes to FILE
 //	filemode FILE PERM            FILE's permission bits must be PERM (octal)
+//	tlogprove VKEY FILE...        log the FILEs in a new test log (fixed key), write its verifier key to VKEY and each FILE's proof to FILE without .cose plus .proof
 func TestScript(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
@@ -46,6 +47,7 @@ func TestScript(t *testing.T) {
 			"truncate":  cmdTruncate,
 			"appendhex": cmdAppendHex,
 			"filemode":  cmdFileMode,
+			"tlogprove": cmdTlogProve,
 		},
 	})
 }

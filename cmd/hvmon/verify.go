@@ -27,6 +27,7 @@ func (a *app) verifyCmd() *cobra.Command {
 		requireHardware   bool
 		policyPath        string
 		chain             bool
+		lf                logFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "verify --trust PUB [--expect ID=HEX ...] [flags] REPORT | --chain REPORT|DIR ...",
@@ -79,6 +80,8 @@ for the report's VM give one finding per rule (affirming, warning or
 contraindicated, with a reason code), listed after the verification lines,
 then a last line "VERDICT: <status>". --json adds a "verdict" object. A
 contraindicated verdict exits 5; warnings exit 0.
+
+` + logProofHelp + `
 
 ` + chainHelp + `
 
@@ -149,8 +152,15 @@ contraindicated verdict exits 5; warnings exit 0.
 			} else if opts.Evidence, err = ev.verifier(); err != nil {
 				return configErr(err)
 			}
+			logPol, err := lf.policy(cmd, opts.Now)
+			if err != nil {
+				return err
+			}
 			if chain {
-				return a.verifyChain(args, opts, pol, asJSON)
+				if logPol != nil && lf.proof != "" {
+					return configErr(errors.New("--proof names one report's proof: --chain finds each report's proof next to it"))
+				}
+				return a.verifyChain(args, opts, pol, asJSON, logCheck(logPol, lf.requireLog))
 			}
 			data, err := a.readReport(args[0])
 			if err != nil {
@@ -163,16 +173,31 @@ contraindicated verdict exits 5; warnings exit 0.
 				v := pol.At(opts.Now).AppraiseResult(res)
 				appraisal = &v
 			}
+			// The log step runs for a report that verified: a proof
+			// says nothing for bytes that are not a valid report.
+			var (
+				lj   *logJSON
+				lerr error
+			)
+			if logPol != nil && verr == nil {
+				lj, lerr = checkLogProof(logPol, args[0], lf.proof, data)
+			}
 			if asJSON {
-				err = writeVerifyJSON(a.stdout, res, verr, appraisal)
+				err = writeVerifyJSON(a.stdout, res, verr, appraisal, lj)
 			} else {
 				err = writeVerifyText(a.stdout, res, verr, appraisal)
+				if err == nil && lj != nil {
+					err = writeLogLine(a.stdout, lj, lf.requireLog)
+				}
 			}
 			if err != nil {
 				return configErr(err)
 			}
 			if verr != nil {
 				return fmt.Errorf("%s: %w", displayName(args[0]), verr)
+			}
+			if lerr != nil && lf.requireLog {
+				return &logError{fmt.Errorf("%s: log %s: %w", displayName(args[0]), logPol.Log.Name(), lerr)}
 			}
 			if appraisal != nil {
 				if err := appraisal.Err(); err != nil {
@@ -199,6 +224,7 @@ contraindicated verdict exits 5; warnings exit 0.
 	f.DurationVar(&maxLifetime, "max-lifetime", attest.DefaultMaxLifetime, "longest report lifetime (expires-at minus issued-at) accepted")
 	f.StringVar(&policyPath, "policy", "", "appraise the report against the policy `FILE` (its host keys are trusted too, its hardware roots replace the evidence flags)")
 	f.BoolVar(&chain, "chain", false, "audit a report history: the REPORT arguments are files and directories of *.cose reports")
+	lf.register(f)
 	ev.flags(f)
 	return cmd
 }
@@ -247,10 +273,12 @@ type verifyJSON struct {
 	// Verdict is the policy's appraisal, with --policy and a report that
 	// verified.
 	Verdict *policy.Verdict `json:"verdict,omitempty"`
+	// Log is the log step, with --log-key and a report that verified.
+	Log *logJSON `json:"log,omitempty"`
 }
 
-func writeVerifyJSON(w io.Writer, res *attest.Result, verr error, appraisal *policy.Verdict) error {
-	v := verifyJSON{Result: res, Verdict: appraisal}
+func writeVerifyJSON(w io.Writer, res *attest.Result, verr error, appraisal *policy.Verdict, lj *logJSON) error {
+	v := verifyJSON{Result: res, Verdict: appraisal, Log: lj}
 	if verr != nil {
 		v.Error = verr.Error()
 	}
