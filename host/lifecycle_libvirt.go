@@ -23,8 +23,9 @@ const (
 	// {"name", "creation_time"} (Unix seconds).
 	CommandLibvirtSnapshots = "x-hvmon-libvirt-snapshots"
 	// EventLibvirtDomain describes the domain's current QEMU instance: sent
-	// after every (re)connection and before every "started" lifecycle
-	// event. Data: "id" (libvirt domain id, a number; -1 when shut off),
+	// on every (re)connection once the events queued before it are
+	// delivered (it tells what happened since, unobserved), and before
+	// every "started" lifecycle event. Data: "id" (libvirt domain id, a number; -1 when shut off),
 	// "state" (libvirt state name), "agent_path" and "agent_alias" (the
 	// agent channel's unix socket and its device alias), and "facts" (a
 	// map of observations: domain XML digest, launch security, ...).

@@ -628,7 +628,10 @@ func TestOutboxSupervisorHook(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, func() bool { st, _ := r.store.LogState(e, "main"); return st.State == LogLogged && st.Index == uint64(i) })
+		waitFor(t, func() bool {
+			st, _ := r.store.LogState(e, "main")
+			return st.State == LogLogged && st.Index == uint64(i)
+		})
 	}
 }
 

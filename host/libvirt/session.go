@@ -180,9 +180,23 @@ func (s *session) serve(conn *golibvirt.Connect, pipe net.Conn) {
 	case <-done:
 		return
 	}
-	if err := write(s.describe(dom, time.Now())); err != nil {
-		return
-	}
+	s.deliver(write, func() event { return s.describe(dom, time.Now()) }, done)
+}
+
+// deliver writes the domain's events to one stream in the order they
+// happened: first the events queued while no stream was connected, then a
+// description of the domain as it is now, then each new event as it comes
+// (a "started" one after a description of the new QEMU instance). The
+// description comes after the queued events because it is taken now: the
+// lifecycle machine compares it with what the events before it told, and
+// reports a difference as something that happened unobserved (a libvirtd
+// restart loses events). Sent first, it would announce the outcome of
+// events still queued — a snapshot revert made while the stream was
+// reconnecting would read as an unobserved shutdown. An event that cannot
+// be written goes back to the front of the queue for the next stream.
+// deliver returns when a write fails or done closes.
+func (s *session) deliver(write func(any) error, describe func() event, done <-chan struct{}) {
+	described := false
 	for {
 		for {
 			e, dropped, ok := s.queue.Pop()
@@ -193,7 +207,7 @@ func (s *session) serve(conn *golibvirt.Connect, pipe net.Conn) {
 				break
 			}
 			if e.describe {
-				if err := write(s.describe(dom, time.Now())); err != nil {
+				if err := write(describe()); err != nil {
 					s.queue.PushFront(e) // not delivered: first for the next stream
 					return
 				}
@@ -202,6 +216,13 @@ func (s *session) serve(conn *golibvirt.Connect, pipe net.Conn) {
 				s.queue.PushFront(e)
 				return
 			}
+		}
+		if !described {
+			if err := write(describe()); err != nil {
+				return
+			}
+			described = true
+			continue // events queued while the description was taken
 		}
 		select {
 		case <-s.queue.Wake():

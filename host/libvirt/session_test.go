@@ -4,12 +4,16 @@ package libvirt
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	golibvirt "libvirt.org/go/libvirt"
 
+	"hvmon.dev/hvmon/host"
+	"hvmon.dev/hvmon/internal/dropq"
 	"hvmon.dev/hvmon/qmp"
 )
 
@@ -43,5 +47,64 @@ func TestStreamMessagesFit(t *testing.T) {
 	m := monitorEvent(&golibvirt.DomainQemuMonitorEvent{Event: "X", Details: `{"s":"` + strings.Repeat("y", maxEventDetails) + `"}`})
 	if m.Data["hvmon_oversize"] == nil || m.Data["s"] != nil {
 		t.Errorf("oversize details kept: %v keys", len(m.Data))
+	}
+}
+
+// TestDeliverOrder: a stream gets the events queued while none was
+// connected before the description of the domain as it is now, so a
+// snapshot revert made while the stream reconnected is not described
+// before its own stop (which the lifecycle machine would take for an
+// unobserved shutdown); a "started" event comes after a description; an
+// event whose write fails is the next stream's first.
+func TestDeliverOrder(t *testing.T) {
+	s := &session{queue: dropq.New[event](16)}
+	for _, e := range []event{
+		lifecycleEvent("stopped", "from_snapshot"),
+		lifecycleEvent("started", "from_snapshot"),
+		lifecycleEvent("resumed", "from_snapshot"),
+	} {
+		s.push(e)
+	}
+	var got []string
+	descriptions := 0
+	describe := func() event {
+		descriptions++
+		return newEvent(host.EventLibvirtDomain, map[string]any{"n": descriptions}, time.Now())
+	}
+	name := func(v any) string {
+		e := v.(event)
+		if e.Event == host.EventLibvirtDomain {
+			return fmt.Sprintf("describe#%v", e.Data["n"])
+		}
+		return e.Data["event"].(string)
+	}
+	done := make(chan struct{})
+	close(done)
+	s.deliver(func(v any) error { got = append(got, name(v)); return nil }, describe, done)
+	want := "stopped describe#1 started resumed describe#2"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("delivered %q, want %q", strings.Join(got, " "), want)
+	}
+
+	// A stream that breaks on its second write: the event it could not
+	// take leads the next stream, which then describes the domain.
+	s.push(lifecycleEvent("suspended", "paused"))
+	s.push(lifecycleEvent("resumed", "unpaused"))
+	got = nil
+	writes := 0
+	s.deliver(func(v any) error {
+		if writes++; writes == 2 {
+			return errors.New("pipe closed")
+		}
+		got = append(got, name(v))
+		return nil
+	}, describe, done)
+	if strings.Join(got, " ") != "suspended" {
+		t.Fatalf("broken stream delivered %q", strings.Join(got, " "))
+	}
+	got = nil
+	s.deliver(func(v any) error { got = append(got, name(v)); return nil }, describe, done)
+	if want := "resumed describe#3"; strings.Join(got, " ") != want {
+		t.Fatalf("next stream delivered %q, want %q", strings.Join(got, " "), want)
 	}
 }

@@ -350,11 +350,18 @@ func (w *Watcher) onLifecycle(c *golibvirt.Connect, d *golibvirt.Domain, e *goli
 		}
 		return
 	}
-	s.push(event{Event: host.EventLibvirtLifecycle, Data: map[string]any{"event": ev, "detail": detail},
-		describe: ev == "started"})
+	s.push(lifecycleEvent(ev, detail))
 	if !w.isFollowed(uuid) {
 		go w.adoptUUID(uuid)
 	}
+}
+
+// lifecycleEvent is the stream's event for a libvirt lifecycle event (names
+// as LifecycleNames gives them). A "started" one is delivered after a
+// description of the new QEMU instance.
+func lifecycleEvent(ev, detail string) event {
+	return event{Event: host.EventLibvirtLifecycle, Data: map[string]any{"event": ev, "detail": detail},
+		describe: ev == "started"}
 }
 
 func (w *Watcher) isFollowed(uuid string) bool {
