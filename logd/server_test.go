@@ -15,6 +15,7 @@ import (
 	"github.com/transparency-dev/tessera"
 
 	"hvmon.dev/hvmon/tlog"
+	"hvmon.dev/hvmon/tlog/tlogclient"
 )
 
 func TestAdd(t *testing.T) {
@@ -228,7 +229,7 @@ func TestManyReports(t *testing.T) {
 	if err != nil || latest.Size != n {
 		t.Fatalf("latest checkpoint size %v, %v; want %d", latest, err, n)
 	}
-	for _, r := range []tlog.TileReader{DirReader{Root: filepath.Join(e.dir, "log")}, httpReader{t, e}} {
+	for _, r := range []tlog.TileReader{tlogclient.DirReader{Root: filepath.Join(e.dir, "log")}, httpReader{t, e}} {
 		for _, cp := range cps {
 			path, err := tlog.ProveConsistency(t.Context(), r, cp, latest)
 			if err != nil {

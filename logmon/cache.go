@@ -9,6 +9,7 @@ import (
 
 	"hvmon.dev/hvmon/internal/atomicfile"
 	"hvmon.dev/hvmon/tlog"
+	"hvmon.dev/hvmon/tlog/tlogclient"
 )
 
 // CacheReader keeps the full tiles and entry bundles it reads through R
@@ -31,30 +32,29 @@ func (c CacheReader) ReadCheckpoint(ctx context.Context) ([]byte, error) {
 
 // ReadTile reads a full tile from the cache, else through R (keeping it).
 func (c CacheReader) ReadTile(ctx context.Context, level, index uint64, width uint8) ([]byte, error) {
-	return c.cached(ctx, tlog.TilePath(level, index, width), width, maxTile, func() ([]byte, error) {
-		return c.R.ReadTile(ctx, level, index, width)
-	})
+	return c.cached(tlog.TilePath(level, index, width), width,
+		func(r tlog.TileReader) ([]byte, error) { return r.ReadTile(ctx, level, index, width) })
 }
 
 // ReadEntryBundle reads a full bundle from the cache, else through R
 // (keeping it).
 func (c CacheReader) ReadEntryBundle(ctx context.Context, index uint64, width uint8) ([]byte, error) {
-	return c.cached(ctx, tlog.EntriesPath(index, width), width, maxBundle, func() ([]byte, error) {
-		return c.R.ReadEntryBundle(ctx, index, width)
-	})
+	return c.cached(tlog.EntriesPath(index, width), width,
+		func(r tlog.TileReader) ([]byte, error) { return r.ReadEntryBundle(ctx, index, width) })
 }
 
-func (c CacheReader) cached(ctx context.Context, rel string, width uint8, max int64, read func() ([]byte, error)) ([]byte, error) {
+// cached reads a full tile or bundle (rel its path) with read from the
+// cache, else with read from R, keeping it; partial ones always from R.
+func (c CacheReader) cached(rel string, width uint8, read func(tlog.TileReader) ([]byte, error)) ([]byte, error) {
 	if width != 0 {
-		return read()
+		return read(c.R)
 	}
-	d := DirReader{Root: c.Dir}
-	if b, err := d.read(ctx, rel, max); err == nil {
+	if b, err := read(tlogclient.DirReader{Root: c.Dir}); err == nil {
 		return b, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	b, err := read()
+	b, err := read(c.R)
 	if err != nil {
 		return nil, err
 	}

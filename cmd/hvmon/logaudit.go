@@ -21,6 +21,7 @@ import (
 	"hvmon.dev/hvmon/logmon"
 	"hvmon.dev/hvmon/policy"
 	"hvmon.dev/hvmon/tlog"
+	"hvmon.dev/hvmon/tlog/tlogclient"
 )
 
 // maxStateFile bounds the monitor's state file (about 200 bytes per
@@ -187,9 +188,9 @@ else 0); 1 for usage and I/O errors.`,
 // tileReader reads the log at --tlog: an http(s) URL or a directory.
 func tileReader(s string) (tlog.TileReader, error) {
 	if !strings.Contains(s, "://") {
-		return logmon.DirReader{Root: s}, nil
+		return tlogclient.DirReader{Root: s}, nil
 	}
-	r, err := logmon.NewHTTPReader(s, &http.Client{Timeout: time.Minute})
+	r, err := tlogclient.NewHTTPReader(s, &http.Client{Timeout: time.Minute})
 	if err != nil {
 		return nil, configErr(fmt.Errorf("--tlog: %w", err))
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"hvmon.dev/hvmon/host"
-	"hvmon.dev/hvmon/logmon"
+	"hvmon.dev/hvmon/tlog/tlogclient"
 )
 
 // publishVector publishes a chain vector's reports (minus skip) as a log
@@ -41,7 +41,7 @@ func publishVector(t *testing.T, origin, vector, dir string, skip ...string) *te
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := logmon.WriteDir(context.Background(), lg, cp, lg.Size(), dir); err != nil {
+	if err := tlogclient.WriteDir(context.Background(), lg, cp, lg.Size(), dir); err != nil {
 		t.Fatal(err)
 	}
 	return lg

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"hvmon.dev/hvmon/logmon"
+	"hvmon.dev/hvmon/tlog/tlogclient"
 )
 
 // TestLogConsistency checks log consistency over a log published as a
@@ -42,7 +42,7 @@ func TestLogConsistency(t *testing.T) {
 		t.Fatal(err)
 	}
 	tiles := filepath.Join(dir, "log")
-	if err := logmon.WriteDir(context.Background(), lg, cur, lg.Size(), tiles); err != nil {
+	if err := tlogclient.WriteDir(context.Background(), lg, cur, lg.Size(), tiles); err != nil {
 		t.Fatal(err)
 	}
 	cfile, err := lg.Consistency(5, cur)

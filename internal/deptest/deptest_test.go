@@ -103,6 +103,12 @@ var closureForbidden = map[string][]string{
 	"hvmon.dev/hvmon/attest":            logStorage,
 	"hvmon.dev/hvmon/policy/...":        logStorage,
 	"hvmon.dev/hvmon/internal/demo/...": logStorage,
+	// The log's clients (hosts' outboxes, verify, the monitor) read and
+	// submit over HTTP with tlogclient, and the monitor audits from what
+	// it reads: neither needs the host's QEMU or libvirt side, the agent
+	// or process execution.
+	"hvmon.dev/hvmon/tlog/tlogclient": append([]string{"os/exec", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "hvmon.dev/hvmon/policy", "hvmon.dev/hvmon/evidence"}, logStorage...),
+	"hvmon.dev/hvmon/logmon":          append([]string{"os/exec", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "libvirt.org/go/libvirt", "github.com/digitalocean/go-qemu"}, logStorage...),
 }
 
 // logStorage is the log server's storage: Tessera, its drivers and their

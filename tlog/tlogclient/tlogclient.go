@@ -1,7 +1,7 @@
-// Package tlogclient reads and writes a transparency log over HTTP: a
-// tlog.TileReader over a log's read URL (C2SP tlog-tiles layout) and the
-// submission call of hvmon's log server (POST /v1/add). It holds no
-// state beyond its http.Client.
+// Package tlogclient reads and writes a transparency log: tlog.TileReaders
+// over a log's read URL and over a log published as a directory (C2SP
+// tlog-tiles layout), and the submission call of hvmon's log server
+// (POST /v1/add). It holds no state beyond its http.Client.
 package tlogclient
 
 import (
@@ -19,10 +19,12 @@ import (
 	"hvmon.dev/hvmon/tlog"
 )
 
-// Bounds of what a log may send back.
+// Bounds of what a reader takes from a log: a tile holds 256 hashes; an
+// entry bundle 256 entries of at most tlog.MaxEntrySize bytes with their
+// two-byte lengths.
 const (
-	maxTileSize   = 256 * 32
-	maxBundleSize = 256 * (2 + tlog.MaxEntrySize)
+	MaxTileSize   = 256 * 32
+	MaxBundleSize = 256 * (2 + tlog.MaxEntrySize)
 )
 
 // HTTPReader is a tlog.TileReader over a log's read URL. A 404 answer
@@ -38,6 +40,19 @@ type HTTPReader struct {
 
 var _ tlog.TileReader = (*HTTPReader)(nil)
 
+// NewHTTPReader checks a log's read URL given by a user (http or https,
+// with a host) and returns a reader over it.
+func NewHTTPReader(base string, c *http.Client) (*HTTPReader, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("log URL %q: %w", base, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("log URL %q: want http:// or https:// and a host", base)
+	}
+	return &HTTPReader{Base: strings.TrimSuffix(base, "/"), Client: c}, nil
+}
+
 // ReadCheckpoint implements tlog.TileReader.
 func (r *HTTPReader) ReadCheckpoint(ctx context.Context) ([]byte, error) {
 	return r.get(ctx, "checkpoint", tlog.MaxCheckpointSize)
@@ -45,12 +60,12 @@ func (r *HTTPReader) ReadCheckpoint(ctx context.Context) ([]byte, error) {
 
 // ReadTile implements tlog.TileReader.
 func (r *HTTPReader) ReadTile(ctx context.Context, level, index uint64, width uint8) ([]byte, error) {
-	return r.get(ctx, tlog.TilePath(level, index, width), maxTileSize)
+	return r.get(ctx, tlog.TilePath(level, index, width), MaxTileSize)
 }
 
 // ReadEntryBundle implements tlog.TileReader.
 func (r *HTTPReader) ReadEntryBundle(ctx context.Context, index uint64, width uint8) ([]byte, error) {
-	return r.get(ctx, tlog.EntriesPath(index, width), maxBundleSize)
+	return r.get(ctx, tlog.EntriesPath(index, width), MaxBundleSize)
 }
 
 func (r *HTTPReader) get(ctx context.Context, path string, max int64) ([]byte, error) {

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -120,4 +122,68 @@ type headerRT struct{}
 func (headerRT) RoundTrip(r *http.Request) (*http.Response, error) {
 	r.Header.Set("X-Want", "503")
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestNewHTTPReader: a read URL given by a user must be http or https
+// with a host; a trailing slash is dropped.
+func TestNewHTTPReader(t *testing.T) {
+	for _, bad := range []string{"ftp://x/", "log", "http:///x", "://", "/var/lib/log"} {
+		if _, err := NewHTTPReader(bad, nil); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	r, err := NewHTTPReader("https://log.example/tiles/", nil)
+	if err != nil || r.Base != "https://log.example/tiles" {
+		t.Fatalf("%+v, %v", r, err)
+	}
+}
+
+// TestDirReader: WriteDir publishes a log as a directory, DirReader reads
+// it back (inclusion proofs check through it; a missing tile is
+// fs.ErrNotExist; an oversize file is refused, not read whole).
+func TestDirReader(t *testing.T) {
+	key, err := tlog.NewKeyFromSeed("test.hvmon.dev/log", [32]byte{7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := tlogtest.New(key, tlog.SignerOptions{})
+	for i := range 300 {
+		if _, err := l.Append([]byte("entry " + strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	signed, err := l.Publish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := WriteDir(ctx, l, signed, l.Size(), dir); err != nil {
+		t.Fatal(err)
+	}
+	d := DirReader{Root: dir}
+	got, err := d.ReadCheckpoint(ctx)
+	if err != nil || string(got) != string(signed) {
+		t.Fatalf("ReadCheckpoint = %q, %v", got, err)
+	}
+	cp, err := tlog.Policy{Log: key.Verifier()}.Open(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ReadTile(ctx, 0, 5, 0); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadTile(absent) = %v, want fs.ErrNotExist", err)
+	}
+	path, err := tlog.ProveInclusion(ctx, d, cp, 299)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tlog.CheckInclusion(cp, 299, tlog.LeafHash([]byte("entry 299")), path); err != nil {
+		t.Errorf("inclusion through the directory: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tile", "0", "000"), make([]byte, MaxTileSize+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ReadTile(ctx, 0, 0, 0); err == nil || errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadTile(oversize) = %v, want a size error", err)
+	}
 }

@@ -1,10 +1,4 @@
-// Package logmon monitors an hvmon transparency log: it follows the log's
-// signed checkpoints, proves each new one consistent with the last it
-// saw, reads and authenticates the new entries, verifies each as an hvmon
-// report and audits the reports' chains across the whole log, so that a
-// report a host withheld from the log, a report deleted from a store
-// after it was logged, or a rewritten log history is named.
-package logmon
+package tlogclient
 
 import (
 	"context"
@@ -18,18 +12,11 @@ import (
 	"hvmon.dev/hvmon/tlog"
 )
 
-// Bounds on what a directory reader reads: a tile holds 256 hashes; an
-// entry bundle 256 entries of at most tlog.MaxEntrySize bytes with their
-// two-byte lengths.
-const (
-	maxTile   = 256 * 32
-	maxBundle = 256 * (2 + tlog.MaxEntrySize)
-)
-
-// DirReader reads a log published as a directory in the tlog-tiles
-// layout (the checkpoint file, tile/ and tile/entries/). A missing object
-// is an error matching fs.ErrNotExist, so tlog falls back from a partial
-// tile or bundle to the full one.
+// DirReader is a tlog.TileReader over a log published as a directory in
+// the tlog-tiles layout (the checkpoint file, tile/ and tile/entries/): a
+// POSIX log server's directory or a copy of one. A missing object is an
+// error matching fs.ErrNotExist, so tlog falls back from a partial tile or
+// bundle to the full one.
 type DirReader struct {
 	Root string
 }
@@ -54,18 +41,18 @@ func (d DirReader) ReadCheckpoint(ctx context.Context) ([]byte, error) {
 
 // ReadTile reads a hash tile; width 0 is the full tile.
 func (d DirReader) ReadTile(ctx context.Context, level, index uint64, width uint8) ([]byte, error) {
-	return d.read(ctx, tlog.TilePath(level, index, width), maxTile)
+	return d.read(ctx, tlog.TilePath(level, index, width), MaxTileSize)
 }
 
 // ReadEntryBundle reads an entry bundle; width 0 is the full bundle.
 func (d DirReader) ReadEntryBundle(ctx context.Context, index uint64, width uint8) ([]byte, error) {
-	return d.read(ctx, tlog.EntriesPath(index, width), maxBundle)
+	return d.read(ctx, tlog.EntriesPath(index, width), MaxBundleSize)
 }
 
-// WriteDir writes everything r serves for the tree of cp (the signed
-// checkpoint, every tile and entry bundle, partial ones under their .p/
-// names) into dir in the tlog-tiles layout. Tests and tools use it to
-// publish a log as a directory.
+// WriteDir writes everything r serves for a tree of the given size (the
+// signed checkpoint, every tile and entry bundle, partial ones under
+// their .p/ names) into dir in the tlog-tiles layout. Tests and tools use
+// it to publish a log as a directory.
 func WriteDir(ctx context.Context, r tlog.TileReader, signed []byte, size uint64, dir string) error {
 	put := func(rel string, b []byte) error {
 		p := filepath.Join(dir, filepath.FromSlash(rel))
