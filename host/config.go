@@ -8,10 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
-
-	"github.com/hashicorp/hcl/v2/gohcl"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/internal/hcldepth"
@@ -231,22 +227,11 @@ const (
 // ParseConfig parses and validates HCL configuration text; filename is used
 // in error messages.
 func ParseConfig(src []byte, filename string) (*Config, error) {
-	if len(src) > MaxConfigSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes", filename, MaxConfigSize)
-	}
-	var deep *hcldepth.Error
-	if err := hcldepth.Check(src, 0); errors.As(err, &deep) {
-		// hcl's parser recurses: nesting this deep would overflow Go's
-		// stack, which is fatal (internal/hcldepth).
-		return nil, fmt.Errorf("%s:%d: %w", filename, deep.Line, deep)
-	}
-	f, diags := hclsyntax.ParseConfig(src, filename, hcl.Pos{Line: 1, Column: 1})
-	if diags.HasErrors() {
-		return nil, diags
-	}
+	// hcl's parser recurses: hcldepth bounds the nesting first (deep
+	// enough would overflow Go's stack, which is fatal).
 	var c Config
-	if diags := gohcl.DecodeBody(f.Body, nil, &c); diags.HasErrors() {
-		return nil, diags
+	if err := hcldepth.Decode(src, filename, MaxConfigSize, &c); err != nil {
+		return nil, err
 	}
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir

@@ -6,10 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
-
 	"hvmon.dev/hvmon/internal/hcldepth"
 	"hvmon.dev/hvmon/tlog"
 )
@@ -123,22 +119,11 @@ func (c *Config) Quorum() int {
 // ParseConfig parses and validates HCL configuration text; filename is used
 // in error messages. It reads no file the configuration names.
 func ParseConfig(src []byte, filename string) (*Config, error) {
-	if len(src) > MaxConfigSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes", filename, MaxConfigSize)
-	}
-	var deep *hcldepth.Error
-	if err := hcldepth.Check(src, 0); errors.As(err, &deep) {
-		// hcl's parser recurses: nesting this deep would overflow Go's
-		// stack, which is fatal (internal/hcldepth).
-		return nil, fmt.Errorf("%s:%d: %w", filename, deep.Line, deep)
-	}
-	f, diags := hclsyntax.ParseConfig(src, filename, hcl.Pos{Line: 1, Column: 1})
-	if diags.HasErrors() {
-		return nil, diags
-	}
+	// hcl's parser recurses: hcldepth bounds the nesting first (deep
+	// enough would overflow Go's stack, which is fatal).
 	var c Config
-	if diags := gohcl.DecodeBody(f.Body, nil, &c); diags.HasErrors() {
-		return nil, diags
+	if err := hcldepth.Decode(src, filename, MaxConfigSize, &c); err != nil {
+		return nil, err
 	}
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", filename, err)

@@ -17,7 +17,6 @@ import (
 	"hvmon.dev/hvmon/host"
 	"hvmon.dev/hvmon/internal/atomicfile"
 	"hvmon.dev/hvmon/internal/boundedfile"
-	"hvmon.dev/hvmon/internal/keyfile"
 	"hvmon.dev/hvmon/logmon"
 	"hvmon.dev/hvmon/policy"
 	"hvmon.dev/hvmon/tlog"
@@ -93,23 +92,9 @@ else 0); 1 for usage and I/O errors.`,
 				return err
 			}
 			var opts attest.VerifyOptions
-			if len(trust) == 0 && policyPath == "" {
-				return configErr(errors.New(`required flag(s) "trust" not set`))
-			}
-			for _, p := range trust {
-				k, err := keyfile.LoadPublic(p)
-				if err != nil {
-					return configErr(fmt.Errorf("--trust: %w", err))
-				}
-				opts.TrustedKeys = append(opts.TrustedKeys, k)
-			}
-			var pol *policy.Policy
-			if policyPath != "" {
-				if pol, err = policyVerifyOptions(cmd, policyPath, &opts); err != nil {
-					return err
-				}
-			} else if opts.Evidence, err = ev.verifier(); err != nil {
-				return configErr(err)
+			pol, err := appraisalOptions(cmd, trust, policyPath, &ev, &opts)
+			if err != nil {
+				return err
 			}
 			b, err := boundedfile.Read(statePath, maxStateFile)
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {

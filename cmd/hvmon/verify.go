@@ -134,23 +134,9 @@ contraindicated verdict exits 5; warnings exit 0.
 				return err
 			}
 			opts.Expected = exp
-			if len(trust) == 0 && policyPath == "" {
-				return configErr(errors.New(`required flag(s) "trust" not set`))
-			}
-			for _, p := range trust {
-				k, err := keyfile.LoadPublic(p)
-				if err != nil {
-					return configErr(fmt.Errorf("--trust: %w", err))
-				}
-				opts.TrustedKeys = append(opts.TrustedKeys, k)
-			}
-			var pol *policy.Policy
-			if policyPath != "" {
-				if pol, err = policyVerifyOptions(cmd, policyPath, &opts); err != nil {
-					return err
-				}
-			} else if opts.Evidence, err = ev.verifier(); err != nil {
-				return configErr(err)
+			pol, err := appraisalOptions(cmd, trust, policyPath, &ev, &opts)
+			if err != nil {
+				return err
 			}
 			logPol, err := lf.policy(cmd, opts.Now)
 			if err != nil {
@@ -292,4 +278,29 @@ func writeJSON(w io.Writer, v any) error {
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// appraisalOptions completes opts from --trust (at least one key unless
+// a policy names them) and either --policy (whose hosts, hardware and
+// evidence rules it loads) or the evidence flags. It returns the policy,
+// nil without --policy.
+func appraisalOptions(cmd *cobra.Command, trust []string, policyPath string, ev *evidenceSettings, opts *attest.VerifyOptions) (*policy.Policy, error) {
+	if len(trust) == 0 && policyPath == "" {
+		return nil, configErr(errors.New(`required flag(s) "trust" not set`))
+	}
+	for _, p := range trust {
+		k, err := keyfile.LoadPublic(p)
+		if err != nil {
+			return nil, configErr(fmt.Errorf("--trust: %w", err))
+		}
+		opts.TrustedKeys = append(opts.TrustedKeys, k)
+	}
+	if policyPath != "" {
+		return policyVerifyOptions(cmd, policyPath, opts)
+	}
+	var err error
+	if opts.Evidence, err = ev.verifier(); err != nil {
+		return nil, configErr(err)
+	}
+	return nil, nil
 }

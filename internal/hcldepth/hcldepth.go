@@ -28,9 +28,11 @@
 package hcldepth
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
@@ -147,4 +149,27 @@ func forAfter(toks hclsyntax.Tokens, i int) bool {
 
 func skipped(t hclsyntax.TokenType) bool {
 	return t == hclsyntax.TokenComment || t == hclsyntax.TokenNewline
+}
+
+// Decode parses a configuration file of at most maxSize bytes (filename
+// names it in errors) and decodes its body into v with gohcl, after Check
+// has bounded its nesting. Errors name the file: a file too large, a
+// *Error (with its line) for one nested too deeply, else hcl's
+// diagnostics.
+func Decode(src []byte, filename string, maxSize int, v any) error {
+	if len(src) > maxSize {
+		return fmt.Errorf("%s: larger than %d bytes", filename, maxSize)
+	}
+	var deep *Error
+	if err := Check(src, 0); errors.As(err, &deep) {
+		return fmt.Errorf("%s:%d: %w", filename, deep.Line, deep)
+	}
+	f, diags := hclsyntax.ParseConfig(src, filename, hcl.Pos{Line: 1, Column: 1})
+	if diags.HasErrors() {
+		return diags
+	}
+	if diags := gohcl.DecodeBody(f.Body, nil, v); diags.HasErrors() {
+		return diags
+	}
+	return nil
 }
