@@ -73,6 +73,14 @@ and serves stored ones; Prometheus metrics are served on metrics_listen.
 
 func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) error {
 	log := a.log.Named("daemon")
+	// One daemon per data directory, decided before anything else is
+	// touched: a second one must not take the first's API socket, sign
+	// into its chains or follow its VMs.
+	lock, err := host.LockDataDir(cfg.DataDir)
+	if err != nil {
+		return configErr(err)
+	}
+	defer lock.Close()
 	key, err := keyfile.LoadPrivate(cfg.Key, keyfile.LoadOptions{AllowInsecurePermissionsUnsafe: unsafeKey})
 	if err != nil {
 		return configErr(fmt.Errorf("host key: %w", err))

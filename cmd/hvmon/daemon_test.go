@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +78,15 @@ vm "vm-1" {
 			t.Fatalf("the daemon did not come up: %s %s", out.String(), stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// A second daemon on the same configuration is refused at once,
+	// naming the first's PID, and the first keeps its socket and answers.
+	second := a.runDaemon(ctx, cfg, false)
+	if !errors.Is(second, host.ErrDataDirInUse) || !strings.Contains(second.Error(), "pid "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second daemon: %v", second)
+	}
+	if got := runOK("vm", "list", "--api-socket", cfg.APISocket); !strings.Contains(got, "vm-1") {
+		t.Fatalf("the first daemon after a second was refused: vm list printed %q", got)
 	}
 	if got := runOK("vm", "attest", "vm-1", "--api-socket", cfg.APISocket); !strings.Contains(got, "vm-1 on-demand seq 0") {
 		t.Errorf("vm attest printed %q", got)
