@@ -7,9 +7,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -29,6 +35,7 @@ func (a *app) daemonCmd() *cobra.Command {
 		Use:   "daemon --config FILE",
 		Short: "Run the host supervisor in the foreground",
 		Long: `Run the host supervisor in the foreground until SIGTERM or SIGINT.
+SIGHUP reloads the configuration file (see below).
 
 It follows the VMs of the configuration file (HCL; see contrib/hvmon.hcl)
 and of its watch_dir over QMP, turns their lifecycle events (boot,
@@ -38,28 +45,45 @@ report per event with the host key. Reports are stored durably under
 data_dir; the local API (api_socket) lists VMs, triggers on-demand reports
 and serves stored ones; Prometheus metrics are served on metrics_listen.
 
---data-dir, --api-socket and --metrics-listen override the file.`,
+--data-dir, --api-socket and --metrics-listen override the file.
+
+On SIGHUP the daemon reads the file again. A file that does not parse
+changes nothing (the error is logged). Otherwise vm blocks take effect at
+once: VMs no longer named are no longer followed, new ones are followed,
+changed ones are followed anew. A change of any other setting is logged as
+taking effect at the next restart. One data directory has one daemon: a
+second start on it fails at once and names the first's PID.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			src, err := boundedfile.Read(configPath, host.MaxConfigSize)
-			if err != nil {
-				return configErr(err)
-			}
-			cfg, err := host.ParseConfig(src, configPath)
-			if err != nil {
-				return configErr(err)
-			}
-			for _, o := range []struct {
-				flag, value string
-				dst         *string
-			}{
-				{"data-dir", dataDir, &cfg.DataDir}, {"api-socket", apiSocket, &cfg.APISocket}, {"metrics-listen", metrics, &cfg.MetricsListen},
-			} {
-				if cmd.Flags().Changed(o.flag) {
-					*o.dst = o.value
+			load := func() (*host.Config, error) {
+				src, err := boundedfile.Read(configPath, host.MaxConfigSize)
+				if err != nil {
+					return nil, err
 				}
+				cfg, err := host.ParseConfig(src, configPath)
+				if err != nil {
+					return nil, err
+				}
+				for _, o := range []struct {
+					flag, value string
+					dst         *string
+				}{
+					{"data-dir", dataDir, &cfg.DataDir}, {"api-socket", apiSocket, &cfg.APISocket}, {"metrics-listen", metrics, &cfg.MetricsListen},
+				} {
+					if cmd.Flags().Changed(o.flag) {
+						*o.dst = o.value
+					}
+				}
+				return cfg, nil
 			}
-			return a.runDaemon(cmd.Context(), cfg, unsafeKey)
+			cfg, err := load()
+			if err != nil {
+				return configErr(err)
+			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			return a.runDaemon(cmd.Context(), cfg, unsafeKey, reloader{load: load, hup: hup})
 		},
 	}
 	f := cmd.Flags()
@@ -71,7 +95,14 @@ and serves stored ones; Prometheus metrics are served on metrics_listen.
 	return cmd
 }
 
-func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) error {
+// reloader gives runDaemon the configuration again on each signal on hup
+// (SIGHUP). A zero reloader never reloads.
+type reloader struct {
+	load func() (*host.Config, error)
+	hup  <-chan os.Signal
+}
+
+func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool, rl reloader) error {
 	log := a.log.Named("daemon")
 	// One daemon per data directory, decided before anything else is
 	// touched: a second one must not take the first's API socket, sign
@@ -172,7 +203,14 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) e
 	log.Info("running", "vms", len(cfg.VMs), "logs", len(logs), "watch_dir", cfg.WatchDir, "api", cfg.APISocket, "metrics", cfg.MetricsListen,
 		"data_dir", cfg.DataDir, "key_id", key.KeyID().String())
 
-	<-ctx.Done()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-rl.hup:
+			cfg = a.reload(ctx, log, sup, cfg, rl.load)
+		}
+	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -183,4 +221,89 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool) e
 		msrv.Shutdown(sctx)
 	}
 	return nil
+}
+
+// reload applies a SIGHUP: it reads the configuration again and applies
+// its vm blocks (a VM no longer named is removed, a new one added, a
+// changed one removed and added again); other settings take effect at
+// the next restart, which it logs. A file that does not load changes
+// nothing. It returns the configuration now in effect.
+func (a *app) reload(ctx context.Context, log hclog.Logger, sup *host.Supervisor, cur *host.Config, load func() (*host.Config, error)) *host.Config {
+	log.Info("SIGHUP: reloading the configuration")
+	if load == nil {
+		log.Warn("SIGHUP: no configuration file to reload; nothing changed")
+		return cur
+	}
+	next, err := load()
+	if err != nil {
+		log.Error("SIGHUP: the configuration does not load; nothing changed", "error", err)
+		return cur
+	}
+	if restart := restartOnlyChanges(cur, next); len(restart) > 0 {
+		log.Warn("SIGHUP: these settings changed and take effect at the next restart", "settings", strings.Join(restart, ", "))
+	}
+	old := map[string]host.VMConfig{}
+	for _, v := range cur.VMConfigs() {
+		old[v.Name] = v
+	}
+	var added, removed, changed []string
+	applied := *cur
+	applied.VMs = nil
+	newBlocks := map[string]host.VMBlock{}
+	for _, b := range next.VMs {
+		newBlocks[b.Name] = b
+	}
+	for _, v := range next.VMConfigs() {
+		prev, ok := old[v.Name]
+		delete(old, v.Name)
+		switch {
+		case !ok:
+			if err := sup.Add(ctx, v); err != nil {
+				log.Error("SIGHUP: cannot follow a new VM", "vm", v.Name, "error", err)
+				continue
+			}
+			added = append(added, v.Name)
+		case !reflect.DeepEqual(prev, v):
+			sup.Remove(v.Name)
+			if err := sup.Add(ctx, v); err != nil {
+				log.Error("SIGHUP: cannot follow a changed VM; it is no longer followed", "vm", v.Name, "error", err)
+				continue
+			}
+			changed = append(changed, v.Name)
+		}
+		applied.VMs = append(applied.VMs, newBlocks[v.Name])
+	}
+	for name := range old {
+		if err := sup.Remove(name); err != nil {
+			log.Warn("SIGHUP: removing a VM", "vm", name, "error", err)
+		}
+		removed = append(removed, name)
+	}
+	sort.Strings(removed)
+	log.Info("SIGHUP: configuration reloaded", "vms", len(applied.VMs), "added", strings.Join(added, ","),
+		"removed", strings.Join(removed, ","), "changed", strings.Join(changed, ","))
+	return &applied
+}
+
+// restartOnlyChanges names the settings other than vm blocks that differ
+// between two configurations: they take effect at the next restart.
+func restartOnlyChanges(a, b *host.Config) []string {
+	x, y := *a, *b
+	x.VMs, y.VMs = nil, nil
+	if reflect.DeepEqual(x, y) {
+		return nil
+	}
+	var out []string
+	xv, yv := reflect.ValueOf(x), reflect.ValueOf(y)
+	for i := range xv.NumField() {
+		f := xv.Type().Field(i)
+		if !reflect.DeepEqual(xv.Field(i).Interface(), yv.Field(i).Interface()) {
+			name := strings.Split(f.Tag.Get("hcl"), ",")[0]
+			if name == "" {
+				name = f.Name
+			}
+			out = append(out, name)
+		}
+	}
+	return out
 }

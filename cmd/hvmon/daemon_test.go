@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,7 +58,7 @@ vm "vm-1" {
 	a := &app{stdout: &bytes.Buffer{}, stderr: &stderr, log: hclog.New(&hclog.LoggerOptions{Output: &stderr, Level: hclog.Debug})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.runDaemon(ctx, cfg, false) }()
+	go func() { done <- a.runDaemon(ctx, cfg, false, reloader{}) }()
 
 	var out bytes.Buffer
 	runOK := func(args ...string) string {
@@ -81,7 +84,7 @@ vm "vm-1" {
 	}
 	// A second daemon on the same configuration is refused at once,
 	// naming the first's PID, and the first keeps its socket and answers.
-	second := a.runDaemon(ctx, cfg, false)
+	second := a.runDaemon(ctx, cfg, false, reloader{})
 	if !errors.Is(second, host.ErrDataDirInUse) || !strings.Contains(second.Error(), "pid "+strconv.Itoa(os.Getpid())) {
 		t.Fatalf("second daemon: %v", second)
 	}
@@ -138,5 +141,117 @@ vm "vm-1" {
 	out.Reset()
 	if code := run([]string{"log", "verify", "--data-dir", cfg.DataDir, "--trust", keyPath + ".pub"}, nil, &out, &errb); code != exitTrust {
 		t.Errorf("log verify of a tampered store: exit %d, want %d\n%s", code, exitTrust, out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger writing while a test
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDaemonReload: SIGHUP applies the file's vm blocks (a new VM is
+// followed, a removed one no longer), logs other changes as needing a
+// restart, and a file that does not parse changes nothing — the daemon
+// never dies of the signal.
+func TestDaemonReload(t *testing.T) {
+	dir, err := os.MkdirTemp("", "hvmon-r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	var qs []*qmptest.Server
+	for range 2 {
+		q, err := qmptest.New(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		q.Handle("migrate-set-capabilities", func(json.RawMessage) (any, string, string) { return nil, "", "" })
+		qs = append(qs, q)
+	}
+	keyPath := filepath.Join(dir, "host.key")
+	if _, err := keyfile.Generate(keyPath, keyfile.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "hvmon.hcl")
+	write := func(metrics string, vms ...int) {
+		text := "key = \"" + keyPath + "\"\ndata_dir = \"" + filepath.Join(dir, "data") + "\"\napi_socket = \"" +
+			filepath.Join(dir, "api.sock") + "\"\nmetrics_listen = \"" + metrics + "\"\n"
+		for _, i := range vms {
+			text += fmt.Sprintf("vm \"vm-%d\" {\n  qmp = %q\n}\n", i+1, qs[i].Path)
+		}
+		if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load := func() (*host.Config, error) {
+		src, err := os.ReadFile(cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		return host.ParseConfig(src, cfgPath)
+	}
+	write("off", 0)
+	cfg, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	a := &app{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, log: hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})}
+	ctx, cancel := context.WithCancel(context.Background())
+	hup := make(chan os.Signal, 1)
+	done := make(chan error, 1)
+	go func() { done <- a.runDaemon(ctx, cfg, false, reloader{load: load, hup: hup}) }()
+	vmList := func() string {
+		var out, errb bytes.Buffer
+		run([]string{"vm", "list", "--api-socket", cfg.APISocket}, nil, &out, &errb)
+		return out.String()
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: vm list %q\n%s", what, vmList(), logs.String())
+			}
+		}
+	}
+	waitFor("start", func() bool { return strings.Contains(vmList(), "vm-1") })
+
+	write("off", 0, 1)
+	hup <- syscall.SIGHUP
+	waitFor("vm-2 added", func() bool { return strings.Contains(vmList(), "vm-2") })
+
+	if err := os.WriteFile(cfgPath, []byte("vm \"x\" {"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup <- syscall.SIGHUP
+	waitFor("a broken file logged", func() bool { return strings.Contains(logs.String(), "the configuration does not load; nothing changed") })
+	if l := vmList(); !strings.Contains(l, "vm-1") || !strings.Contains(l, "vm-2") {
+		t.Fatalf("a broken file changed the VMs: %q", l)
+	}
+
+	write("127.0.0.1:0", 1)
+	hup <- syscall.SIGHUP
+	waitFor("vm-1 removed", func() bool { l := vmList(); return !strings.Contains(l, "vm-1") && strings.Contains(l, "vm-2") })
+	if !strings.Contains(logs.String(), "take effect at the next restart") || !strings.Contains(logs.String(), "metrics_listen") {
+		t.Errorf("a restart-only change was not logged:\n%s", logs.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("daemon returned %v", err)
 	}
 }

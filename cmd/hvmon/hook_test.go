@@ -187,7 +187,7 @@ trust_peers = ["`+filepath.Join(dir, "peer.key.pub")+`"]
 		a := &app{stdout: &bytes.Buffer{}, stderr: &stderr, log: hclog.NewNullLogger()}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- a.runDaemon(ctx, cfg, false) }()
+		go func() { done <- a.runDaemon(ctx, cfg, false, reloader{}) }()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			if _, err := host.NewAPIClient(sock).VMs(context.Background()); err == nil {
