@@ -239,7 +239,9 @@ func TestDaemonReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	hup <- syscall.SIGHUP
-	waitFor("a broken file logged", func() bool { return strings.Contains(logs.String(), "the configuration does not load; nothing changed") })
+	waitFor("a broken file logged", func() bool {
+		return strings.Contains(logs.String(), "the configuration does not load; nothing changed")
+	})
 	if l := vmList(); !strings.Contains(l, "vm-1") || !strings.Contains(l, "vm-2") {
 		t.Fatalf("a broken file changed the VMs: %q", l)
 	}
