@@ -224,8 +224,10 @@ const (
 	DefaultMetricsListen = "127.0.0.1:9464"
 )
 
-// ParseConfig parses and validates HCL configuration text; filename is used
-// in error messages.
+// ParseConfig parses and validates HCL configuration text. filename names
+// it in errors, and relative paths in it (key, data_dir, api_socket,
+// watch_dir, a vm's qmp and agent, trust_peers, the evidence block's
+// roots) resolve against its directory, as a policy's do.
 func ParseConfig(src []byte, filename string) (*Config, error) {
 	// hcl's parser recurses: hcldepth bounds the nesting first (deep
 	// enough would overflow Go's stack, which is fatal).
@@ -233,6 +235,7 @@ func ParseConfig(src []byte, filename string) (*Config, error) {
 	if err := hcldepth.Decode(src, filename, MaxConfigSize, &c); err != nil {
 		return nil, err
 	}
+	c.resolvePaths(filename)
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
 	}
@@ -313,6 +316,38 @@ func (c *Config) validate(filename string) error {
 		}
 	}
 	return nil
+}
+
+// resolvePaths makes the configuration's relative paths relative to the
+// directory of the file it came from (made absolute with the working
+// directory when the file name is relative).
+func (c *Config) resolvePaths(filename string) {
+	base := filepath.Dir(filename)
+	if abs, err := filepath.Abs(base); err == nil {
+		base = abs
+	}
+	rel := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	for _, p := range []*string{&c.Key, &c.DataDir, &c.APISocket, &c.WatchDir} {
+		rel(p)
+	}
+	for i := range c.VMs {
+		rel(&c.VMs[i].QMP)
+		rel(&c.VMs[i].Agent)
+	}
+	for i := range c.TrustPeers {
+		rel(&c.TrustPeers[i])
+	}
+	if e := c.Evidence; e != nil {
+		for i := range e.SimulatedRoots {
+			rel(&e.SimulatedRoots[i])
+		}
+		rel(&e.AMDRoots)
+		rel(&e.IntelRoots)
+	}
 }
 
 // parseDuration parses an optional Go duration ("" is zero); negative

@@ -56,11 +56,9 @@ vm "b" {
 		"bad duration":      "key = \"/k\"\nttl = \"5 minutes\"\n",
 		"negative":          "key = \"/k\"\nttl = \"-5m\"\n",
 		"duplicate vm":      "key = \"/k\"\nvm \"a\" { qmp = \"/q\" }\nvm \"a\" { qmp = \"/q\" }\n",
-		"relative socket":   "key = \"/k\"\nvm \"a\" { qmp = \"q.sock\" }\n",
 		"vm without qmp":    "key = \"/k\"\nvm \"a\" { }\n",
 		"syntax":            "key = \n",
 		"huge":              strings.Repeat("#", MaxConfigSize+1),
-		"relative peer key": "key = \"/k\"\ntrust_peers = [\"peer.pub\"]\n",
 		"bad domain glob":   "key = \"/k\"\nlibvirt {\n domains = [\"[\"]\n}\n",
 		"unknown libvirt":   "key = \"/k\"\nlibvirt {\n url = \"qemu:///system\"\n}\n",
 		"vm name, space":    "key = \"/k\"\nvm \"web 1\" { qmp = \"/q\" }\n",
@@ -223,5 +221,35 @@ log "a" {
 	}
 	if _, err := c.LogConfigs(); err == nil || !strings.Contains(err.Error(), `log "a": key:`) {
 		t.Errorf("LogConfigs with an Ed25519 log key = %v", err)
+	}
+}
+
+// TestParseConfigRelativePaths: relative paths resolve against the
+// configuration file's directory, absolute ones stay, the defaults stay.
+func TestParseConfigRelativePaths(t *testing.T) {
+	src := `key = "keys/host.key"
+api_socket = "run/api.sock"
+watch_dir = "/abs/watch"
+trust_peers = ["peers/b.pub"]
+vm "a" {
+  qmp = "a.qmp"
+  agent = "../a.agent"
+}
+evidence {
+  simulated_roots = ["roots.pem"]
+}
+`
+	c, err := ParseConfig([]byte(src), "/etc/hvmon/hvmon.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for got, want := range map[string]string{
+		c.Key: "/etc/hvmon/keys/host.key", c.APISocket: "/etc/hvmon/run/api.sock", c.WatchDir: "/abs/watch",
+		c.TrustPeers[0]: "/etc/hvmon/peers/b.pub", c.VMs[0].QMP: "/etc/hvmon/a.qmp", c.VMs[0].Agent: "/etc/a.agent",
+		c.Evidence.SimulatedRoots[0]: "/etc/hvmon/roots.pem", c.DataDir: DefaultDataDir,
+	} {
+		if got != want {
+			t.Errorf("resolved %q, want %q", got, want)
+		}
 	}
 }

@@ -107,6 +107,29 @@ func NewFileStore(dir string) (*FileStore, error) {
 	return &FileStore{Dir: dir}, nil
 }
 
+// ErrNoStore is a data directory that does not exist or holds no report
+// store.
+var ErrNoStore = errors.New("no report store")
+
+// OpenFileStore opens an existing store for reading: unlike NewFileStore
+// it creates nothing, and a directory that does not exist or has no
+// reports directory is ErrNoStore.
+func OpenFileStore(dir string) (*FileStore, error) {
+	st, err := os.Stat(filepath.Join(dir, "reports"))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if _, derr := os.Stat(dir); errors.Is(derr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s does not exist", ErrNoStore, dir)
+		}
+		return nil, fmt.Errorf("%w in %s: it has no reports directory (is it the daemon's data_dir?)", ErrNoStore, dir)
+	case err != nil:
+		return nil, err
+	case !st.IsDir():
+		return nil, fmt.Errorf("%w in %s: reports is not a directory", ErrNoStore, dir)
+	}
+	return &FileStore{Dir: dir}, nil
+}
+
 // VM directory names. A name escapes to at most maxVMDir bytes as it is;
 // a longer one (a VM name of up to 1024 bytes escapes to up to 3072) keeps
 // the start of its escaped form, cut at an escape, then hashedVM and the

@@ -237,7 +237,30 @@ func TestLogVerifyIsTheChainAudit(t *testing.T) {
 	}
 	// An empty store: nothing to verify, nothing wrong.
 	empty := t.TempDir()
+	if err := os.Mkdir(filepath.Join(empty, "reports"), 0o750); err != nil {
+		t.Fatal(err)
+	}
 	if code, stdout, stderr := runIn(t, nil, append([]string{"log", "verify", "--data-dir", empty}, trust...)...); code != 0 || !strings.Contains(stdout, "VERDICT: none") {
 		t.Errorf("log verify of an empty store: exit %d\n%s%s", code, stdout, stderr)
+	}
+	// A directory that holds no store, or none at all, is an error (a
+	// typo must not read as "nothing wrong"), and read-only commands
+	// create nothing.
+	none := t.TempDir()
+	missing := filepath.Join(none, "typo")
+	for _, dir := range []string{none, missing} {
+		for _, sub := range [][]string{{"log", "verify"}, {"log", "list"}, {"log", "show", "00"}} {
+			args := append(append(sub, "--data-dir", dir), trust...)
+			if sub[1] != "verify" {
+				args = append(sub, "--data-dir", dir)
+			}
+			code, stdout, stderr := runIn(t, nil, args...)
+			if code != exitUsage || !strings.Contains(stderr, "no report store") {
+				t.Errorf("hvmon %v: exit %d, want %d naming the missing store\n%s%s", args, code, exitUsage, stdout, stderr)
+			}
+		}
+	}
+	if ents, _ := os.ReadDir(none); len(ents) != 0 {
+		t.Errorf("read-only commands created %v", ents)
 	}
 }

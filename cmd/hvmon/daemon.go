@@ -87,7 +87,7 @@ second start on it fails at once and names the first's PID.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "/etc/hvmon/hvmon.hcl", "configuration `FILE` (HCL)")
+	f.StringVar(&configPath, "config", defaultConfigPath(), "configuration `FILE` (HCL; $HVMON_CONFIG replaces the default)")
 	f.StringVar(&dataDir, "data-dir", "", "report store `DIR`")
 	f.StringVar(&apiSocket, "api-socket", "", "local API unix socket `PATH`")
 	f.StringVar(&metrics, "metrics-listen", "", "metrics `ADDR` (host:port; \"off\" disables)")

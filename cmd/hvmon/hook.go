@@ -122,9 +122,10 @@ than hvmon, whose start-up libvirt would wait for at every domain event.
 
 func (a *app) hookEventsCmd() *cobra.Command {
 	var (
-		socket, vm string
-		limit      int
-		asJSON     bool
+		loc    daemonLocation
+		vm     string
+		limit  int
+		asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:   "events [--vm NAME] [--limit N] [--json] [--api-socket PATH]",
@@ -137,9 +138,13 @@ data_dir/hooks.jsonl, one JSON object a line.`,
 			if limit < 0 {
 				return configErr(errors.New("--limit must not be negative"))
 			}
-			evs, err := host.NewAPIClient(socket).Hooks(cmd.Context(), vm, limit)
+			c, explain, err := loc.client(cmd)
 			if err != nil {
-				return configErr(err)
+				return err
+			}
+			evs, err := c.Hooks(cmd.Context(), vm, limit)
+			if err != nil {
+				return explain(err)
 			}
 			if asJSON {
 				enc := json.NewEncoder(a.stdout)
@@ -159,7 +164,7 @@ data_dir/hooks.jsonl, one JSON object a line.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&socket, "api-socket", host.DefaultAPISocket, "the daemon's API socket `PATH`")
+	loc.flags(f, true, false)
 	f.StringVar(&vm, "vm", "", "only the events of domain `NAME`")
 	f.IntVar(&limit, "limit", 0, "at most the newest `N` events (0: all the daemon holds)")
 	f.BoolVar(&asJSON, "json", false, "print the events as JSON")
@@ -192,9 +197,10 @@ func (a *app) runHook(ctx context.Context, f hookFlags, args []string) error {
 
 func (a *app) hookInstallCmd() *cobra.Command {
 	var (
-		dir, binary, socket string
-		failClosed          bool
-		timeout             time.Duration
+		dir, binary string
+		loc         daemonLocation
+		failClosed  bool
+		timeout     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "install [--dir DIR] [--binary PATH] [--fail-closed] [--api-socket PATH] [--timeout D]",
@@ -227,6 +233,17 @@ libvirtd (or virtqemud) afterwards.`,
 					binary = small
 				}
 			}
+			socket, from, err := loc.apiSocket(cmd)
+			if err != nil {
+				return err
+			}
+			if from == "--api-socket" {
+				// The socket given is the hook's; say when the daemon's
+				// configuration names another, which it would not reach.
+				if cfg, err := loc.config(cmd); err == nil && cfg != nil && cfg.APISocket != socket {
+					fmt.Fprintf(a.stderr, "hvmon: warning: the hook will use %s, but %s names api_socket %s\n", socket, loc.configPath, cfg.APISocket)
+				}
+			}
 			if !filepath.IsAbs(binary) || !filepath.IsAbs(socket) {
 				return configErr(errors.New("--binary and --api-socket must be absolute paths"))
 			}
@@ -236,7 +253,7 @@ libvirtd (or virtqemud) afterwards.`,
 			if timeout <= 0 {
 				return configErr(errors.New("--timeout must be positive"))
 			}
-			res, err := installHook(dir, hookWrapper(binary, socket, timeout, failClosed))
+			res, changed, err := installHook(dir, hookWrapper(binary, socket, timeout, failClosed))
 			if err != nil {
 				return configErr(err)
 			}
@@ -244,14 +261,16 @@ libvirtd (or virtqemud) afterwards.`,
 			if _, err := os.Stat(filepath.Join(dir, hook.DriverQEMU)); err == nil {
 				fmt.Fprintf(a.stdout, "kept %s: libvirt runs it first, then the scripts in %s\n", filepath.Join(dir, hook.DriverQEMU), filepath.Join(dir, "qemu.d"))
 			}
-			fmt.Fprintln(a.stdout, "restart libvirtd (or virtqemud) so that libvirt finds the hook: systemctl restart libvirtd")
+			if changed {
+				fmt.Fprintln(a.stdout, "restart libvirtd (or virtqemud) so that libvirt finds the hook: systemctl restart libvirtd")
+			}
 			return nil
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&dir, "dir", "/etc/libvirt/hooks", "libvirt's hooks `DIR`")
 	fl.StringVar(&binary, "binary", "", "the hvmon-hook or hvmon `PATH` the wrapper runs (default: hvmon-hook next to this executable, else this executable)")
-	fl.StringVar(&socket, "api-socket", host.DefaultAPISocket, "the daemon's API socket `PATH`")
+	loc.flags(fl, true, false)
 	fl.BoolVar(&failClosed, "fail-closed", false, "install the hook in fail-closed mode (see hvmon hook --help)")
 	fl.DurationVar(&timeout, "timeout", 2*time.Second, "deadline for the daemon's answer")
 	return cmd
@@ -264,12 +283,14 @@ func (a *app) hookUninstallCmd() *cobra.Command {
 		Short: "Remove the hook that install wrote (DIR/qemu.d/hvmon), and nothing else",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := uninstallHook(dir)
+			res, changed, err := uninstallHook(dir)
 			if err != nil {
 				return configErr(err)
 			}
 			fmt.Fprintln(a.stdout, res)
-			fmt.Fprintln(a.stdout, "restart libvirtd (or virtqemud) so that libvirt stops running it: systemctl restart libvirtd")
+			if changed {
+				fmt.Fprintln(a.stdout, "restart libvirtd (or virtqemud) so that libvirt stops running it: systemctl restart libvirtd")
+			}
 			return nil
 		},
 	}
@@ -342,20 +363,20 @@ func ourWrapper(path string) ([]byte, bool, error) {
 	return b, len(lines) == 3 && lines[1] == hookWrapperMarker, nil
 }
 
-func installHook(dir string, wrapper []byte) (string, error) {
+func installHook(dir string, wrapper []byte) (string, bool, error) {
 	d := filepath.Join(dir, "qemu.d")
 	if err := atomicfile.MkdirAll(d, 0o755); err != nil {
-		return "", fmt.Errorf("hook install: %w", err)
+		return "", false, fmt.Errorf("hook install: %w", err)
 	}
 	path := filepath.Join(d, "hvmon")
 	old, ours, err := ourWrapper(path)
 	switch {
 	case err == nil && !ours:
-		return "", fmt.Errorf("hook install: %s exists and was not written by hvmon hook install; move it away first", path)
+		return "", false, fmt.Errorf("hook install: %s exists and was not written by hvmon hook install; move it away first", path)
 	case err == nil && bytes.Equal(old, wrapper):
-		return "already installed: " + path, nil
+		return "already installed: " + path, false, nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return "", fmt.Errorf("hook install: %w", err)
+		return "", false, fmt.Errorf("hook install: %w", err)
 	}
 	// The whole script appears at once, and the temporary file goes in
 	// DIR, where libvirt runs only files with the drivers' names, not in
@@ -363,29 +384,29 @@ func installHook(dir string, wrapper []byte) (string, error) {
 	// replaced: a file that appeared since the check above stays.
 	opts := atomicfile.Options{TempDir: dir, Replace: old != nil}
 	if err := atomicfile.Write(path, wrapper, 0o755, opts); err != nil {
-		return "", fmt.Errorf("hook install: %w", err)
+		return "", false, fmt.Errorf("hook install: %w", err)
 	}
 	if old != nil {
-		return "updated " + path, nil
+		return "updated " + path, true, nil
 	}
-	return "installed " + path, nil
+	return "installed " + path, true, nil
 }
 
-func uninstallHook(dir string) (string, error) {
+func uninstallHook(dir string) (string, bool, error) {
 	path := filepath.Join(dir, "qemu.d", "hvmon")
 	_, ours, err := ourWrapper(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return "nothing to remove: " + path + " does not exist", nil
+		return "nothing to remove: " + path + " does not exist", false, nil
 	case err != nil:
-		return "", fmt.Errorf("hook uninstall: %w", err)
+		return "", false, fmt.Errorf("hook uninstall: %w", err)
 	case !ours:
-		return "", fmt.Errorf("hook uninstall: %s was not written by hvmon hook install; left alone", path)
+		return "", false, fmt.Errorf("hook uninstall: %s was not written by hvmon hook install; left alone", path)
 	}
 	if err := os.Remove(path); err != nil {
-		return "", fmt.Errorf("hook uninstall: %w", err)
+		return "", false, fmt.Errorf("hook uninstall: %w", err)
 	}
-	return "removed " + path, nil
+	return "removed " + path, true, nil
 }
 
 // newHookService opens the daemon's hook journal (data_dir/hooks.jsonl)

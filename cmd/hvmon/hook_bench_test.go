@@ -139,7 +139,7 @@ func BenchmarkHookProcess(b *testing.B) {
 	// As installed: /bin/sh runs the wrapper, which execs hvmon-hook.
 	hooksDir := filepath.Join(dir, "hooks")
 	wrapper := filepath.Join(hooksDir, "qemu.d", "hvmon")
-	if _, err := installHook(hooksDir, hookWrapper(paths["hvmon-hook"], sock, 2*time.Second, true)); err != nil {
+	if _, _, err := installHook(hooksDir, hookWrapper(paths["hvmon-hook"], sock, 2*time.Second, true)); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("hvmon-hook/wrapper", func(b *testing.B) { run(b, xml, wrapper, "llm-1", "start", "begin", "-") })

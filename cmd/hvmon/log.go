@@ -16,21 +16,14 @@ import (
 )
 
 func (a *app) logCmd() *cobra.Command {
-	var dataDir string
+	var loc daemonLocation
 	cmd := &cobra.Command{
 		Use:   "log list|show|verify|consistency|audit",
 		Short: "Read the daemon's report store",
 		Long: `Read the reports the daemon stored under its data directory, without the
 daemon: list them, print one, or verify them all with their chains.`,
 	}
-	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", host.DefaultDataDir, "report store `DIR`")
-	open := func() (*host.FileStore, error) {
-		s, err := host.NewFileStore(dataDir)
-		if err != nil {
-			return nil, configErr(err)
-		}
-		return s, nil
-	}
+	open := func(cmd *cobra.Command) (*host.FileStore, error) { return loc.openStore(cmd) }
 
 	var (
 		vm, event string
@@ -42,7 +35,7 @@ daemon: list them, print one, or verify them all with their chains.`,
 		Short: "List stored reports, oldest first",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := open()
+			s, err := open(cmd)
 			if err != nil {
 				return err
 			}
@@ -99,7 +92,7 @@ daemon: list them, print one, or verify them all with their chains.`,
 		Short: "Print a stored report without verifying it",
 		Args:  exactArgs(1, "the HASH of a stored report"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := open()
+			s, err := open(cmd)
 			if err != nil {
 				return err
 			}
@@ -152,7 +145,7 @@ guest key under two VM names); else 0. An empty store gives VERDICT: none
 and exit 0.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := open()
+			s, err := open(cmd)
 			if err != nil {
 				return err
 			}
@@ -177,6 +170,9 @@ and exit 0.`,
 	ev.flags(verify.Flags())
 	verify.MarkFlagRequired("trust")
 
+	for _, c := range []*cobra.Command{list, show, verify} {
+		loc.flags(c.Flags(), false, true)
+	}
 	cmd.AddCommand(list, show, verify, a.logConsistencyCmd(), a.logAuditCmd())
 	return cmd
 }

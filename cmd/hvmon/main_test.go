@@ -14,6 +14,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Client commands read the daemon's configuration by default: the
+	// tests never see the machine's.
+	os.Setenv("HVMON_CONFIG", "/nonexistent/hvmon-test.hcl")
 	testscript.Main(m, map[string]func(){
 		"hvmon": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 		// signalContext in a run that ignores its context (TestSecondSignal).
@@ -41,6 +44,10 @@ func TestScript(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("HVMON_CONFIG", "/nonexistent/hvmon-test.hcl")
+			return nil
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exits":     cmdExits,
 			"flipbyte":  cmdFlipByte,

@@ -10,24 +10,27 @@ import (
 	"github.com/spf13/cobra"
 
 	"hvmon.dev/hvmon/attest"
-	"hvmon.dev/hvmon/host"
 )
 
 func (a *app) vmCmd() *cobra.Command {
-	var socket string
+	var loc daemonLocation
 	cmd := &cobra.Command{
 		Use:   "vm list|attest",
 		Short: "Ask a running daemon about its VMs, or for a report now",
 	}
-	cmd.PersistentFlags().StringVar(&socket, "api-socket", host.DefaultAPISocket, "the daemon's API socket `PATH`")
+	loc.flags(cmd.PersistentFlags(), true, false)
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the VMs the daemon follows",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			vms, err := host.NewAPIClient(socket).VMs(cmd.Context())
+			c, explain, err := loc.client(cmd)
 			if err != nil {
-				return configErr(err)
+				return err
+			}
+			vms, err := c.VMs(cmd.Context())
+			if err != nil {
+				return explain(err)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "VM\tCONNECTED\tSTATE\tNEXT SEQ\tLAST EVENT\tLAST AT")
@@ -74,10 +77,13 @@ else goes to stdout).`,
 				}
 				nonce = n
 			}
-			c := host.NewAPIClient(socket)
+			c, explain, err := loc.client(cmd)
+			if err != nil {
+				return err
+			}
 			e, err := c.AttestNonce(cmd.Context(), args[0], attest.Event(event), nil, nonce)
 			if err != nil {
-				return configErr(err)
+				return explain(err)
 			}
 			if out != "" {
 				b, err := c.Report(cmd.Context(), e.Hash)
