@@ -128,4 +128,3 @@ func (d *daemonLocation) openStore(cmd *cobra.Command) (*host.FileStore, error) 
 	}
 	return s, nil
 }
-
