@@ -92,14 +92,14 @@ vm "plain-1" {
 # }
 
 # Transparency logs every stored report is submitted to (hvmon logd). The
-# verified proof is kept beside each report as <report>.LABEL.proof; a
-# report the log refuses for good (400, 413) gets <report>.LABEL.refused.
+# verified proof is kept beside each report NAME.cose as NAME.LABEL.proof;
+# a report the log refuses for good (400, 413) gets NAME.LABEL.refused.
 # Several blocks are allowed; a label is 1 to 32 of a-z, 0-9 and -.
 # log "main" {
 #   url          = "http://log.example:8790"
 #   key          = "/etc/hvmon/log.vkey"   # the log's verifier key, or a file holding it
-#   witness_keys = []                      # witness verifier keys (or files)
-#   quorum       = 1                       # unset: all witness_keys
+#   witness_keys = ["/etc/hvmon/witness-1.vkey"]  # witness verifier keys (or files)
+#   quorum       = 1                       # unset: all witness_keys; 0: none checked
 #   read_url     = ""                      # checkpoint and tiles; empty means url
 #   concurrency  = 32                      # submissions in flight
 #   timeout      = "60s"                   # one submission, proof included

@@ -1,6 +1,6 @@
 # hvmon log server configuration (HCL), for `hvmon logd --config FILE`.
-# Every setting is shown; the optional ones carry their default. Unknown
-# settings are errors.
+# Every setting is shown; the optional ones carry their default, except
+# metrics_listen (default: none). Unknown settings are errors.
 
 # The log's name: the first line of every checkpoint and the name of its
 # key. 1-255 printable bytes, no spaces or '+'.
@@ -19,7 +19,7 @@ allowlist = "/etc/hvmon/log-hosts.pem"
 # Submissions and reads (plain HTTP; put TLS in front of it).
 listen = "127.0.0.1:8790"
 
-# Prometheus metrics; empty disables them.
+# Prometheus metrics at /metrics; empty (the default) disables them.
 metrics_listen = "127.0.0.1:9465"
 
 # How often a checkpoint is published (a submission waits for the next

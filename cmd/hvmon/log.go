@@ -19,9 +19,12 @@ func (a *app) logCmd() *cobra.Command {
 	var loc daemonLocation
 	cmd := &cobra.Command{
 		Use:   "log list|show|verify|consistency|audit",
-		Short: "Read the daemon's report store",
+		Short: "Read the daemon's report store; check and monitor transparency logs",
 		Long: `Read the reports the daemon stored under its data directory, without the
-daemon: list them, print one, or verify them all with their chains.`,
+daemon: list them (with their state in each transparency log), print one,
+or verify them all with their chains. Check that two checkpoints of a
+transparency log are consistent (consistency), and monitor a log
+(audit); these two do not read --data-dir.`,
 	}
 	open := func(cmd *cobra.Command) (*host.FileStore, error) { return loc.openStore(cmd) }
 

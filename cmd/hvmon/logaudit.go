@@ -61,17 +61,20 @@ func (a *app) logAuditCmd() *cobra.Command {
 5. with --policy, a VM whose last report is not a shutdown and is older
    than its max_age at the checkpoint's time is silent (contraindicated).
 
---state FILE is written only when the run got through steps 1–3; a missing
-file is a monitor's first run. --tlog is a directory in the tlog-tiles
-layout (checkpoint, tile/, tile/entries/) or the http(s) URL serving it;
+--state FILE is written only when the log itself passed: steps 1 and 2,
+no split_view, and tiles that match the checkpoint; a missing file is a
+monitor's first run. --tlog is a directory in the tlog-tiles layout
+(checkpoint, tile/, tile/entries/) or the http(s) URL serving it;
 --cache DIR keeps the full tiles and bundles read (they never change, and
 are authenticated on every use) so a run reads only what is new.
 
 The output is verify --chain's (timelines, findings, verdict) after a
-checkpoint line; --json prints {"checkpoint", "status", "findings", "vms"}.
-Exit codes: 3 when steps 1–2 fail; else as verify --chain (2, 3 or 4 when
-a logged report failed verification in that class, 5 when contraindicated,
-else 0); 1 for usage and I/O errors.`,
+checkpoint line; --json prints {"checkpoint", "status", "findings", "vms",
+"error"}.
+Exit codes: 3 when the log itself fails (steps 1–2, a split_view, or
+tiles or bundles that contradict the checkpoint); else as verify --chain
+(2, 3 or 4 when a logged report failed verification in that class, 5 when
+contraindicated, else 0); 1 for usage and I/O errors.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if tlogDir == "" || logKey == "" || statePath == "" {

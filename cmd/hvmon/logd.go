@@ -49,7 +49,7 @@ allowlist; a file that fails to load keeps the previous list.`,
 			return a.runLogd(cmd.Context(), cfg)
 		},
 	}
-	cmd.Flags().StringVar(&configPath, "config", "/etc/hvmon/logd.hcl", "configuration `FILE` (HCL)")
+	cmd.Flags().StringVar(&configPath, "config", "", "configuration `FILE` (HCL; required)")
 	cmd.MarkFlagRequired("config")
 	cmd.AddCommand(a.logdKeygenCmd())
 	return cmd
