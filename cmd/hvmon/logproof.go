@@ -51,7 +51,11 @@ func (l *logFlags) register(f *pflag.FlagSet) {
 
 // policy builds the log policy from the flags, or returns nil when
 // --log-key is not given. now, when not zero, is the verifier's clock.
-func (l *logFlags) policy(cmd *cobra.Command, now time.Time) (*tlog.Policy, error) {
+//
+// The policy checks cosignature times against the real clock, never
+// against --at: a report verified as of its issue time was logged later,
+// and its checkpoint is rightly dated after --at.
+func (l *logFlags) policy(cmd *cobra.Command) (*tlog.Policy, error) {
 	f := cmd.Flags()
 	if l.logKey == "" {
 		for _, name := range []string{"proof", "require-log", "witness-key", "quorum"} {
@@ -61,7 +65,7 @@ func (l *logFlags) policy(cmd *cobra.Command, now time.Time) (*tlog.Policy, erro
 		}
 		return nil, nil
 	}
-	return logPolicy(l.logKey, l.witnessKeys, l.quorum, now)
+	return logPolicy(l.logKey, l.witnessKeys, l.quorum, time.Time{})
 }
 
 // logPolicy builds a log policy from verifier keys given as text or files.

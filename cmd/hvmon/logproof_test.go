@@ -13,6 +13,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 	"golang.org/x/mod/sumdb/note"
 
+	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/tlog"
 	"hvmon.dev/hvmon/tlog/tlogtest"
 )
@@ -311,5 +312,31 @@ func cmdTlogProve(ts *testscript.TestScript, neg bool, args []string) {
 		proof, err := lg.Proof(idx[n], cp)
 		ts.Check(err)
 		ts.Check(os.WriteFile(ts.MkAbs(strings.TrimSuffix(f, ".cose")+".proof"), proof, 0o644))
+	}
+}
+
+// TestVerifyLogAsOfIssue: an archived report verified as of its issue
+// time (--at) was logged later; its proof's checkpoint, dated after
+// --at, still verifies (cosignature times are checked against the real
+// clock, not --at).
+func TestVerifyLogAsOfIssue(t *testing.T) {
+	dir := t.TempDir()
+	report, err := os.ReadFile(filepath.Join(chainVectorDir, "clean", "01-hv-a-boot.cose"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := attest.Inspect(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := filepath.Join(dir, "r.cose")
+	writeFile(t, rep, report)
+	lg := newTestLog(t, "log.example/main")
+	writeFile(t, filepath.Join(dir, "r.proof"), lg.add(t, report))
+	at := in.Report.IssuedAt.UTC().Format(time.RFC3339)
+	trust := filepath.Join(vectorDir, "keys", "host.pub")
+	code, stdout, stderr := runIn(t, nil, "verify", "--trust", trust, "--at", at, "--log-key", lg.vkey, "--require-log", rep)
+	if code == exitTrust || !strings.Contains(stdout, "log  log.example/main  ok") {
+		t.Errorf("verify --at %s --require-log: exit %d\n%s%s", at, code, stdout, stderr)
 	}
 }

@@ -138,7 +138,7 @@ contraindicated verdict exits 5; warnings exit 0.
 			if err != nil {
 				return err
 			}
-			logPol, err := lf.policy(cmd, opts.Now)
+			logPol, err := lf.policy(cmd)
 			if err != nil {
 				return err
 			}
