@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -157,6 +158,12 @@ func TestDemoLog(t *testing.T) {
 			t.Errorf("the output lacks %q", want)
 		}
 	}
+	// hvmon verify --log-key checked every report's proof, those that
+	// failed only their appraisal too, though --at is long before the
+	// checkpoints were signed.
+	if n := strings.Count(stdout.String(), "log demo.hvmon.dev/log ok index "); n != 8 {
+		t.Errorf("%d reports' proofs verified by hvmon verify, want 8", n)
+	}
 	proofs, _ := filepath.Glob(filepath.Join(out, "reports", "*.proof"))
 	if len(proofs) != 8 {
 		t.Errorf("%d proof files in %s/reports, want 8", len(proofs), out)
@@ -167,5 +174,28 @@ func TestDemoLog(t *testing.T) {
 	args := demoLogAuditArgs(out, filepath.Join(out, "host.pub"), filepath.Join(out, "log.vkey"))
 	if code := run(args, nil, &sink, &sink); code != exitAppraisal || !strings.Contains(sink.String(), "rollback") {
 		t.Errorf("hvmon %s: exit %d, want %d naming the rollback\n%s", strings.Join(args, " "), code, exitAppraisal, sink.String())
+	}
+}
+
+// A report the log never proves ends the demo's wait with an error that
+// names it: here the log's allowlist lacks the hosts' key (every
+// submission is refused with 403, which the outbox retries).
+func TestDemoLogWaitBounded(t *testing.T) {
+	out := t.TempDir()
+	key, err := attest.NewKeyFromSeed(bytes.Repeat([]byte{7}, attest.SeedSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := attest.NewKeyFromSeed(bytes.Repeat([]byte{8}, attest.SeedSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(ctx context.Context, dir string, _ []*attest.PublicKey) (*demo.LogServer, error) {
+		return startDemoLog(ctx, dir, []*attest.PublicKey{other.PublicKey()}, hclog.NewNullLogger())
+	}
+	_, err = demo.RunLifecycle(t.Context(), demo.Options{Key: key, StartLog: start, LogDir: filepath.Join(out, "log"), LogWait: 3 * time.Second},
+		vectorLifecycle(t))
+	if err == nil || !strings.Contains(err.Error(), "8 of 8 stored reports have none") || !strings.Contains(err.Error(), "hv-b shutdown (host seq 4)") {
+		t.Fatalf("RunLifecycle with a log that refuses every report: %v", err)
 	}
 }
