@@ -199,3 +199,40 @@ func TestDemoLogWaitBounded(t *testing.T) {
 		t.Fatalf("RunLifecycle with a log that refuses every report: %v", err)
 	}
 }
+
+// A new run replaces the last run's log, key and proofs, and refuses to
+// remove a DIR/log that holds anything else.
+func TestResetDemoLog(t *testing.T) {
+	out := t.TempDir()
+	for _, p := range []string{"log/tile/0/x000", "log/.state/treeState", "log/checkpoint", "log.vkey", "reports/01-hv-a-boot.proof", "reports/01-hv-a-boot.cose"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(out, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, p), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := resetDemoLog(out); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"log", "log.vkey", "reports/01-hv-a-boot.proof"} {
+		if _, err := os.Stat(filepath.Join(out, p)); !os.IsNotExist(err) {
+			t.Errorf("%s after the reset: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "reports/01-hv-a-boot.cose")); err != nil {
+		t.Errorf("the report was removed: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Join(out, "log"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "log", "notes.txt"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := resetDemoLog(out); err == nil || !strings.Contains(err.Error(), "notes.txt") {
+		t.Errorf("a DIR/log with another file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "log", "notes.txt")); err != nil {
+		t.Errorf("the other file: %v", err)
+	}
+}
