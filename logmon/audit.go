@@ -73,6 +73,20 @@ type Logged struct {
 	Index uint64        `json:"index"`
 	VM    string        `json:"vm"`
 	KeyID attest.Digest `json:"key_id"`
+	// Host is the host name of the report's host chain (chainHost):
+	// hosts that share a signing key keep chains of their own. Empty in
+	// a state written before it was kept.
+	Host string `json:"host,omitempty"`
+}
+
+// chainHost is the host name under which a report's host chain runs: the
+// observations' host, else the attester's name (as host.FileStore tags
+// chains and the chain audit groups them).
+func chainHost(r *attest.Report) string {
+	if r.Host != nil {
+		return r.Host.Host
+	}
+	return r.Attester.Name
 }
 
 // VMState is what the monitor knows of one VM's logged history.
@@ -261,7 +275,7 @@ func Audit(ctx context.Context, prev *State, o Options) (*Result, error) {
 			continue
 		}
 		vm := v.in.Report.Workload
-		st.Logged[hash] = Logged{Index: idx, VM: vm, KeyID: v.in.KeyID}
+		st.Logged[hash] = Logged{Index: idx, VM: vm, KeyID: v.in.KeyID, Host: chainHost(v.in.Report)}
 		vs := st.VMs[vm]
 		if vs == nil {
 			vs = &VMState{}
@@ -426,9 +440,13 @@ func (o *Options) checkStores(ctx context.Context, st *State, cp *tlog.Checkpoin
 		if err != nil {
 			return fmt.Errorf("store %s: %w", s.Name(), err)
 		}
+		// A store holds a host chain: a VM's reports signed by one key
+		// under one host name. A logged report of a chain the store
+		// holds must be in it.
 		type tag struct {
-			vm  string
-			kid attest.Digest
+			vm   string
+			kid  attest.Digest
+			host string
 		}
 		tags := map[tag]bool{}
 		held := map[attest.Digest]bool{}
@@ -443,7 +461,8 @@ func (o *Options) checkStores(ctx context.Context, st *State, cp *tlog.Checkpoin
 				continue // only what a trusted key signed says anything
 			}
 			held[in.ReportHash] = true
-			tags[tag{in.Report.Workload, in.KeyID}] = true
+			tags[tag{in.Report.Workload, in.KeyID, chainHost(in.Report)}] = true
+			tags[tag{in.Report.Workload, in.KeyID, ""}] = true // for entries of an older state
 			if _, ok := st.Logged[in.ReportHash]; ok {
 				continue
 			}
@@ -461,7 +480,7 @@ func (o *Options) checkStores(ctx context.Context, st *State, cp *tlog.Checkpoin
 			return cmp.Compare(st.Logged[a].Index, st.Logged[b].Index)
 		}) {
 			l := st.Logged[h]
-			if tags[tag{l.VM, l.KeyID}] && !held[h] {
+			if tags[tag{l.VM, l.KeyID, l.Host}] && !held[h] {
 				res.Add(policy.Finding{Check: CheckStore, Status: policy.Contraindicated, Reason: ReasonDeletedFromStore, Subject: entryName(l.Index),
 					Detail: fmt.Sprintf("report %s of %s is in the log but not in store %s", h, l.VM, s.Name())})
 			}

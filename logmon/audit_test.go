@@ -550,3 +550,61 @@ func TestAuditCache(t *testing.T) {
 		t.Errorf("damaged cache: %v", err)
 	}
 }
+
+// Two hosts that sign with one key keep a host chain each: a store that
+// holds one host's chain does not hold the other's, and their reports
+// missing from it are not deleted from it. A report deleted from the
+// chain a store does hold still is.
+func TestAuditStoresSharingAKey(t *testing.T) {
+	names, reports := vector(t, "clean")
+	key, err := keyfile.LoadPrivate("../testdata/keys/host.key", keyfile.LoadOptions{AllowInsecurePermissionsUnsafe: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sign the vector again with one key, each host's chain link moved
+	// to the new bytes.
+	prev := map[string]*attest.Digest{}
+	byHost := map[string][][]byte{}
+	var all [][]byte
+	for i, b := range reports {
+		in, err := attest.Inspect(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := chainHost(in.Report)
+		in.Report.Prev = prev[h]
+		if b, err = attest.Sign(key, in.Report, &attest.SignOptions{Deterministic: true}); err != nil {
+			t.Fatal(err)
+		}
+		d := attest.ReportHash(b)
+		prev[h] = &d
+		byHost[h] = append(byHost[h], b)
+		all = append(all, b)
+		if !strings.Contains(names[i], h) {
+			t.Fatalf("%s: host %q", names[i], h)
+		}
+	}
+	l := newLog(t)
+	l.publish(t, all, -1)
+	o := l.options(t)
+	o.Stores = []Store{memStore(byHost["hv-a"]), memStore(byHost["hv-b"])}
+	res, err := Audit(context.Background(), &State{}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range res.Findings {
+		if f.Check == CheckStore {
+			t.Errorf("two hosts, one key, each store whole: %+v", f)
+		}
+	}
+
+	hb := byHost["hv-b"]
+	o.Stores = []Store{memStore(byHost["hv-a"]), memStore(hb[:len(hb)-1])}
+	res, err = Audit(context.Background(), &State{}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !has(res, CheckStore, ReasonDeletedFromStore, entryName(uint64(len(all)-1))) {
+		t.Errorf("hv-b's last report deleted from its store: %s %+v", res.Status, res.Findings)
+	}
+}

@@ -38,6 +38,17 @@ DIR/host.pub and every report to DIR/reports/*.cose, then verifies each
 with hvmon verify and audits them as one history with hvmon verify --chain
 (the restore shows as a rollback there: exit 5 is the expected verdict).
 
+It also runs a transparency log in process (the log server of hvmon logd,
+POSIX storage in DIR/log, origin demo.hvmon.dev/log, a checkpoint every
+second, its ML-DSA-44 key from a fixed public seed): both hosts submit
+every report they store, as the daemon's outbox does. It writes the log's
+verifier key to DIR/log.vkey and each report's inclusion proof to
+DIR/reports/NAME.proof beside NAME.cose, checks every proof (hvmon verify
+--log-key --require-log), and runs the log monitor (hvmon log audit) over
+DIR/log with the stores of both hosts: the log must be consistent and hold
+every stored report. A hvmon built with -tags nologd says "log: not built
+in" and runs without the log. A previous run's DIR/log is replaced.
+
 It needs qemu-system-x86, qemu-utils, linux-image-amd64, busybox-static,
 xz-utils and cpio (make test installs them), and a static hvmon to put in
 the guest: this binary when it is static (make demo builds it so), else
@@ -66,7 +77,14 @@ the guest: this binary when it is static (make demo builds it so), else
 				return configErr(err)
 			}
 			fmt.Fprintln(a.stdout, "hvmon demo: a real VM under QEMU, real reports")
-			res, err := demo.Run(cmd.Context(), demo.Options{Agent: agent, ModuleRoot: moduleRoot, Accel: accel, Log: a.log, Out: a.stdout, Periodic: periodic})
+			start := a.demoLogStarter()
+			if start == nil {
+				fmt.Fprintln(a.stdout, "log: not built in (this hvmon was built with -tags nologd): the demo runs without a transparency log")
+			} else if err := resetDemoLog(out); err != nil {
+				return configErr(err)
+			}
+			res, err := demo.Run(cmd.Context(), demo.Options{Agent: agent, ModuleRoot: moduleRoot, Accel: accel, Log: a.log, Out: a.stdout, Periodic: periodic,
+				StartLog: start, LogDir: filepath.Join(out, "log")})
 			if err != nil {
 				return fmt.Errorf("demo: %w", err)
 			}
@@ -74,7 +92,7 @@ the guest: this binary when it is static (make demo builds it so), else
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&out, "out", "", "write host.pub and reports/*.cose to `DIR` (default ./hvmon-demo)")
+	f.StringVar(&out, "out", "", "write host.pub, reports/*.cose and *.proof, log/ and log.vkey to `DIR` (default ./hvmon-demo)")
 	f.StringVar(&agent, "agent", "", "static hvmon binary `FILE` for the guest")
 	f.StringVar(&moduleRoot, "module-root", "", "build the guest's hvmon from the source tree at `DIR`")
 	f.StringVar(&accel, "accel", "", "QEMU accelerator: kvm or tcg (default: KVM when a guest runs under it, else TCG, said in one log line); an explicit kvm never falls back")
@@ -93,18 +111,31 @@ func (a *app) demoReport(res *demo.Result, out string) error {
 	if err := os.WriteFile(pubPath, pub, 0o644); err != nil {
 		return configErr(err)
 	}
+	vkeyPath := filepath.Join(out, "log.vkey")
+	if res.Log != nil {
+		if err := os.WriteFile(vkeyPath, []byte(res.Log.VKey+"\n"), 0o644); err != nil {
+			return configErr(err)
+		}
+	}
 	verdicts, err := demo.Verify(res)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(a.stdout, "\n== Timeline")
 	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tHOST\tEVENT\tHOST SEQ\tGUEST SEQ\tVERDICT\tDRIFT")
+	fmt.Fprintln(tw, "#\tHOST\tEVENT\tHOST SEQ\tGUEST SEQ\tLOG\tVERDICT\tDRIFT")
 	var files []string
 	for i, v := range verdicts {
 		name := filepath.Join(out, "reports", fmt.Sprintf("%02d-%s-%s.cose", i+1, v.Report.Host, v.Report.Entry.Event))
 		if err := os.WriteFile(name, v.Report.Signed, 0o644); err != nil {
 			return configErr(err)
+		}
+		logIdx := "-"
+		if v.Report.Proof != nil {
+			if err := os.WriteFile(strings.TrimSuffix(name, ".cose")+".proof", v.Report.Proof, 0o644); err != nil {
+				return configErr(err)
+			}
+			logIdx = fmt.Sprint(v.Report.LogIndex)
 		}
 		files = append(files, name)
 		gseq, verdict := "-", "VALID"
@@ -134,16 +165,23 @@ func (a *app) demoReport(res *demo.Result, out string) error {
 			}
 			drift = strings.Join(parts, "; ")
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\n", i+1, v.Report.Host, v.Report.Entry.Event, v.Report.Entry.Seq, gseq, verdict, drift)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", i+1, v.Report.Host, v.Report.Entry.Event, v.Report.Entry.Seq, gseq, logIdx, verdict, drift)
 	}
 	tw.Flush()
 
-	fmt.Fprintf(a.stdout, "\n== hvmon verify on each of %s/reports/*.cose (--trust %s, as of its issue time)\n", out, pubPath)
+	logArgs := ""
+	if res.Log != nil {
+		logArgs = ", --log-key " + vkeyPath + " --require-log: its proof " + filepath.Join(out, "reports", "NAME.proof")
+	}
+	fmt.Fprintf(a.stdout, "\n== hvmon verify on each of %s/reports/*.cose (--trust %s, as of its issue time%s)\n", out, pubPath, logArgs)
 	failed := 0
 	for i, f := range files {
 		in, _ := attest.Inspect(verdicts[i].Report.Signed)
 		args := []string{"verify", "--trust", pubPath, "--at", in.Report.IssuedAt.Format(time.RFC3339),
 			"--allow-simulated", "--simulated-seed", demo.SimulatedSeed}
+		if res.Log != nil {
+			args = append(args, "--log-key", vkeyPath, "--require-log")
+		}
 		for _, e := range demo.Expected() {
 			if in.Guest != nil {
 				args = append(args, "--expect", e.RegionID+"="+e.Roots[0].String())
@@ -156,6 +194,9 @@ func (a *app) demoReport(res *demo.Result, out string) error {
 			last = last[j+1:]
 		}
 		fmt.Fprintf(a.stdout, "  %-40s exit %d  %s\n", filepath.Base(f), code, last)
+		if res.Log != nil {
+			fmt.Fprintf(a.stdout, "  %-40s %s\n", "", logStepLine(sink.String()))
+		}
 		if code != exitOK && code != exitAppraisal {
 			failed++
 		}
@@ -167,7 +208,24 @@ func (a *app) demoReport(res *demo.Result, out string) error {
 	if err := a.demoChain(pubPath, filepath.Join(out, "reports")); err != nil {
 		return err
 	}
-	return a.demoPolicy(pubPath, out, files[0])
+	if err := a.demoPolicy(pubPath, out, files[0]); err != nil {
+		return err
+	}
+	if res.Log != nil {
+		return a.demoLog(res, out, pubPath, vkeyPath)
+	}
+	return nil
+}
+
+// logStepLine returns the log step's line of hvmon verify's text output,
+// or says there was none (a report that failed before the log step).
+func logStepLine(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "log ") {
+			return strings.Join(strings.Fields(l), " ")
+		}
+	}
+	return "log: no log step (the report did not verify)"
 }
 
 // demoPolicy writes a starting policy from the boot report (hvmon policy

@@ -159,13 +159,16 @@ contraindicated verdict exits 5; warnings exit 0.
 				v := pol.At(opts.Now).AppraiseResult(res)
 				appraisal = &v
 			}
-			// The log step runs for a report that verified: a proof
-			// says nothing for bytes that are not a valid report.
+			// The log step runs for an authentic report: one that
+			// verified, or failed only its appraisal (an incomplete
+			// report, drift under --strict), which is still the
+			// signed bytes a host logged. A proof says nothing for
+			// bytes that are not an authentic report.
 			var (
 				lj   *logJSON
 				lerr error
 			)
-			if logPol != nil && verr == nil {
+			if logPol != nil && (verr == nil || errors.Is(verr, attest.ErrAppraisal)) {
 				lj, lerr = checkLogProof(logPol, args[0], lf.proof, data)
 			}
 			if asJSON {

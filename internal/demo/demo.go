@@ -4,11 +4,18 @@
 // second QEMU, snapshot-save, tampering inside the guest, an on-demand
 // report, snapshot-load (restore) and shutdown. It returns every report in
 // order; hvmon demo prints the timeline and verifies them.
+//
+// With Options.StartLog, both hosts also submit every stored report to a
+// transparency log (an outbox each, as the daemon's), and the run ends
+// with every report's inclusion proof verified and the log monitor's
+// audit of the log against both hosts' stores (log.go).
 package demo
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -61,6 +68,14 @@ type Options struct {
 	Key *attest.PrivateKey
 	// Periodic is the source host's periodic interval; zero means 5 s.
 	Periodic time.Duration
+	// StartLog, when set, starts a transparency log with its tiles in
+	// LogDir; both hosts submit their reports to it. Nil runs the demo
+	// without a log.
+	StartLog LogStarter
+	LogDir   string
+	// LogWait bounds the wait for the last proofs after the lifecycle;
+	// zero means DefaultLogWait.
+	LogWait time.Duration
 }
 
 // Report is one report the demo produced.
@@ -68,12 +83,18 @@ type Report struct {
 	Host   string // "hv-a" (source) or "hv-b" (destination)
 	Entry  host.Entry
 	Signed []byte
+	// Proof is the report's tlog-proof from the demo log, verified, and
+	// LogIndex its index there; nil without a log.
+	Proof    []byte
+	LogIndex uint64
 }
 
 // Result is a whole run.
 type Result struct {
 	Key     *attest.PrivateKey
 	Reports []Report // in the order they were made
+	// Log is the demo log after the run, checked; nil without a log.
+	Log *LogResult
 }
 
 // Expected returns the reference roots of the untampered regions.
@@ -123,7 +144,9 @@ type run struct {
 	key    *attest.PrivateKey
 	ev     attest.EvidenceVerifier
 	stores map[string]*host.FileStore
+	stored map[string]func(host.Entry)
 	sups   map[string]*host.Supervisor
+	logs   *logSession
 	seen   map[attest.Digest]bool
 	res    *Result
 }
@@ -140,6 +163,41 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := Requirements(); err != nil {
 		return nil, err
 	}
+	return run0(ctx, o, func(ctx context.Context, r *run) error { return r.lifecycle(ctx) })
+}
+
+// Lifecycle makes a run's reports in place of the real VM: it stores
+// reports in the hosts' stores and records them in the order they were
+// made. RunLifecycle runs one, so the parts of the demo that follow the
+// VM (the log, the proofs, the audit, the output) are tested without QEMU.
+type Lifecycle func(ctx context.Context, h *Hosts) error
+
+// Hosts are a run's host stores, as a Lifecycle sees them.
+type Hosts struct{ r *run }
+
+// Key is the key the hosts sign their reports with.
+func (h *Hosts) Key() *attest.PrivateKey { return h.r.key }
+
+// Store returns the named host's report store, created on first use, and
+// the hook to call with each report stored there (it submits the report
+// to the log, as the supervisor's Stored hook does).
+func (h *Hosts) Store(name string) (*host.FileStore, func(host.Entry), error) {
+	return h.r.hostStore(name)
+}
+
+// Record appends a stored report of the named host to the run's result.
+func (h *Hosts) Record(ctx context.Context, name string, e host.Entry) error {
+	_, err := h.r.record(ctx, name, e)
+	return err
+}
+
+// RunLifecycle is Run with fn in place of the VM's lifecycle. It needs
+// none of the packages Requirements names.
+func RunLifecycle(ctx context.Context, o Options, fn Lifecycle) (*Result, error) {
+	return run0(ctx, o, func(ctx context.Context, r *run) error { return fn(ctx, &Hosts{r: r}) })
+}
+
+func run0(ctx context.Context, o Options, lifecycle func(context.Context, *run) error) (*Result, error) {
 	if o.Log == nil {
 		o.Log = hclog.NewNullLogger()
 	}
@@ -151,7 +209,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	r := &run{o: o, work: work, stores: map[string]*host.FileStore{}, sups: map[string]*host.Supervisor{}, seen: map[attest.Digest]bool{}, res: &Result{}}
+	r := &run{o: o, work: work, stores: map[string]*host.FileStore{}, stored: map[string]func(host.Entry){}, sups: map[string]*host.Supervisor{}, seen: map[attest.Digest]bool{}, res: &Result{}}
 	r.key = o.Key
 	if r.key == nil {
 		if r.key, err = attest.GenerateKey(nil); err != nil {
@@ -162,27 +220,71 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if r.ev, err = EvidenceVerifier(); err != nil {
 		return nil, err
 	}
+	if o.StartLog != nil {
+		if o.LogDir == "" {
+			return nil, errors.New("demo: a log needs Options.LogDir")
+		}
+		r.say("== Transparency log: %s, tiles in %s, a checkpoint every %s; both hosts submit every report", LogOrigin, o.LogDir, LogCheckpointInterval)
+		if r.logs, err = startLog(ctx, o.StartLog, o.LogDir, work, []*attest.PublicKey{r.key.PublicKey()}, o.Log.Named("log")); err != nil {
+			return nil, err
+		}
+		defer r.logs.close(context.Background())
+	}
 	defer func() {
 		for _, s := range r.sups {
 			s.Close()
 		}
 	}()
-	if err := r.lifecycle(ctx); err != nil {
+	if err := lifecycle(ctx, r); err != nil {
 		return r.res, err
+	}
+	if r.logs != nil {
+		r.say("== Log: waiting for the proofs of every stored report, then checking them and auditing the log")
+		if r.res.Log, err = r.logs.finish(ctx, cmp.Or(o.LogWait, DefaultLogWait), r.res.Reports, r.auditOptions()); err != nil {
+			return r.res, fmt.Errorf("log: %w", err)
+		}
 	}
 	return r.res, nil
 }
 
-func (r *run) supervisor(name string, vm host.VMConfig) (*host.Supervisor, error) {
+// auditOptions are the log monitor's verify options: the demo's host key
+// and its simulated chain, as hvmon log audit --trust --allow-simulated
+// --simulated-seed gives them (the monitor takes no reference roots).
+func (r *run) auditOptions() attest.VerifyOptions {
+	return attest.VerifyOptions{TrustedKeys: []*attest.PublicKey{r.key.PublicKey()}, Evidence: r.ev}
+}
+
+// hostStore returns the named host's store, created on first use, and
+// its Stored hook (nil without a log).
+func (r *run) hostStore(name string) (*host.FileStore, func(host.Entry), error) {
+	if s := r.stores[name]; s != nil {
+		return s, r.stored[name], nil
+	}
 	store, err := host.NewFileStore(filepath.Join(r.work, "store-"+name))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	sup, err := host.New(host.Options{Logger: r.o.Log.Named(name), Signer: r.key, HostName: name, Store: store, Evidence: r.ev, AgentTimeout: 2 * time.Minute})
+	var stored func(host.Entry)
+	if r.logs != nil {
+		if stored, err = r.logs.attach(name, store); err != nil {
+			return nil, nil, err
+		}
+	}
+	r.stores[name], r.stored[name] = store, stored
+	return store, stored, nil
+}
+
+func (r *run) supervisor(name string, vm host.VMConfig) (*host.Supervisor, error) {
+	store, stored, err := r.hostStore(name)
 	if err != nil {
 		return nil, err
 	}
-	r.stores[name], r.sups[name] = store, sup
+	sup, err := host.New(host.Options{Logger: r.o.Log.Named(name), Signer: r.key, HostName: name, Store: store, Evidence: r.ev, AgentTimeout: 2 * time.Minute,
+		Stored: stored})
+	if err != nil {
+		return nil, err
+	}
+	r.sups[name] = sup
 	return sup, sup.Add(context.Background(), vm)
 }
 

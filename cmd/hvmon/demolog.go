@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"hvmon.dev/hvmon/internal/demo"
+	"hvmon.dev/hvmon/policy"
+)
+
+// resetDemoLog removes a previous run's log from the demo's output
+// directory (DIR/log, DIR/log.vkey and the reports' proofs): each run has
+// its own log. A DIR/log that holds anything a log does not is left alone
+// and is an error.
+func resetDemoLog(out string) error {
+	dir := filepath.Join(out, "log")
+	names, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	for _, n := range names {
+		if !slices.Contains([]string{"checkpoint", "tile", ".state", ".antispam"}, n.Name()) {
+			return fmt.Errorf("%s holds %s, which is not part of a demo log: remove it or choose another --out", dir, n.Name())
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(out, "log.vkey")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	proofs, err := filepath.Glob(filepath.Join(out, "reports", "*.proof"))
+	if err != nil {
+		return err
+	}
+	for _, p := range proofs {
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// demoLogAuditArgs is the hvmon log audit command that re-runs the demo's
+// log monitor from its output files (without the hosts' stores, which the
+// demo does not keep).
+func demoLogAuditArgs(out, pubPath, vkeyPath string) []string {
+	return []string{"log", "audit", "--tlog", filepath.Join(out, "log"), "--log-key", vkeyPath, "--trust", pubPath,
+		"--allow-simulated", "--simulated-seed", demo.SimulatedSeed, "--state", filepath.Join(out, "log-audit.state")}
+}
+
+// demoLog prints what the demo's log holds and what the log monitor found
+// in it, and fails when the monitor found anything wrong with the log
+// itself: the demo's log must be consistent and hold every stored report.
+func (a *app) demoLog(res *demo.Result, out, pubPath, vkeyPath string) error {
+	l := res.Log
+	cp := l.Checkpoint
+	w := a.stdout
+	fmt.Fprintf(w, "\n== The transparency log: %s (tlog-tiles), verifier key %s\n", l.Dir, vkeyPath)
+	fmt.Fprintf(w, "  checkpoint: %s, tree size %d, root %x\n", cp.Origin, cp.Size, cp.Root)
+	fmt.Fprintf(w, "  proofs: %d of %d reports proven in it with the log's key; each is %s/reports/NAME.proof beside NAME.cose\n",
+		l.Proofs, len(res.Reports), out)
+	fmt.Fprintf(w, "  log monitor (hvmon log audit) over %s with the stores of both hosts:\n", l.Dir)
+	if l.Audit == nil {
+		return fmt.Errorf("demo: the log monitor gave no result: %v", l.AuditErr)
+	}
+	var b strings.Builder
+	if err := writeChainText(&b, &policy.ChainAudit{Verdict: l.Audit.Verdict, VMs: l.Audit.VMs}); err != nil {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case strings.HasPrefix(line, "VERDICT: "):
+		case len(f) >= 4 && strings.HasPrefix(f[0], "log."):
+		case len(f) >= 4 && strings.HasPrefix(f[0], "chain.") && (f[2] != "affirming" || f[3] == "handover"):
+		default:
+			continue
+		}
+		fmt.Fprintf(w, "    %s\n", line)
+	}
+	var bad []string
+	for _, f := range l.Audit.Findings {
+		if strings.HasPrefix(f.Check, "log.") && f.Status != policy.Affirming {
+			bad = append(bad, f.Check+" "+f.Reason)
+		}
+	}
+	switch {
+	case l.AuditErr != nil:
+		return fmt.Errorf("demo: the log monitor: %w", l.AuditErr)
+	case l.Audit.Failed != nil:
+		return fmt.Errorf("demo: the log monitor: a logged report failed verification: %w", l.Audit.Failed)
+	case len(bad) > 0:
+		return fmt.Errorf("demo: the log monitor found a problem with the log: %s", strings.Join(bad, ", "))
+	}
+	fmt.Fprintln(w, "\nNo log-level finding: the checkpoint is signed by the log's key, every report both hosts stored")
+	fmt.Fprintln(w, "is in the log, and every proof the hosts hold comes from this log's history. The chain findings")
+	fmt.Fprintln(w, "are the chain audit's across the whole log (the monitor takes no reference roots: no drift).")
+	fmt.Fprintf(w, "Run the monitor again from these files: hvmon %s\n", strings.Join(demoLogAuditArgs(out, pubPath, vkeyPath), " "))
+	return nil
+}
