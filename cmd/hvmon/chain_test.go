@@ -264,3 +264,42 @@ func TestLogVerifyIsTheChainAudit(t *testing.T) {
 		t.Errorf("read-only commands created %v", ents)
 	}
 }
+
+// TestArchivedReport: a stored report checked after its lifetime fails
+// freshness with a hint; --as-of-issue verifies it as of its own
+// issued-at and says so; policy init takes the same option, and --force
+// to overwrite its output.
+func TestArchivedReport(t *testing.T) {
+	rep := filepath.Join(chainVectorDir, "clean", "01-hv-a-boot.cose")
+	trust := filepath.Join(vectorDir, "keys", "host.pub")
+	code, _, stderr := runIn(t, nil, "verify", "--trust", trust, rep)
+	if code != exitFreshness || !strings.Contains(stderr, "hint:") || !strings.Contains(stderr, "--as-of-issue") {
+		t.Errorf("expired report: exit %d, want %d with a hint\n%s", code, exitFreshness, stderr)
+	}
+	code, stdout, stderr := runIn(t, nil, "verify", "--trust", trust, "--as-of-issue", rep)
+	if code == exitFreshness || code == exitTrust || !strings.Contains(stdout, "as of the report's issue time 2026-11-27T12:01:00Z (--as-of-issue)") {
+		t.Errorf("--as-of-issue: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if _, stdout, _ := runIn(t, nil, "verify", "--trust", trust, "--as-of-issue", "--json", rep); !strings.Contains(stdout, `"as_of_issue": "2026-11-27T12:01:00Z"`) {
+		t.Errorf("--as-of-issue --json:\n%s", stdout)
+	}
+	if code, _, _ := runIn(t, nil, "verify", "--trust", trust, "--as-of-issue", "--at", "2026-11-27T12:02:00Z", rep); code != exitUsage {
+		t.Errorf("--as-of-issue with --at: exit %d, want %d", code, exitUsage)
+	}
+
+	out := filepath.Join(t.TempDir(), "vm.policy.hcl")
+	init := []string{"policy", "init", "--from", rep, "--trust", trust, "--out", out}
+	if code, _, stderr := runIn(t, nil, init...); code != exitFreshness || !strings.Contains(stderr, "--as-of-issue") {
+		t.Errorf("policy init of an expired report: exit %d\n%s", code, stderr)
+	}
+	init = append(init, "--as-of-issue")
+	if code, _, stderr := runIn(t, nil, init...); code != 0 || !strings.Contains(stderr, "as of its issue time") {
+		t.Fatalf("policy init --as-of-issue: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := runIn(t, nil, init...); code != exitUsage || !strings.Contains(stderr, "exists: pass --force to overwrite it") {
+		t.Errorf("policy init over an existing file: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := runIn(t, nil, append(init, "--force")...); code != 0 {
+		t.Errorf("policy init --force: exit %d\n%s", code, stderr)
+	}
+}

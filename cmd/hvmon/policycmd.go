@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
@@ -103,9 +105,10 @@ report against one; docs/POLICY.md describes the file.`,
 
 func (a *app) policyInitCmd() *cobra.Command {
 	var (
-		from, out, at string
-		trust         []string
-		ev            evidenceSettings
+		from, out, at    string
+		trust            []string
+		ev               evidenceSettings
+		asOfIssue, force bool
 	)
 	cmd := &cobra.Command{
 		Use:   "init --from REPORT --trust PUB [--out FILE]",
@@ -128,6 +131,9 @@ relative to --out (absolute when writing to stdout).
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := attest.VerifyOptions{}
+			if asOfIssue && at != "" {
+				return configErr(errors.New("--as-of-issue and --at contradict each other: choose one"))
+			}
 			if at != "" {
 				t, err := time.Parse(time.RFC3339, at)
 				if err != nil {
@@ -150,8 +156,19 @@ relative to --out (absolute when writing to stdout).
 			if err != nil {
 				return err
 			}
+			if asOfIssue {
+				// As in verify --as-of-issue: the report's own time, its
+				// signature and everything else then checked as of it.
+				if in, err := attest.Inspect(data); err == nil {
+					opts.Now = in.Report.IssuedAt
+					fmt.Fprintf(a.stderr, "hvmon: verifying the golden report as of its issue time %s (--as-of-issue): its freshness against the clock was not checked\n", opts.Now.UTC().Format(time.RFC3339))
+				}
+			}
 			res, err := attest.Verify(data, opts)
 			if err != nil {
+				if errors.Is(err, attest.ErrExpired) && at == "" && !asOfIssue {
+					fmt.Fprintln(a.stderr, "hvmon: hint: an archived golden report is past its lifetime; use --as-of-issue to verify it as of its issue time, or --at TIME")
+				}
 				return fmt.Errorf("%s: refusing a golden report that does not verify: %w", displayName(from), err)
 			}
 			g := policy.Golden{Result: res, AllowSimulated: ev.allowSimulated, SimulatedSeed: ev.simulatedSeed}
@@ -195,7 +212,7 @@ relative to --out (absolute when writing to stdout).
 			if _, err := policy.Parse(text, policyName(out), policy.Options{Hardware: evidence.PolicyHardware{}}); err != nil {
 				return fmt.Errorf("generated policy does not load (this is a bug): %w", err)
 			}
-			if err := a.writePolicy(out, text); err != nil {
+			if err := a.writePolicy(out, text, force); err != nil {
 				return err
 			}
 			a.log.Info("policy written", "from", displayName(from), "out", displayName(out), "hash", res.ReportHash.String())
@@ -207,6 +224,8 @@ relative to --out (absolute when writing to stdout).
 	f.StringArrayVar(&trust, "trust", nil, "trusted public key `PUB` file (PEM SPKI) that signed the golden report; repeat to pin several")
 	f.StringVarP(&out, "out", "o", "-", "write the policy to `FILE` (\"-\" for stdout)")
 	f.StringVar(&at, "at", "", "verify the golden report as of this RFC 3339 `TIME` instead of now")
+	f.BoolVar(&asOfIssue, "as-of-issue", false, "verify an archived golden report as of its own issued-at (its freshness against the clock is not checked)")
+	f.BoolVar(&force, "force", false, "overwrite --out when it exists")
 	ev.flags(f)
 	cmd.MarkFlagRequired("from")
 	cmd.MarkFlagRequired("trust")
@@ -267,10 +286,14 @@ func policyName(out string) string {
 
 // writePolicy writes the policy to stdout or, atomically and without
 // replacing an existing file, to path.
-func (a *app) writePolicy(path string, data []byte) error {
+func (a *app) writePolicy(path string, data []byte, force bool) error {
 	if path == "-" {
 		_, err := a.stdout.Write(data)
 		return configErr(err)
 	}
-	return configErr(atomicfile.Write(path, data, 0o644, atomicfile.Options{}))
+	err := atomicfile.Write(path, data, 0o644, atomicfile.Options{Replace: force})
+	if errors.Is(err, fs.ErrExist) {
+		return configErr(fmt.Errorf("%s exists: pass --force to overwrite it", path))
+	}
+	return configErr(err)
 }

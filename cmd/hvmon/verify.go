@@ -27,6 +27,7 @@ func (a *app) verifyCmd() *cobra.Command {
 		requireHardware   bool
 		policyPath        string
 		chain             bool
+		asOfIssue         bool
 		lf                logFlags
 	)
 	cmd := &cobra.Command{
@@ -122,6 +123,9 @@ contraindicated verdict exits 5; warnings exit 0.
 				}
 				opts.Nonce = n
 			}
+			if asOfIssue && cmd.Flags().Changed("at") {
+				return configErr(errors.New("--as-of-issue and --at contradict each other: choose one"))
+			}
 			if cmd.Flags().Changed("at") {
 				t, err := time.Parse(time.RFC3339, at)
 				if err != nil {
@@ -153,6 +157,17 @@ contraindicated verdict exits 5; warnings exit 0.
 				return err
 			}
 
+			var asOf *time.Time
+			if asOfIssue {
+				// The time comes from the report itself, before its
+				// signature is checked: Verify then checks everything
+				// else as of that time, and the output says that
+				// freshness against the clock was not checked.
+				if in, err := attest.Inspect(data); err == nil {
+					opts.Now = in.Report.IssuedAt
+					asOf = &opts.Now
+				}
+			}
 			res, verr := attest.Verify(data, opts)
 			var appraisal *policy.Verdict
 			if pol != nil && verr == nil {
@@ -172,8 +187,11 @@ contraindicated verdict exits 5; warnings exit 0.
 				lj, lerr = checkLogProof(logPol, args[0], lf.proof, data)
 			}
 			if asJSON {
-				err = writeVerifyJSON(a.stdout, res, verr, appraisal, lj)
+				err = writeVerifyJSON(a.stdout, res, verr, appraisal, lj, asOf)
 			} else {
+				if asOf != nil {
+					fmt.Fprintf(a.stdout, "as of the report's issue time %s (--as-of-issue): its freshness against the clock was not checked\n", asOf.UTC().Format(time.RFC3339))
+				}
 				err = writeVerifyText(a.stdout, res, verr, appraisal)
 				if err == nil && lj != nil {
 					err = writeLogLine(a.stdout, lj, lf.requireLog)
@@ -183,6 +201,9 @@ contraindicated verdict exits 5; warnings exit 0.
 				return configErr(err)
 			}
 			if verr != nil {
+				if errors.Is(verr, attest.ErrExpired) && !cmd.Flags().Changed("at") {
+					fmt.Fprintln(a.stderr, "hvmon: hint: a stored report is checked later than its lifetime; verify it as of its issue time with --as-of-issue, or as of a time with --at")
+				}
 				return fmt.Errorf("%s: %w", displayName(args[0]), verr)
 			}
 			if lerr != nil && lf.requireLog {
@@ -209,6 +230,7 @@ contraindicated verdict exits 5; warnings exit 0.
 	f.BoolVar(&strict, "strict", false, "fail (exit 5) when a region drifted from --expect, instead of warning")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.StringVar(&at, "at", "", "verify as of this RFC 3339 `TIME` instead of now")
+	f.BoolVar(&asOfIssue, "as-of-issue", false, "verify an archived report as of its own issued-at (freshness against the clock is not checked; the output says so)")
 	f.DurationVar(&skew, "skew", attest.DefaultClockSkew, "clock skew tolerated on issued-at and expires-at")
 	f.DurationVar(&maxLifetime, "max-lifetime", attest.DefaultMaxLifetime, "longest report lifetime (expires-at minus issued-at) accepted")
 	f.StringVar(&policyPath, "policy", "", "appraise the report against the policy `FILE` (its host keys are trusted too, its hardware roots replace the evidence flags)")
@@ -264,10 +286,13 @@ type verifyJSON struct {
 	Verdict *policy.Verdict `json:"verdict,omitempty"`
 	// Log is the log step, with --log-key and a report that verified.
 	Log *logJSON `json:"log,omitempty"`
+	// AsOfIssue is the report's issued-at with --as-of-issue: the time
+	// the report was verified as of (freshness was not checked).
+	AsOfIssue *time.Time `json:"as_of_issue,omitempty"`
 }
 
-func writeVerifyJSON(w io.Writer, res *attest.Result, verr error, appraisal *policy.Verdict, lj *logJSON) error {
-	v := verifyJSON{Result: res, Verdict: appraisal, Log: lj}
+func writeVerifyJSON(w io.Writer, res *attest.Result, verr error, appraisal *policy.Verdict, lj *logJSON, asOf *time.Time) error {
+	v := verifyJSON{Result: res, Verdict: appraisal, Log: lj, AsOfIssue: asOf}
 	if verr != nil {
 		v.Error = verr.Error()
 	}
