@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,7 +109,10 @@ func APIHandler(s *Supervisor, store Store, log hclog.Logger, routes ...func(*ht
 	mux.HandleFunc("GET /v1/vms", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.VMs())
 	})
+	// attestHandler serves an on-demand request (vm set from the path) or
+	// a forwarded lifecycle event (POST /v1/events, vm in the body).
 	attestHandler := func(w http.ResponseWriter, r *http.Request, vm string) {
+		onDemand := vm != ""
 		var req AttestRequest
 		dec := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody))
 		dec.DisallowUnknownFields()
@@ -125,13 +130,21 @@ func APIHandler(s *Supervisor, store Store, log hclog.Logger, routes ...func(*ht
 		if req.Event == "" {
 			req.Event = attest.EventOnDemand
 		}
+		if !req.Event.Valid() {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%w: unknown event %q", ErrBadEvent, req.Event))
+			return
+		}
+		if onDemand && !slices.Contains(OnDemandEvents, req.Event) {
+			writeError(w, http.StatusUnprocessableEntity, fmt.Errorf("%w: %q is a lifecycle step only the VM's own lifecycle records; on demand ask for %s", ErrBadEvent, req.Event, joinEvents(OnDemandEvents)))
+			return
+		}
 		var nonce []byte
 		if req.Nonce != nil {
 			nonce = req.Nonce
 		}
 		e, err := s.AttestNonce(r.Context(), vm, req.Event, req.Facts, nonce)
 		switch {
-		case errors.Is(err, ErrBadNonce):
+		case errors.Is(err, ErrBadNonce), errors.Is(err, ErrBadEvent):
 			writeError(w, http.StatusBadRequest, err)
 		case errors.Is(err, ErrUnknownVM):
 			writeError(w, http.StatusNotFound, err)
@@ -188,6 +201,14 @@ func APIHandler(s *Supervisor, store Store, log hclog.Logger, routes ...func(*ht
 		w.Write(b)
 	})
 	return mux
+}
+
+func joinEvents(es []attest.Event) string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = string(e)
+	}
+	return strings.Join(s, " or ")
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -150,6 +150,16 @@ var ErrUnknownVM = errors.New("unknown vm")
 // ErrBadNonce is returned for a caller's nonce outside the format's bounds.
 var ErrBadNonce = errors.New("bad nonce")
 
+// ErrBadEvent is an event the caller may not ask for: one hvmon does not
+// know, or, on demand, a lifecycle step (see OnDemandEvents).
+var ErrBadEvent = errors.New("bad event")
+
+// OnDemandEvents are the events an admin may ask a report for on demand
+// (hvmon vm attest): checks of a running VM. Any other would let a
+// request forge a lifecycle step (a boot of a running VM, a restore that
+// never happened) that only the VM's own lifecycle may record.
+var OnDemandEvents = []attest.Event{attest.EventOnDemand, attest.EventPeriodic}
+
 // Add starts following a VM. Its host chain (seq and prev) continues from
 // the head of this host's own chain for the VM in the store: the report
 // with the highest seq signed by this host's key under its host name.
@@ -309,7 +319,7 @@ func (s *Supervisor) AttestNonce(ctx context.Context, name string, event attest.
 		return Entry{}, fmt.Errorf("%w: %q", ErrUnknownVM, name)
 	}
 	if !event.Valid() {
-		return Entry{}, fmt.Errorf("host: unknown event %q", event)
+		return Entry{}, fmt.Errorf("%w: unknown event %q", ErrBadEvent, event)
 	}
 	r := request{event: event, at: s.opts.Now(), made: time.Now(), facts: facts, nonce: nonce, done: make(chan result, 1)}
 	select {

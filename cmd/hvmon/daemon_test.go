@@ -91,6 +91,18 @@ vm "vm-1" {
 	if got := runOK("vm", "list", "--api-socket", cfg.APISocket); !strings.Contains(got, "vm-1") {
 		t.Fatalf("the first daemon after a second was refused: vm list printed %q", got)
 	}
+	// On demand only checks: a lifecycle step is refused (422) and an
+	// unknown event is a bad request (400); neither signs anything.
+	for event, want := range map[string]string{
+		"boot":    `"boot" is a lifecycle step only the VM's own lifecycle records; on demand ask for on-demand or periodic (HTTP 422)`,
+		"restore": "(HTTP 422)",
+		"reboot":  `unknown event "reboot" (HTTP 400)`,
+	} {
+		var o, errb bytes.Buffer
+		if code := run([]string{"vm", "attest", "vm-1", "--event", event, "--api-socket", cfg.APISocket}, nil, &o, &errb); code != exitUsage || !strings.Contains(errb.String(), want) {
+			t.Errorf("vm attest --event %s: exit %d, want %d and %q\n%s", event, code, exitUsage, want, errb.String())
+		}
+	}
 	if got := runOK("vm", "attest", "vm-1", "--api-socket", cfg.APISocket); !strings.Contains(got, "vm-1 on-demand seq 0") {
 		t.Errorf("vm attest printed %q", got)
 	}

@@ -104,7 +104,7 @@ else goes to stdout).`,
 			return err
 		},
 	}
-	attestCmd.Flags().StringVar(&event, "event", string(attest.EventOnDemand), "lifecycle `EVENT` to record")
+	attestCmd.Flags().StringVar(&event, "event", string(attest.EventOnDemand), "`EVENT` to record: on-demand or periodic (lifecycle steps are recorded only by the VM's lifecycle)")
 	attestCmd.Flags().StringVar(&nonceHex, "nonce", "", "`HEX` nonce (8 to 64 bytes) the report and its guest evidence must answer (default: the daemon draws one)")
 	attestCmd.Flags().StringVarP(&out, "out", "o", "", "write the signed report to `OUT` (\"-\" for stdout)")
 	cmd.AddCommand(list, attestCmd, a.vmIdentityCmd())
