@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -226,6 +228,12 @@ func (j *HookJournal) Record(ev HookEvent) (HookEvent, error) {
 	j.remember(ev)
 	vm := ev.VM()
 	if p, ok := j.pending[vm]; ok || len(j.pending) < j.opts.PendingVMs {
+		if len(p) > 0 && p[0].Domain.UUID != ev.Domain.UUID {
+			// Another domain under the same name (the old one was
+			// undefined, a new one defined): its events are not this
+			// one's to report.
+			p = nil
+		}
 		if len(p) >= j.opts.PendingPerVM {
 			p = append(p[:0], p[1:]...)
 		}
@@ -258,12 +266,18 @@ func (j *HookJournal) List(vm string, limit int) []HookEvent {
 
 // Pending returns the events recorded for vm since the last call for vm
 // (at most PendingPerVM, the newest), oldest first, and forgets them: a
-// report that carries them as facts takes them once.
-func (j *HookJournal) Pending(vm string) []HookEvent {
+// report that carries them as facts takes them once. A domain is known
+// by its UUID as well as its name: with uuid set, only events of the
+// domain with that UUID are returned (a new domain with an old name does
+// not inherit the old one's events).
+func (j *HookJournal) Pending(vm, uuid string) []HookEvent {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	p := j.pending[vm]
 	delete(j.pending, vm)
+	if uuid != "" {
+		p = slices.DeleteFunc(p, func(ev HookEvent) bool { return !strings.EqualFold(ev.Domain.UUID, uuid) })
+	}
 	return p
 }
 

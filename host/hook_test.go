@@ -52,10 +52,10 @@ func TestHookJournal(t *testing.T) {
 		t.Fatalf("List(a, 1) = %+v", l)
 	}
 	// Pending holds at most 2 per VM, the newest, and hands them out once.
-	if p := j.Pending("a"); len(p) != 2 || p[0].Op != "start" || p[1].Op != "started" {
+	if p := j.Pending("a", ""); len(p) != 2 || p[0].Op != "start" || p[1].Op != "started" {
 		t.Fatalf("Pending(a) = %+v", p)
 	}
-	if p := j.Pending("a"); len(p) != 0 {
+	if p := j.Pending("a", ""); len(p) != 0 {
 		t.Fatalf("second Pending(a) = %+v, want none", p)
 	}
 	if err := j.Close(); err != nil {
@@ -78,7 +78,7 @@ func TestHookJournal(t *testing.T) {
 	if len(l) != 4 || l[0].Op != "prepare" || !l[0].Received.Equal(at) || l[3].Domain.UUID == "" || !l[3].Allow {
 		t.Fatalf("read back %+v", l)
 	}
-	if p := j.Pending("b"); len(p) != 0 {
+	if p := j.Pending("b", ""); len(p) != 0 {
 		t.Errorf("events read back are pending: %+v", p)
 	}
 	ev, err := j.Record(HookEvent{Message: *testHookMessage("b", "release", false)})
@@ -263,7 +263,7 @@ func TestHookAPI(t *testing.T) {
 	if len(seen) != len(j.List("", 0)) || seen[0].Seq != 1 || seen[0].VM() != "own" {
 		t.Errorf("OnEvent saw %d events (first %+v), the journal holds %d", len(seen), seen[0], len(j.List("", 0)))
 	}
-	if p := j.Pending("own"); len(p) != 3 {
+	if p := j.Pending("own", ""); len(p) != 3 {
 		t.Errorf("Pending(own) = %d events, want 3", len(p))
 	}
 	if n := testutil.ToFloat64(hooksCounter(t, hooks, "rogue", "migrate", "deny")); n != 1 {
@@ -326,5 +326,41 @@ func TestConfigTrustPeers(t *testing.T) {
 	c, err := ParseConfig([]byte("key = \"/k\"\ntrust_peers = [\"/etc/hvmon/peers/b.pub\", \"/etc/hvmon/peers/c.pub\"]\n"), "t.hcl")
 	if err != nil || len(c.TrustPeers) != 2 || c.TrustPeers[1] != "/etc/hvmon/peers/c.pub" {
 		t.Fatalf("ParseConfig(trust_peers) = %+v, %v", c, err)
+	}
+}
+
+// TestHookJournalPendingByUUID: a domain is known by its UUID too: a new
+// domain defined under an old name does not inherit the old one's hook
+// events, in a report (Pending with its UUID) or by name alone.
+func TestHookJournalPendingByUUID(t *testing.T) {
+	j, err := OpenHookJournal(filepath.Join(t.TempDir(), "hooks.jsonl"), HookJournalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	record := func(uuid, op string) {
+		m := testHookMessage("web", op, false)
+		m.Domain.UUID = uuid
+		if _, err := j.Record(HookEvent{Received: testNow, Message: *m, HookDecision: HookDecision{Allow: true}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const old, fresh = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
+	record(old, "prepare")
+	record(old, "release")
+	// The old domain is gone; a new one takes its name.
+	record(fresh, "prepare")
+	record(fresh, "start")
+	if p := j.Pending("web", fresh); len(p) != 2 || p[0].Domain.UUID != fresh || p[1].Domain.UUID != fresh {
+		t.Fatalf("Pending(web, new UUID) = %+v", p)
+	}
+	record(fresh, "started")
+	if p := j.Pending("web", strings.ToUpper(old)); len(p) != 0 {
+		t.Errorf("Pending(web, old UUID) = %+v: another domain's events", p)
+	}
+	record(old, "started")
+	record(fresh, "stopped")
+	if p := j.Pending("web", ""); len(p) != 1 || p[0].Op != "stopped" {
+		t.Errorf("Pending(web) after the name changed hands = %+v", p)
 	}
 }

@@ -99,7 +99,7 @@ func (v *vm) collectFacts(r request) map[string]string {
 		facts["qemu"] = v.qemu
 	}
 	if h := v.s.opts.Hooks; h != nil {
-		if evs := h.Pending(v.cfg.Name); len(evs) > 0 {
+		if evs := h.Pending(v.cfg.Name, v.cfg.UUID); len(evs) > 0 {
 			ops := make([]string, len(evs))
 			for i, e := range evs {
 				ops[i] = e.Op + "/" + e.SubOp

@@ -54,7 +54,7 @@ type Options struct {
 	// Hooks, when set, gives the libvirt hook events recorded for a VM
 	// since its previous report; each report lists them as facts.
 	Hooks interface {
-		Pending(vm string) []HookEvent
+		Pending(vm, uuid string) []HookEvent
 	}
 	// Trace, when set, is called after every request with the time each
 	// step of its report took. It runs on the VM's worker: keep it short.
