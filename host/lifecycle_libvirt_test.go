@@ -257,7 +257,7 @@ func TestHookFacts(t *testing.T) {
 	r := newRigOpts(t, nil, func(o *Options) { o.Hooks = j })
 	for _, op := range []string{"prepare", "start", "started"} {
 		ev := HookEvent{Message: hook.Message{Driver: "qemu", Args: hook.Args{Object: "vm-1", Op: op, SubOp: "begin", Extra: "-"},
-			Domain: hook.Domain{Name: "vm-1"}, XMLSHA3: strings.Repeat("ab", 32)}}
+			Domain: hook.Domain{Name: "vm-1", UUID: "uuid-1"}, XMLSHA3: strings.Repeat("ab", 32)}}
 		if _, err := j.Record(ev); err != nil {
 			t.Fatal(err)
 		}
