@@ -107,6 +107,44 @@ func NewFileStore(dir string) (*FileStore, error) {
 	return &FileStore{Dir: dir}, nil
 }
 
+// ErrAmbiguous is a hash prefix that more than one stored report has.
+var ErrAmbiguous = errors.New("ambiguous hash prefix")
+
+// MinHashPrefix is the shortest hash prefix Lookup takes, in hex digits.
+const MinHashPrefix = 6
+
+// Lookup finds the stored report whose hash starts with prefix (at least
+// MinHashPrefix lowercase or uppercase hex digits; a whole hash too): the
+// store's entry, ErrNotFound when no report has it, or ErrAmbiguous
+// naming the candidates when several do.
+func (s *FileStore) Lookup(ctx context.Context, prefix string) (Entry, error) {
+	p := strings.ToLower(prefix)
+	if len(p) < MinHashPrefix || len(p) > 2*len(attest.Digest{}) || strings.Trim(p, "0123456789abcdef") != "" {
+		return Entry{}, fmt.Errorf("hash prefix %q: want %d to %d hex digits", prefix, MinHashPrefix, 2*len(attest.Digest{}))
+	}
+	es, err := s.List(ctx, Query{})
+	if err != nil {
+		return Entry{}, err
+	}
+	var found []Entry
+	for _, e := range es {
+		if strings.HasPrefix(e.Hash.String(), p) {
+			found = append(found, e)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return Entry{}, fmt.Errorf("%w: no stored report's hash starts with %s", ErrNotFound, p)
+	case 1:
+		return found[0], nil
+	}
+	var names []string
+	for _, e := range found[:min(len(found), 5)] {
+		names = append(names, fmt.Sprintf("%s (%s %s seq %d)", e.Hash, e.VM, e.Event, e.Seq))
+	}
+	return Entry{}, fmt.Errorf("%w: %d stored reports start with %s: %s", ErrAmbiguous, len(found), p, strings.Join(names, ", "))
+}
+
 // ErrNoStore is a data directory that does not exist or holds no report
 // store.
 var ErrNoStore = errors.New("no report store")

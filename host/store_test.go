@@ -3,9 +3,11 @@ package host
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,4 +90,55 @@ func TestFileStore(t *testing.T) {
 func filepathWithin(dir, p string) bool {
 	rel, err := filepath.Rel(dir, p)
 	return err == nil && rel != ".." && !filepath.IsAbs(rel) && rel[:2] != ".."
+}
+
+// TestStoreLookup: a hash prefix names the one stored report whose hash
+// starts with it; a prefix two reports share is refused naming both.
+func TestStoreLookup(t *testing.T) {
+	s, err := NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(s.Dir, "reports", "vm-1")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	var hashes []attest.Digest
+	for i, h := range []string{"abcdef01", "abcdef02", "12345678"} {
+		var d attest.Digest
+		copy(d[:], mustHex(t, h+strings.Repeat("00", len(d)-4)))
+		hashes = append(hashes, d)
+		e := Entry{VM: "vm-1", Time: testNow.Add(time.Duration(i) * time.Second), Seq: uint64(i), Event: attest.EventPeriodic, Hash: d}
+		if err := os.WriteFile(filepath.Join(dir, reportFileName(e)), []byte("x"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	if e, err := s.Lookup(ctx, "ABCDEF02"); err != nil || e.Hash != hashes[1] {
+		t.Errorf("Lookup(ABCDEF02) = %v, %v", e.Hash, err)
+	}
+	if e, err := s.Lookup(ctx, hashes[2].String()); err != nil || e.Hash != hashes[2] {
+		t.Errorf("Lookup(whole hash) = %v, %v", e.Hash, err)
+	}
+	_, err = s.Lookup(ctx, "abcdef")
+	if !errors.Is(err, ErrAmbiguous) || !strings.Contains(err.Error(), hashes[0].String()) || !strings.Contains(err.Error(), hashes[1].String()) {
+		t.Errorf("Lookup(shared prefix) = %v", err)
+	}
+	if _, err := s.Lookup(ctx, "999999"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Lookup(absent) = %v", err)
+	}
+	for _, bad := range []string{"abc", "abcdeg", strings.Repeat("a", 65)} {
+		if _, err := s.Lookup(ctx, bad); err == nil || errors.Is(err, ErrNotFound) {
+			t.Errorf("Lookup(%q) = %v, want a usage error", bad, err)
+		}
+	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -303,3 +303,31 @@ func TestArchivedReport(t *testing.T) {
 		t.Errorf("policy init --force: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestLogShowPrefix: log show takes a unique prefix of a stored report's
+// hash; one no report has is not found, and a short one is a usage error
+// (host.TestStoreLookup covers a prefix several reports share).
+func TestLogShowPrefix(t *testing.T) {
+	store, _ := storeVector(t, "clean")
+	es, err := (&host.FileStore{Dir: store}).List(context.Background(), host.Query{})
+	if err != nil || len(es) < 2 {
+		t.Fatalf("%d entries, %v", len(es), err)
+	}
+	full := es[0].Hash.String()
+	code, stdout, stderr := runIn(t, nil, "log", "show", "--data-dir", store, strings.ToUpper(full[:12]))
+	if code != 0 || !strings.Contains(stdout, es[0].VM) {
+		t.Fatalf("log show PREFIX: exit %d\n%s%s", code, stdout, stderr)
+	}
+	absent := "ffffff"
+	for _, e := range es {
+		for strings.HasPrefix(e.Hash.String(), absent) {
+			absent = "eeeeee"
+		}
+	}
+	if code, _, stderr := runIn(t, nil, "log", "show", "--data-dir", store, absent); code != exitUsage || !strings.Contains(stderr, "report not found") {
+		t.Errorf("absent prefix: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := runIn(t, nil, "log", "show", "--data-dir", store, full[:4]); code != exitUsage || !strings.Contains(stderr, "want 6 to 64 hex digits") {
+		t.Errorf("short prefix: exit %d: %s", code, stderr)
+	}
+}

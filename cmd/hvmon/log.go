@@ -93,17 +93,20 @@ transparency log are consistent (consistency), and monitor a log
 	show := &cobra.Command{
 		Use:   "show [--json] HASH",
 		Short: "Print a stored report without verifying it",
-		Args:  exactArgs(1, "the HASH of a stored report"),
+		Long: `Print a stored report without verifying it. HASH is the report's hash, or
+a prefix of it (at least 6 hex digits) that no other stored report has, as
+log list prints it.`,
+		Args: exactArgs(1, "the HASH (or a unique prefix of it) of a stored report"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := open(cmd)
 			if err != nil {
 				return err
 			}
-			h, err := parseDigest("hash", args[0])
+			e, err := s.Lookup(cmd.Context(), args[0])
 			if err != nil {
-				return err
+				return configErr(err)
 			}
-			b, _, err := s.Get(cmd.Context(), h)
+			b, _, err := s.Get(cmd.Context(), e.Hash)
 			if err != nil {
 				return configErr(err)
 			}
