@@ -5,8 +5,9 @@ set -euo pipefail
 # libvirt-dev builds the libvirt binding (cgo); libvirt-daemon-system and
 # libvirt-clients give the integration tier a real libvirtd; iproute2 the
 # network namespace of the second libvirt host; curl submits reports to the
-# log server in the file-only demo.
-APT_PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static xz-utils cpio libvirt-dev libvirt-daemon-system libvirt-clients iproute2 curl"
+# log server (file-only demo, interop test); openssh-client holds the
+# interop test witness's key in an ssh-agent.
+APT_PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static xz-utils cpio libvirt-dev libvirt-daemon-system libvirt-clients iproute2 curl openssh-client"
 missing=""
 for p in $APT_PACKAGES; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -38,6 +38,9 @@ step "unit, example, vector and script tests (-race)"
 # TestVectors regenerates testdata/vectors and fails when the files are stale.
 go test -race -count=1 ./...
 
+step "transparency log interop: an independent C2SP implementation checks hvmon's log, a real witness cosigns it"
+scripts/interop.sh
+
 step "1 GiB page tree against the reference, memory budget (skipped under -race)"
 go test -count=1 -run '^(TestOneGiB|TestMemoryBound)$' ./measure
 
