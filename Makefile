@@ -5,10 +5,15 @@ GO ?= go
 
 all: build
 
+# hvmon --version names the version and commit they were built from.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS = -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 # hvmon with cgo (the libvirt watcher needs libvirt-dev); hvmon-hook, the
 # small libvirt hook, static (it starts faster without the dynamic loader).
 build:
-	$(GO) build -o bin/hvmon ./cmd/hvmon
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/hvmon ./cmd/hvmon
 	CGO_ENABLED=0 $(GO) build -o bin/hvmon-hook ./cmd/hvmon-hook
 
 # The main job: a real VM under QEMU through boot, periodic, live
@@ -17,7 +22,7 @@ build:
 # first when run as root. The file-only flow is `make demo-files`.
 demo:
 	scripts/deps.sh
-	CGO_ENABLED=0 $(GO) build -o bin/hvmon ./cmd/hvmon
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/hvmon ./cmd/hvmon
 	bin/hvmon demo --out out/demo
 
 demo-files:

@@ -189,3 +189,52 @@ func (m *Metrics) logAlarm(log string) {
 		m.logInconsistent.WithLabelValues(log).Set(1)
 	}
 }
+
+// Per-VM gauges, read from the supervisor at each scrape: a followed VM
+// has its series from the moment it is followed, before any event.
+var (
+	vmConnectedDesc = prometheus.NewDesc("hvmon_vm_connected",
+		"1 when hvmon reaches the VM's running QEMU over QMP, else 0 (a shut-off domain is 0).", []string{"vm"}, nil)
+	vmAgentUpDesc = prometheus.NewDesc("hvmon_vm_agent_up",
+		"1 when the VM's last report carried guest evidence (agent ok), else 0 (also before its first report since the daemon started).", []string{"vm"}, nil)
+	vmSinceDesc = prometheus.NewDesc("hvmon_vm_seconds_since_last_report",
+		"Seconds since the VM's last stored report (its host chain's head across restarts); since the daemon started following it when it has none.", []string{"vm"}, nil)
+	vmsDesc = prometheus.NewDesc("hvmon_vms", "VMs the daemon follows.", nil, nil)
+)
+
+// vmCollector exports the per-VM gauges of a supervisor.
+type vmCollector struct{ s *Supervisor }
+
+// Collector returns a Prometheus collector of the supervisor's per-VM
+// gauges (hvmon_vm_connected, hvmon_vm_agent_up,
+// hvmon_vm_seconds_since_last_report) and hvmon_vms. Register it once.
+func (s *Supervisor) Collector() prometheus.Collector { return vmCollector{s} }
+
+func (c vmCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- vmConnectedDesc
+	ch <- vmAgentUpDesc
+	ch <- vmSinceDesc
+	ch <- vmsDesc
+}
+
+func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.s.opts.Now()
+	vms := c.s.VMs()
+	ch <- prometheus.MustNewConstMetric(vmsDesc, prometheus.GaugeValue, float64(len(vms)))
+	for _, v := range vms {
+		ch <- prometheus.MustNewConstMetric(vmConnectedDesc, prometheus.GaugeValue, boolGauge(v.Connected), v.Name)
+		ch <- prometheus.MustNewConstMetric(vmAgentUpDesc, prometheus.GaugeValue, boolGauge(v.Agent == attest.AgentOK), v.Name)
+		last := v.LastAt
+		if last.IsZero() {
+			last = v.Followed
+		}
+		ch <- prometheus.MustNewConstMetric(vmSinceDesc, prometheus.GaugeValue, max(now.Sub(last).Seconds(), 0), v.Name)
+	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -198,8 +198,16 @@ func (v *vm) guestEvidence(ctx context.Context, r request, nonce []byte, obs *at
 		if m := o.Metrics; m != nil {
 			m.agentFailure(v.cfg.Name, string(obs.Agent))
 		}
-		v.log.Warn("no guest evidence", "event", r.event, "agent", obs.Agent, "detail", obs.Detail)
+		if r.noAgent != "" || r.event == attest.EventShutdown {
+			// Expected: the event rules the agent out.
+			v.log.Info("no guest evidence", "event", r.event, "agent", obs.Agent, "detail", obs.Detail)
+		} else {
+			v.log.Warn("no guest evidence", "event", r.event, "agent", obs.Agent, "detail", obs.Detail)
+		}
 	}
+	v.mu.Lock()
+	v.lastAgent = obs.Agent
+	v.mu.Unlock()
 	return guest
 }
 

@@ -179,11 +179,14 @@ func (s *Supervisor) Add(ctx context.Context, cfg VMConfig) error {
 	if err != nil {
 		return fmt.Errorf("host: finding the head of %s's host chain: %w", cfg.Name, err)
 	}
-	v := &vm{s: s, cfg: cfg, log: s.log.Named(cfg.Name), requests: make(chan request, 64), stop: make(chan struct{})}
+	v := &vm{s: s, cfg: cfg, log: s.log.Named(cfg.Name), requests: make(chan request, 64), stop: make(chan struct{}), followed: s.opts.Now()}
 	if head != nil {
 		v.seq = head.Seq + 1
 		h := head.Hash
 		v.prev = &h
+		// What the host chain's head says is the VM's last report, also
+		// across a daemon restart.
+		v.lastEvent, v.lastAt = head.Event, head.Time
 	}
 	s.mu.Lock()
 	if _, dup := s.vms[cfg.Name]; dup {
@@ -270,13 +273,20 @@ func (s *Supervisor) Close() {
 
 // VMStatus describes a followed VM.
 type VMStatus struct {
-	Name      string    `json:"name"`
-	QMP       string    `json:"qmp"`
-	Connected bool      `json:"connected"`
-	State     string    `json:"state"`
-	Seq       uint64    `json:"next_seq"`
-	LastEvent string    `json:"last_event,omitempty"`
-	LastAt    time.Time `json:"last_at,omitzero"`
+	Name string `json:"name"`
+	QMP  string `json:"qmp"`
+	// Connected: hvmon reaches the VM's running QEMU over QMP (a libvirt
+	// domain's stream stays open while the domain is shut off: that is
+	// not connected).
+	Connected bool   `json:"connected"`
+	State     string `json:"state"`
+	// Agent is the agent status of the VM's last report ("" before one).
+	Agent     attest.AgentStatus `json:"agent,omitempty"`
+	Seq       uint64             `json:"next_seq"`
+	LastEvent string             `json:"last_event,omitempty"`
+	LastAt    time.Time          `json:"last_at,omitzero"`
+	// Followed is when the daemon started following the VM.
+	Followed time.Time `json:"followed"`
 }
 
 // VMs lists the followed VMs.
@@ -370,6 +380,8 @@ type vm struct {
 	state     string // QMP run state
 	lastEvent attest.Event
 	lastAt    time.Time
+	lastAgent attest.AgentStatus // of the last report; "" before one
+	followed  time.Time          // when Add started following the VM
 
 	// owned by run
 	qmp   *qmp.Client
@@ -387,8 +399,8 @@ func (v *vm) close() { v.once.Do(func() { close(v.stop) }) }
 func (v *vm) status() VMStatus {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return VMStatus{Name: v.cfg.Name, QMP: v.cfg.QMP, Connected: v.connected, State: v.state, Seq: v.seq,
-		LastEvent: string(v.lastEvent), LastAt: v.lastAt}
+	return VMStatus{Name: v.cfg.Name, QMP: v.cfg.QMP, Connected: v.connected && v.state != "shutoff", State: v.state, Seq: v.seq,
+		Agent: v.lastAgent, LastEvent: string(v.lastEvent), LastAt: v.lastAt, Followed: v.followed}
 }
 
 // run is the VM's worker loop: QMP events and requests in, reports out.

@@ -475,3 +475,50 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("latency series = %d, want 1", n)
 	}
 }
+
+// TestVMGauges: the per-VM gauges exist from the moment a VM is
+// followed, and follow its connection, its agent and its last report.
+func TestVMGauges(t *testing.T) {
+	r := newRig(t)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(r.sup.Collector())
+	gauge := func(name string) (float64, bool) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == "vm-1" {
+					return m.GetGauge().GetValue(), true
+				}
+			}
+		}
+		return 0, false
+	}
+	// Before any report: connected, no agent yet, counted since followed.
+	if v, ok := gauge("hvmon_vm_connected"); !ok || v != 1 {
+		t.Errorf("hvmon_vm_connected = %v, %v before any event", v, ok)
+	}
+	if v, ok := gauge("hvmon_vm_agent_up"); !ok || v != 0 {
+		t.Errorf("hvmon_vm_agent_up = %v, %v before any report", v, ok)
+	}
+	if _, ok := gauge("hvmon_vm_seconds_since_last_report"); !ok {
+		t.Error("hvmon_vm_seconds_since_last_report missing before any report")
+	}
+	if _, err := r.sup.Attest(context.Background(), "vm-1", attest.EventOnDemand, nil); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := gauge("hvmon_vm_agent_up"); v != 1 {
+		t.Errorf("hvmon_vm_agent_up = %v after a report with guest evidence", v)
+	}
+	if v, _ := gauge("hvmon_vm_seconds_since_last_report"); v > 3600 {
+		t.Errorf("hvmon_vm_seconds_since_last_report = %v right after a report", v)
+	}
+	if problems, err := testutil.CollectAndLint(r.sup.Collector()); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+}

@@ -274,6 +274,7 @@ type message struct {
 // events to subscribers, and never blocks on either.
 func (c *Client) read(dec *json.Decoder, br *boundedReader, conn net.Conn, gen uint64) {
 	var err error
+	shutdown := false // QEMU said SHUTDOWN: its end of the connection closing is expected
 	for {
 		var raw json.RawMessage
 		if err = dec.Decode(&raw); err != nil {
@@ -288,6 +289,7 @@ func (c *Client) read(dec *json.Decoder, br *boundedReader, conn net.Conn, gen u
 		case m.Event != "":
 			var e Event
 			if json.Unmarshal(raw, &e) == nil {
+				shutdown = shutdown || e.Event == "SHUTDOWN"
 				c.broadcast(e)
 			}
 		case m.ID != nil:
@@ -321,7 +323,11 @@ func (c *Client) read(dec *json.Decoder, br *boundedReader, conn net.Conn, gen u
 	if closed {
 		return
 	}
-	c.log.Warn("qmp connection lost", "socket", c.path, "error", err)
+	if shutdown && errors.Is(err, io.EOF) {
+		c.log.Info("qmp connection closed after the guest shut down", "socket", c.path)
+	} else {
+		c.log.Warn("qmp connection lost", "socket", c.path, "error", err)
+	}
 	c.broadcast(Event{Event: EventDisconnected, Data: map[string]any{"error": fmt.Sprint(err)}})
 	if c.opts.Reconnect {
 		go c.reconnect()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,10 +12,6 @@ import (
 	"hvmon.dev/hvmon/evidence/sim"
 	"hvmon.dev/hvmon/guest"
 )
-
-// version is the hvmon version, set at build time with
-// -ldflags "-X main.version=...".
-var version = "dev"
 
 func (a *app) agentCmd() *cobra.Command {
 	var (
@@ -64,7 +61,7 @@ guest console or journal). The agent runs until SIGTERM or SIGINT.`,
 			if err != nil {
 				return configErr(fmt.Errorf("--evidence %s: %w", evidenceTy, err))
 			}
-			ag, err := guest.New(cfg, guest.Options{Logger: a.log.Named("agent"), Provider: provider, Version: version})
+			ag, err := guest.New(cfg, guest.Options{Logger: a.log.Named("agent"), Provider: provider, Version: cmp.Or(version, "dev")})
 			if err != nil {
 				return configErr(err)
 			}

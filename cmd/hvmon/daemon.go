@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,7 +30,7 @@ import (
 func (a *app) daemonCmd() *cobra.Command {
 	var (
 		configPath, dataDir, apiSocket, metrics string
-		unsafeKey                               bool
+		unsafeKey, check                        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "daemon --config FILE",
@@ -80,6 +81,9 @@ second start on it fails at once and names the first's PID.`,
 			if err != nil {
 				return configErr(err)
 			}
+			if check {
+				return a.checkDaemonConfig(configPath, cfg, unsafeKey)
+			}
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
@@ -92,6 +96,7 @@ second start on it fails at once and names the first's PID.`,
 	f.StringVar(&apiSocket, "api-socket", "", "local API unix socket `PATH`")
 	f.StringVar(&metrics, "metrics-listen", "", "metrics `ADDR` (host:port; \"off\" disables)")
 	f.BoolVar(&unsafeKey, "unsafe-key-permissions", false, "accept a host key file that group or others can access")
+	f.BoolVar(&check, "check", false, "check the configuration (the file, the host key, the evidence roots, the logs' keys) and exit: 0 when the daemon would start with it")
 	return cmd
 }
 
@@ -163,6 +168,11 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool, r
 		return err
 	}
 	defer sup.Close()
+	bi := readBuildInfo()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hvmon_build_info",
+		Help: "1, labelled with the daemon's version, commit and Go version."}, []string{"version", "commit", "go_version"})
+	build.WithLabelValues(bi.Version, bi.Commit, bi.GoVersion).Set(1)
+	reg.MustRegister(build, sup.Collector())
 	for _, vm := range cfg.VMConfigs() {
 		if err := sup.Add(ctx, vm); err != nil {
 			return configErr(err)
@@ -200,8 +210,17 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool, r
 		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go msrv.Serve(mln)
 	}
-	log.Info("running", "vms", len(cfg.VMs), "logs", len(logs), "watch_dir", cfg.WatchDir, "api", cfg.APISocket, "metrics", cfg.MetricsListen,
-		"data_dir", cfg.DataDir, "key_id", key.KeyID().String())
+	libvirtURI := "off"
+	if cfg.Libvirt != nil {
+		libvirtURI = cmp.Or(cfg.Libvirt.URI, "qemu:///system")
+	}
+	var names []string
+	for _, v := range cfg.VMs {
+		names = append(names, v.Name)
+	}
+	log.Info("running: following the configured VMs, the watched directory's and libvirt's domains", "vms", strings.Join(names, ","),
+		"watch_dir", cmp.Or(cfg.WatchDir, "off"), "libvirt", libvirtURI, "logs", len(logs), "api", cfg.APISocket, "metrics", cfg.MetricsListen,
+		"data_dir", cfg.DataDir, "key_id", key.KeyID().String(), "version", bi.String())
 
 	for done := false; !done; {
 		select {
@@ -306,4 +325,34 @@ func restartOnlyChanges(a, b *host.Config) []string {
 		}
 	}
 	return out
+}
+
+// checkDaemonConfig is daemon --check: it loads what the daemon loads
+// before it starts following VMs (the host key, the evidence roots, the
+// logs' keys, the trusted peers' keys) and reports the first problem, or
+// prints a summary. It starts nothing and changes nothing.
+func (a *app) checkDaemonConfig(path string, cfg *host.Config, unsafeKey bool) error {
+	key, err := keyfile.LoadPrivate(cfg.Key, keyfile.LoadOptions{AllowInsecurePermissionsUnsafe: unsafeKey})
+	if err != nil {
+		return configErr(fmt.Errorf("host key: %w", err))
+	}
+	if _, err := evidenceVerifier(cfg.Evidence); err != nil {
+		return configErr(fmt.Errorf("evidence: %w", err))
+	}
+	logs, err := cfg.LogConfigs()
+	if err != nil {
+		return configErr(err)
+	}
+	for _, p := range cfg.TrustPeers {
+		if _, err := keyfile.LoadPublic(p); err != nil {
+			return configErr(fmt.Errorf("trust_peers: %w", err))
+		}
+	}
+	libvirtURI := "off"
+	if cfg.Libvirt != nil {
+		libvirtURI = cmp.Or(cfg.Libvirt.URI, "qemu:///system")
+	}
+	fmt.Fprintf(a.stdout, "%s: OK: host key %s, %d vm block(s), watch_dir %s, libvirt %s, %d log(s), data_dir %s, api_socket %s, metrics %s\n",
+		path, key.KeyID(), len(cfg.VMs), cmp.Or(cfg.WatchDir, "off"), libvirtURI, len(logs), cfg.DataDir, cfg.APISocket, cfg.MetricsListen)
+	return nil
 }

@@ -85,8 +85,9 @@ func (a *app) context() context.Context {
 
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:   "hvmon",
-		Short: "Sign and verify attestation reports over measured memory regions",
+		Use:     "hvmon",
+		Version: readBuildInfo().String(),
+		Short:   "Sign and verify attestation reports over measured memory regions",
 		Long: `hvmon is an attestation monitor for QEMU hosts. On a host, "hvmon daemon"
 follows VMs over QMP and signs one combined report (a COSE_Sign1 with
 ML-DSA-65) per lifecycle event, binding what the guest agent ("hvmon agent")
@@ -110,6 +111,7 @@ Logs go to stderr, results to stdout.
 			return a.setupLogger()
 		},
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "warn", "log `LEVEL`: trace, debug, info, warn, error or off")
 	root.PersistentFlags().BoolVar(&a.logJSON, "log-json", false, "write logs as JSON lines")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -33,13 +34,14 @@ func (a *app) vmCmd() *cobra.Command {
 				return explain(err)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "VM\tCONNECTED\tSTATE\tNEXT SEQ\tLAST EVENT\tLAST AT")
+			fmt.Fprintln(tw, "VM\tSTATE\tCONNECTED\tAGENT\tNEXT SEQ\tLAST EVENT\tLAST AT")
 			for _, v := range vms {
-				last := ""
+				last := "-"
 				if !v.LastAt.IsZero() {
 					last = v.LastAt.Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%v\t%s\t%d\t%s\t%s\n", printable(v.Name), v.Connected, v.State, v.Seq, v.LastEvent, last)
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%d\t%s\t%s\n", printable(v.Name), cmp.Or(printable(v.State), "-"), v.Connected,
+					cmp.Or(printable(string(v.Agent)), "-"), v.Seq, cmp.Or(v.LastEvent, "-"), last)
 			}
 			return tw.Flush()
 		},
