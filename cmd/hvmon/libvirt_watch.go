@@ -12,7 +12,9 @@ import (
 )
 
 // startLibvirt follows the domains of the configuration's libvirt block.
-// A first connection that fails is an error; later losses reconnect.
+// A first connection that fails is an error, unless libvirtd is only not
+// running yet: then the watcher connects when it comes up. Later losses
+// reconnect.
 func startLibvirt(ctx context.Context, cfg *host.Config, sup *host.Supervisor, log hclog.Logger) error {
 	if cfg.Libvirt == nil {
 		return nil
@@ -25,13 +27,14 @@ func startLibvirt(ctx context.Context, cfg *host.Config, sup *host.Supervisor, l
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- w.Run(ctx) }()
-	// Run returns at once only when the first connection fails.
+	// Run returns at once only when the first connection fails for a
+	// reason other than libvirtd not running.
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 		return nil
-	case <-w.Connected():
+	case <-w.Attempted():
 		return nil
 	}
 }

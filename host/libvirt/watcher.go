@@ -42,6 +42,9 @@ type Watcher struct {
 	opts Options
 	log  hclog.Logger
 
+	attempted   chan struct{} // closed after the first connection attempt
+	attemptOnce sync.Once
+
 	mu       sync.Mutex
 	conn     *golibvirt.Connect // nil while disconnected
 	up       chan struct{}      // closed while connected
@@ -94,7 +97,7 @@ func New(opts Options) (*Watcher, error) {
 	if err := startEventLoop(); err != nil {
 		return nil, fmt.Errorf("libvirt: event loop: %w", err)
 	}
-	return &Watcher{opts: opts, log: opts.Logger, up: make(chan struct{}),
+	return &Watcher{opts: opts, log: opts.Logger, up: make(chan struct{}), attempted: make(chan struct{}),
 		sessions: map[string]*session{}, followed: map[string]string{}, refused: map[string]bool{}}, nil
 }
 
@@ -116,16 +119,23 @@ func (w *Watcher) connection(ctx context.Context) (*golibvirt.Connect, error) {
 }
 
 // Run connects, follows domains and reconnects whenever the connection
-// drops (libvirtd restarting), until ctx ends. It returns an error only
-// when the first connection fails, so a misconfigured URI is reported at
-// start.
+// drops (libvirtd restarting), until ctx ends. When libvirtd is not
+// running yet (its socket is absent or refuses connections) it says so
+// once and connects when it comes up; it returns an error only when the
+// first connection fails otherwise (a URI no driver takes, a refusal), so
+// a misconfiguration is reported at start.
 func (w *Watcher) Run(ctx context.Context) error {
-	first := true
+	first, waiting := true, false
 	for ctx.Err() == nil {
 		lost, err := w.connect()
 		if err != nil {
-			if first {
+			if first && !daemonDown(err) {
 				return err
+			}
+			if first && !waiting {
+				waiting = true
+				w.log.Warn("libvirtd is not reachable yet; following its domains once it is up", "uri", w.opts.URI, "error", err)
+				w.markAttempted()
 			}
 			w.log.Debug("libvirt reconnect failed", "uri", w.opts.URI, "error", err)
 			select {
@@ -134,10 +144,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		if !first {
+		switch {
+		case waiting && first:
+			w.log.Info("connected to libvirt", "uri", w.opts.URI)
+		case !first:
 			w.log.Info("reconnected to libvirt", "uri", w.opts.URI)
 		}
 		first = false
+		w.markAttempted()
 		select {
 		case <-ctx.Done():
 		case <-lost:
@@ -406,6 +420,23 @@ func (w *Watcher) onMonitor(c *golibvirt.Connect, d *golibvirt.Domain, e *golibv
 }
 
 // Connected returns a channel closed once the watcher is connected.
+// daemonDown tells a libvirtd that is not running (its socket is absent
+// or refuses connections: a system error on the connection) from a
+// connection that cannot work (no driver for the URI, a refusal).
+func daemonDown(err error) bool {
+	var le golibvirt.Error
+	return errors.As(err, &le) && le.Code == golibvirt.ERR_SYSTEM_ERROR
+}
+
+// markAttempted closes Attempted's channel once.
+func (w *Watcher) markAttempted() {
+	w.attemptOnce.Do(func() { close(w.attempted) })
+}
+
+// Attempted is closed once Run's first connection attempt is over: it
+// connected, or libvirtd is not running yet and Run waits for it.
+func (w *Watcher) Attempted() <-chan struct{} { return w.attempted }
+
 func (w *Watcher) Connected() <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -4,10 +4,13 @@ package libvirt
 
 import (
 	"bytes"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+	golibvirt "libvirt.org/go/libvirt"
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/host"
@@ -70,5 +73,20 @@ func TestWatcherRefusesBadNames(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), attest.VMNameRule) {
 		t.Errorf("the log does not name the rule:\n%s", logs.String())
+	}
+}
+
+// TestDaemonDown: a libvirtd that is not running (no socket) is waited
+// for; a URI that cannot be right is an error at once.
+func TestDaemonDown(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "absent-sock")
+	_, err := golibvirt.NewConnect("qemu+unix:///system?socket=" + sock)
+	if err == nil || !daemonDown(fmt.Errorf("wrapped: %w", err)) {
+		t.Errorf("no libvirtd at %s: %v, daemonDown = false", sock, err)
+	}
+	for _, uri := range []string{"::not a uri", "qemu:///system?mode=nosuchmode"} {
+		if _, err := golibvirt.NewConnect(uri); err == nil || daemonDown(err) {
+			t.Errorf("%s: %v, daemonDown = true", uri, err)
+		}
 	}
 }
