@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -65,6 +66,13 @@ type HookJournalOptions struct {
 	PendingVMs int
 	// Logger hears about lines of the file that could not be read back.
 	Logger hclog.Logger
+	// MaxSize is the size past which the file is rotated: path becomes
+	// path.1 (path.1 becomes path.2, and so on), and a new path starts;
+	// default 16 MiB.
+	MaxSize int64
+	// Rotated is how many rotated files are kept (path.1 to path.N), the
+	// oldest removed; default 4.
+	Rotated int
 }
 
 // HookJournal records hook events: every event is appended to a JSON-lines
@@ -74,9 +82,11 @@ type HookJournalOptions struct {
 // daemon stopped.
 type HookJournal struct {
 	opts HookJournalOptions
+	path string
 
 	mu      sync.Mutex
 	f       *os.File
+	size    int64 // of f
 	seq     uint64
 	recent  []HookEvent // ring, oldest first after ordering
 	next    int
@@ -109,6 +119,12 @@ func OpenHookJournal(path string, opts HookJournalOptions) (*HookJournal, error)
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
+	if opts.MaxSize <= 0 {
+		opts.MaxSize = 16 << 20
+	}
+	if opts.Rotated <= 0 {
+		opts.Rotated = 4
+	}
 	// O_NONBLOCK: a FIFO at the path must not block the open (it would
 	// block every read after it); fstat then refuses anything but a file.
 	// A new journal's name is synced too.
@@ -123,15 +139,63 @@ func OpenHookJournal(path string, opts HookJournalOptions) (*HookJournal, error)
 		}
 		return nil, fmt.Errorf("hook journal: %w", err)
 	}
-	j := &HookJournal{opts: opts, f: f, recent: make([]HookEvent, opts.Keep), pending: map[string][]HookEvent{}}
+	j := &HookJournal{opts: opts, path: path, f: f, recent: make([]HookEvent, opts.Keep), pending: map[string][]HookEvent{}}
 	if err := j.load(path); err != nil {
 		f.Close()
 		return nil, err
 	}
+	if j.seq == 0 {
+		// A file just rotated holds no event yet: the numbering goes on
+		// from the newest rotated file's last event.
+		j.seq = lastSeq(path+".1", opts.Logger)
+	}
 	return j, nil
 }
 
-func (j *HookJournal) load(path string) error {
+// lastSeq is the seq of the last event of a journal file that can be read
+// back, 0 when there is none (or no file).
+func lastSeq(path string, log hclog.Logger) uint64 {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return 0
+	}
+	tmp := &HookJournal{opts: HookJournalOptions{Keep: 1, Logger: log}, f: f, recent: make([]HookEvent, 1)}
+	if err := tmp.loadLines(path, false); err != nil {
+		return 0
+	}
+	return tmp.seq
+}
+
+// rotate moves the full file aside (path.1, path.2, ... up to Rotated,
+// the oldest removed) and starts a new one. Called with j.mu held.
+func (j *HookJournal) rotate() error {
+	for i := j.opts.Rotated; i >= 1; i-- {
+		from := j.path
+		if i > 1 {
+			from = fmt.Sprintf("%s.%d", j.path, i-1)
+		}
+		if err := os.Rename(from, fmt.Sprintf("%s.%d", j.path, i)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	f, err := atomicfile.OpenFile(j.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return err
+	}
+	j.f.Close()
+	j.f, j.size = f, 0
+	return nil
+}
+
+func (j *HookJournal) load(path string) error { return j.loadLines(path, true) }
+
+// loadLines reads the events of j.f; live: it is the journal being
+// appended to, whose partial last line is truncated away.
+func (j *HookJournal) loadLines(path string, live bool) error {
 	r := bufio.NewReaderSize(j.f, maxJournalLine)
 	var good, read int64 // the end of the last complete line; bytes read
 	skip := func(line int, why error) {
@@ -154,7 +218,7 @@ func (j *HookJournal) load(path string) error {
 			}
 		}
 		if errors.Is(err, io.EOF) {
-			if read > good {
+			if read > good && live {
 				// A write cut short: drop it so the next append starts a line.
 				if err := j.f.Truncate(good); err != nil {
 					return fmt.Errorf("hook journal %s: truncating a partial last line: %w", path, err)
@@ -182,6 +246,7 @@ func (j *HookJournal) load(path string) error {
 	if _, err := j.f.Seek(good, io.SeekStart); err != nil {
 		return fmt.Errorf("hook journal %s: %w", path, err)
 	}
+	j.size = good
 	return nil
 }
 
@@ -224,7 +289,15 @@ func (j *HookJournal) Record(ev HookEvent) (HookEvent, error) {
 	if err := j.f.Sync(); err != nil {
 		return HookEvent{}, fmt.Errorf("hook journal: %w", err)
 	}
+	j.size += int64(len(b) + 1)
 	j.seq = ev.Seq
+	if j.size >= j.opts.MaxSize {
+		// The event is recorded; a rotation that fails is logged and
+		// tried again after the next event.
+		if err := j.rotate(); err != nil {
+			j.opts.Logger.Error("hook journal: rotating", "file", j.path, "error", err)
+		}
+	}
 	j.remember(ev)
 	vm := ev.VM()
 	if p, ok := j.pending[vm]; ok || len(j.pending) < j.opts.PendingVMs {

@@ -364,3 +364,53 @@ func TestHookJournalPendingByUUID(t *testing.T) {
 		t.Errorf("Pending(web) after the name changed hands = %+v", p)
 	}
 }
+
+// TestHookJournalRotation: past MaxSize the file moves aside (path.1,
+// path.2, ... up to Rotated, the oldest dropped) and a new one starts;
+// numbering goes on across rotations and restarts, also when the restart
+// finds the new file still empty.
+func TestHookJournalRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hooks.jsonl")
+	opts := HookJournalOptions{MaxSize: 2000, Rotated: 2}
+	j, err := OpenHookJournal(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := func(j *HookJournal) uint64 {
+		ev, err := j.Record(HookEvent{Received: testNow, Message: *testHookMessage("vm-1", "start", false), HookDecision: HookDecision{Allow: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev.Seq
+	}
+	var last uint64
+	for range 40 {
+		last = record(j)
+	}
+	for _, p := range []string{path, path + ".1", path + ".2"} {
+		st, err := os.Stat(p)
+		if err != nil || st.Size() > opts.MaxSize+int64(maxJournalLine) {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(path + ".3"); !os.IsNotExist(err) {
+		t.Errorf("%s.3 kept beyond Rotated: %v", path, err)
+	}
+	// Rotate until the live file is empty, then restart: seq goes on.
+	for {
+		st, _ := os.Stat(path)
+		if st.Size() == 0 {
+			break
+		}
+		last = record(j)
+	}
+	j.Close()
+	j2, err := OpenHookJournal(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	if got := record(j2); got != last+1 {
+		t.Errorf("seq after a restart on a just-rotated journal = %d, want %d", got, last+1)
+	}
+}
