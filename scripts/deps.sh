@@ -2,10 +2,11 @@
 # Installs the Debian packages hvmon's demo and QEMU test tiers need, when
 # missing. Needs root only when something is missing.
 set -euo pipefail
+# ovmf gives the launch package the firmware of its SEV-SNP vectors;
 # libvirt-dev builds the libvirt binding (cgo); libvirt-daemon-system and
 # libvirt-clients give the integration tier a real libvirtd; iproute2 the
 # network namespace of the second libvirt host.
-APT_PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static xz-utils cpio libvirt-dev libvirt-daemon-system libvirt-clients iproute2"
+APT_PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static xz-utils cpio libvirt-dev libvirt-daemon-system libvirt-clients iproute2 ovmf"
 missing=""
 for p in $APT_PACKAGES; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
