@@ -88,3 +88,30 @@ func FuzzParseDomainXML(f *testing.F) {
 		}
 	})
 }
+
+// The launch inputs of an SEV-SNP domain with a direct boot.
+func TestParseDomainXMLLaunch(t *testing.T) {
+	doc := `<domain type='kvm'><name>snp1</name>
+  <vcpu placement='static' current='4'>8</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type>
+    <loader type='rom' stateless='yes'>/usr/share/OVMF/OVMF.amdsev.fd</loader>
+    <kernel>/boot/vmlinuz</kernel><initrd>/boot/initrd.img</initrd><cmdline>console=ttyS0 ro</cmdline>
+  </os>
+  <cpu mode='custom' match='exact'><model fallback='forbid'>EPYC-Milan</model></cpu>
+  <launchSecurity type='sev-snp' kernelHashes='yes'><policy>0x30000</policy></launchSecurity>
+</domain>`
+	info, err := ParseDomainXML(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := LaunchInputs{Loader: "/usr/share/OVMF/OVMF.amdsev.fd", Kernel: "/boot/vmlinuz", Initrd: "/boot/initrd.img",
+		Cmdline: "console=ttyS0 ro", KernelHashes: true, VCPUs: 4, CPUModel: "EPYC-Milan", CPUMode: "custom"}
+	if info.Launch != want {
+		t.Errorf("Launch = %+v, want %+v", info.Launch, want)
+	}
+	doc = strings.Replace(doc, " current='4'", "", 1)
+	doc = strings.Replace(doc, " kernelHashes='yes'", "", 1)
+	if info, err := ParseDomainXML(doc); err != nil || info.Launch.VCPUs != 8 || info.Launch.KernelHashes {
+		t.Errorf("without current and kernelHashes: %+v, %v", info.Launch, err)
+	}
+}
