@@ -24,7 +24,8 @@ const maxBootFile = 1 << 30
 // measure" and "policy init --from-launch".
 type launchInputs struct {
 	typ, ovmf, kernel, initrd, cmdline string
-	vcpuType, vmmType, guestFeatures   string
+	vcpuType, vcpuSig, vmmType         string
+	guestFeatures                      string
 	vcpus                              int
 	flags                              *pflag.FlagSet
 }
@@ -35,6 +36,7 @@ func (l *launchInputs) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&l.ovmf, "ovmf", "", "OVMF firmware `FILE` (the code image QEMU maps below 4 GiB)")
 	f.IntVar(&l.vcpus, "vcpus", 0, "number of vCPUs `N`")
 	f.StringVar(&l.vcpuType, "vcpu-type", "", "QEMU CPU model `NAME` (EPYC, EPYC-v4, EPYC-Rome, EPYC-Milan, EPYC-Genoa, EPYC-Turin, their versions)")
+	f.StringVar(&l.vcpuSig, "vcpu-sig", "", "instead of --vcpu-type: the vCPUs' CPUID Fn0000_0001_EAX, `HEX` (for host-passthrough: the host's)")
 	f.StringVar(&l.kernel, "kernel", "", "directly booted kernel `FILE` (QEMU's -kernel)")
 	f.StringVar(&l.initrd, "initrd", "", "initrd `FILE` of the direct boot (QEMU's -initrd)")
 	f.StringVar(&l.cmdline, "append", "", "kernel command line `STRING` of the direct boot (QEMU's -append)")
@@ -61,7 +63,7 @@ type launchResult struct {
 	Cmdline       *string     `json:"cmdline,omitempty"`
 	CmdlineSHA256 string      `json:"cmdline_sha256,omitempty"` // of the command line and its NUL, as the SEV hashes table has it
 	VCPUs         int         `json:"vcpus"`
-	VCPUType      string      `json:"vcpu_type"`
+	VCPUType      string      `json:"vcpu_type,omitempty"`
 	VCPUSignature string      `json:"vcpu_signature"`
 	VMMType       string      `json:"vmm_type"`
 	GuestFeatures string      `json:"guest_features"`
@@ -102,12 +104,23 @@ func (l *launchInputs) measure1() (*launchResult, error) {
 	if l.vcpus < 1 || l.vcpus > launch.MaxVCPUs {
 		return nil, fmt.Errorf("--vcpus %d: want 1 to %d", l.vcpus, launch.MaxVCPUs)
 	}
-	if l.vcpuType == "" {
-		return nil, fmt.Errorf("--vcpu-type: required, one of %s", strings.Join(launch.VCPUTypes(), ", "))
-	}
-	sig, err := launch.VCPUSignature(l.vcpuType)
-	if err != nil {
-		return nil, fmt.Errorf("--vcpu-type: %w", err)
+	var sig uint32
+	switch {
+	case l.vcpuSig != "" && l.vcpuType != "":
+		return nil, errors.New("--vcpu-type and --vcpu-sig: give one")
+	case l.vcpuSig != "":
+		v, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(l.vcpuSig), "0x"), 16, 32)
+		if err != nil {
+			return nil, fmt.Errorf("--vcpu-sig %q: want a 32-bit hexadecimal number such as 0xa00f11", l.vcpuSig)
+		}
+		sig = uint32(v)
+	case l.vcpuType == "":
+		return nil, fmt.Errorf("--vcpu-type: required, one of %s (or --vcpu-sig)", strings.Join(launch.VCPUTypes(), ", "))
+	default:
+		var err error
+		if sig, err = launch.VCPUSignature(l.vcpuType); err != nil {
+			return nil, fmt.Errorf("--vcpu-type: %w", err)
+		}
 	}
 	vmm, err := launch.ParseVMM(l.vmmType)
 	if err != nil {
@@ -180,7 +193,7 @@ func (a *app) launchMeasureCmd() *cobra.Command {
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "measure --type sev-snp --ovmf FILE --vcpus N --vcpu-type NAME [--kernel FILE [--initrd FILE] [--append STRING]] [--guest-features HEX] [--vmm-type qemu|ec2] [--json]",
+		Use:   "measure --type sev-snp --ovmf FILE --vcpus N (--vcpu-type NAME | --vcpu-sig HEX) [--kernel FILE [--initrd FILE] [--append STRING]] [--guest-features HEX] [--vmm-type qemu|ec2] [--json]",
 		Short: "Print the SEV-SNP launch measurement a guest will have",
 		Long: `Print the SEV-SNP MEASUREMENT that the AMD Secure Processor will report for
 a guest launched with these inputs: 96 lowercase hex digits on one line.
@@ -189,7 +202,9 @@ The firmware is OVMF's code image. With --kernel (and optionally --initrd and
 --append), the guest boots that kernel directly and the firmware checks it
 against its SEV hashes table: the firmware must have one (OVMF's AmdSev
 build), or the command says it is missing. --vcpu-type takes QEMU's EPYC
-model names; --vmm-type the VMM's register conventions (qemu, ec2);
+model names; --vcpu-sig a CPUID signature instead (a host-passthrough CPU
+has the host's: the "cpu family", "model" and "stepping" of /proc/cpuinfo
+encoded as CPUID Fn0000_0001_EAX); --vmm-type the VMM's register conventions (qemu, ec2);
 --guest-features the VMSA's SEV_FEATURES.
 
 --json prints the inputs with their SHA-256 digests (the command line's

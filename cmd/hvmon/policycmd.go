@@ -152,7 +152,7 @@ initrd and command line; launch flags given as well override it). Only
 			if fromLaunch {
 				return a.policyInitFromLaunch(cmd, &in, domainXML, vm, trust, ev.amdRoots, out)
 			}
-			for _, name := range []string{"domain-xml", "vm", "ovmf", "vcpus", "vcpu-type", "kernel", "initrd", "append", "guest-features", "vmm-type", "type"} {
+			for _, name := range []string{"domain-xml", "vm", "ovmf", "vcpus", "vcpu-type", "vcpu-sig", "kernel", "initrd", "append", "guest-features", "vmm-type", "type"} {
 				if cmd.Flags().Changed(name) {
 					return configErr(fmt.Errorf("--%s needs --from-launch", name))
 				}
@@ -280,9 +280,11 @@ func (a *app) policyInitFromLaunch(cmd *cobra.Command, in *launchInputs, domainX
 		if !f.Changed("vcpus") {
 			in.vcpus = int(min(l.VCPUs, launch.MaxVCPUs+1))
 		}
-		set("vcpu-type", &in.vcpuType, l.CPUModel)
-		if in.vcpuType == "" {
-			return configErr(fmt.Errorf("--domain-xml %s: the CPU has no model (mode %q): give the model QEMU runs it as with --vcpu-type", domainXML, l.CPUMode))
+		if !f.Changed("vcpu-sig") {
+			set("vcpu-type", &in.vcpuType, l.CPUModel)
+		}
+		if in.vcpuType == "" && in.vcpuSig == "" {
+			return configErr(fmt.Errorf("--domain-xml %s: the CPU has no model (mode %q): give the vCPUs' signature with --vcpu-sig (or a model with --vcpu-type)", domainXML, l.CPUMode))
 		}
 		if l.KernelHashes {
 			set("kernel", &in.kernel, l.Kernel)
@@ -350,8 +352,12 @@ func launchInputLines(r *launchResult) []string {
 	if r.Cmdline != nil {
 		lines = append(lines, fmt.Sprintf("command line %q (sha256 with its NUL %s)", *r.Cmdline, r.CmdlineSHA256))
 	}
-	lines = append(lines, fmt.Sprintf("%d vCPU(s) %s (signature %s), VMM %s, guest features %s",
-		r.VCPUs, r.VCPUType, r.VCPUSignature, r.VMMType, r.GuestFeatures))
+	cpu := r.VCPUType + " "
+	if cpu == " " {
+		cpu = ""
+	}
+	lines = append(lines, fmt.Sprintf("%d vCPU(s) %s(signature %s), VMM %s, guest features %s",
+		r.VCPUs, cpu, r.VCPUSignature, r.VMMType, r.GuestFeatures))
 	return lines
 }
 
