@@ -31,7 +31,8 @@
 //     vector (CS base 0xFFFF0000, RIP 0xFFF0), the application processors
 //     at the address of the firmware's SEV-ES reset block (CS base its
 //     upper 16 bits, RIP its lower 16), every one with the vCPU type's
-//     CPUID signature in RDX and the guest features in SEV_FEATURES.
+//     CPUID signature in RDX and the guest features in SEV_FEATURES (bit
+//     0, SNPActive, always set).
 //
 // The SEV hashes table is the one QEMU's direct kernel boot fills for OVMF
 // (a GUIDed table of SHA-256 digests of the kernel image, the initrd and
@@ -40,9 +41,13 @@
 // a kernel hashes section, cannot measure a direct kernel boot: asking for
 // one is an error that names the missing piece ([MissingError]).
 //
-// The VMM types are QEMU (with KVM: x87 FCW 0x37F, MXCSR 0x1F80 and the
-// vCPU signature in RDX) and EC2 (the conventions of EC2's first SNP VMM:
-// no FPU defaults, RDX 0, other segment attributes, CPUID page last).
+// The VMM types are QEMU on upstream Linux KVM (which sets x87 FCW 0x37F
+// and MXCSR 0x1F80 in the VMSA; the out-of-tree SNP host kernels before it
+// left them zero) with the vCPU signature in RDX, and EC2 with the
+// conventions its VMM was published with at its SEV-SNP launch in 2023 (no
+// FPU defaults, RDX 0, other segment attributes, the CPUID page last). EC2
+// has changed its initial VMSA since, and hvmon has no vector for the newer
+// state: check an EC2 measurement against a real report before pinning it.
 // vCPU types are QEMU's EPYC models ([VCPUTypes]).
 //
 // Not covered: SEV and SEV-ES launch digests (SHA-256 of the image), an
@@ -51,10 +56,12 @@
 //
 // # Intel TDX
 //
-// Not covered. Computing MRTD from a TDVF image's TDX metadata is
-// specified (Intel TDX Virtual Firmware Design Guide, section 11), but
-// hvmon found no published vector in a reference implementation's test
-// data to check an implementation against, so it offers none.
+// Not covered. MRTD follows from a TDVF image's TDX metadata (Intel TDX
+// Virtual Firmware Design Guide: the metadata's sections and the
+// TDH.MEM.PAGE.ADD and TDH.MR.EXTEND they imply), but hvmon found no
+// published vector, with the firmware image it was computed from, in a
+// reference implementation's test data to check an implementation against
+// (Debian 12's OVMF has no TDX metadata), so it offers none.
 //
 // The package does no I/O: callers hand it the firmware, kernel and initrd
 // bytes.
