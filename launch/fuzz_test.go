@@ -36,7 +36,7 @@ func FuzzParseFirmware(f *testing.F) {
 			}
 			return
 		}
-		for _, boot := range []*DirectBoot{nil, {Kernel: []byte("k"), Cmdline: "c"}} {
+		for _, boot := range []*DirectBoot{nil, NewDirectBoot([]byte("k"), nil, "c")} {
 			_, err := MeasureSNP(SNPOptions{Firmware: fw, VCPUs: 2, Boot: boot})
 			var me *attest.MalformedError
 			if err != nil && !errors.Is(err, ErrMissing) && !errors.As(err, &me) {

@@ -59,7 +59,7 @@ func TestMeasureSNPChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	sig, _ := VCPUSignature("EPYC-Genoa")
-	boot := &DirectBoot{Kernel: []byte("kernel"), Initrd: []byte("initrd"), Cmdline: "console=ttyS0"}
+	boot := NewDirectBoot([]byte("kernel"), []byte("initrd"), "console=ttyS0")
 	for _, tc := range []struct {
 		name string
 		vmm  VMM
@@ -160,7 +160,7 @@ func TestVCPUSignature(t *testing.T) {
 }
 
 func TestHashesTable(t *testing.T) {
-	b := &DirectBoot{Kernel: []byte("k"), Cmdline: "ro"}
+	b := NewDirectBoot([]byte("k"), nil, "ro")
 	tab := HashesTable(b)
 	if len(tab) != 176 {
 		t.Fatalf("len(HashesTable) = %d, want 176 (168 padded to 16)", len(tab))
@@ -192,7 +192,7 @@ func TestMissing(t *testing.T) {
 	noSection.sections = amdSevLike.sections[:4]
 	noReset := amdSevLike
 	noReset.resetEIP = 0
-	boot := &DirectBoot{Kernel: []byte("k")}
+	boot := NewDirectBoot([]byte("k"), nil, "")
 	for _, c := range []struct {
 		name  string
 		fw    testFirmware
@@ -203,7 +203,6 @@ func TestMissing(t *testing.T) {
 		{"no hashes table", noHashes, 1, boot, "SEV hashes table"},
 		{"no kernel hashes section", noSection, 1, boot, "SNP_KERNEL_HASHES"},
 		{"no reset block", noReset, 2, nil, "SEV-ES reset block"},
-		{"no kernel", amdSevLike, 1, &DirectBoot{Cmdline: "x"}, "kernel"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fw, err := ParseFirmware(c.fw.build())

@@ -44,11 +44,19 @@ func (e *MissingError) Error() string {
 func (e *MissingError) Is(target error) bool { return target == ErrMissing }
 
 // DirectBoot is a kernel the VMM loads itself (QEMU's -kernel, -initrd and
-// -append), which OVMF checks against the SEV hashes table.
+// -append), which OVMF checks against the SEV hashes table. It holds the
+// digests the table holds, so that callers can hash large files as they
+// read them; NewDirectBoot hashes bytes.
 type DirectBoot struct {
-	Kernel  []byte // the kernel image, as the VMM reads it
-	Initrd  []byte // nil when there is none
-	Cmdline string // without the terminating NUL
+	KernelSHA256 [sha256.Size]byte // SHA-256 of the kernel image, as the VMM reads it
+	InitrdSHA256 [sha256.Size]byte // SHA-256 of the initrd (of no bytes when there is none)
+	Cmdline      string            // the command line, without its terminating NUL
+}
+
+// NewDirectBoot returns the direct boot of a kernel, an initrd (nil for
+// none) and a command line.
+func NewDirectBoot(kernel, initrd []byte, cmdline string) *DirectBoot {
+	return &DirectBoot{KernelSHA256: sha256.Sum256(kernel), InitrdSHA256: sha256.Sum256(initrd), Cmdline: cmdline}
 }
 
 // SNPOptions are the inputs of an SEV-SNP launch.
@@ -221,8 +229,8 @@ func HashesTable(b *DirectBoot) []byte {
 		t = append(t, h[:]...)
 	}
 	entry(guidHashCmdline, sha256.Sum256(append([]byte(b.Cmdline), 0)))
-	entry(guidHashInitrd, sha256.Sum256(b.Initrd))
-	entry(guidHashKernel, sha256.Sum256(b.Kernel))
+	entry(guidHashInitrd, b.InitrdSHA256)
+	entry(guidHashKernel, b.KernelSHA256)
 	return t[:cap(t)]
 }
 
@@ -230,9 +238,6 @@ func HashesTable(b *DirectBoot) []byte {
 // direct boot: zero pages with the hashes table where the firmware
 // expects it.
 func hashesPage(f *Firmware, b *DirectBoot) ([]byte, error) {
-	if b.Kernel == nil {
-		return nil, &MissingError{Piece: "the kernel", Reason: "a direct boot measures the kernel's digest"}
-	}
 	if f.HashesTableGPA == 0 {
 		return nil, &MissingError{Piece: "the firmware's SEV hashes table",
 			Reason: "the firmware cannot check a directly booted kernel, initrd and command line (use a firmware built with it, such as OVMF's AmdSev build)"}

@@ -17,9 +17,6 @@ import (
 	"hvmon.dev/hvmon/launch"
 )
 
-// maxBootFile bounds --kernel and --initrd: they are hashed in memory.
-const maxBootFile = 1 << 30
-
 // launchInputs are the flags that describe a launch, shared by "launch
 // measure" and "policy init --from-launch".
 type launchInputs struct {
@@ -47,7 +44,7 @@ func (l *launchInputs) addFlags(f *pflag.FlagSet) {
 // launchFile is one input file and its digest.
 type launchFile struct {
 	Path   string `json:"path"`
-	Size   int    `json:"size"`
+	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
 }
 
@@ -84,7 +81,24 @@ func readLaunchFile(flag, path string, max int64) ([]byte, *launchFile, error) {
 		return nil, nil, fmt.Errorf("--%s %s: larger than %d bytes", flag, path, max)
 	}
 	sum := sha256.Sum256(b)
-	return b, &launchFile{Path: path, Size: len(b), SHA256: hex.EncodeToString(sum[:])}, nil
+	return b, &launchFile{Path: path, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}, nil
+}
+
+// hashLaunchFile hashes a regular file as it reads it.
+func hashLaunchFile(flag, path string) ([sha256.Size]byte, *launchFile, error) {
+	var sum [sha256.Size]byte
+	f, err := boundedfile.Open(path)
+	if err != nil {
+		return sum, nil, fmt.Errorf("--%s: %w", flag, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return sum, nil, fmt.Errorf("--%s: reading %s: %w", flag, path, err)
+	}
+	h.Sum(sum[:0])
+	return sum, &launchFile{Path: path, Size: n, SHA256: hex.EncodeToString(sum[:])}, nil
 }
 
 // measure checks the inputs, reads the files and computes the launch
@@ -150,12 +164,12 @@ func (l *launchInputs) measure1() (*launchResult, error) {
 	}
 	opts := launch.SNPOptions{Firmware: fw, VCPUs: l.vcpus, VCPUSignature: sig, VMM: vmm, GuestFeatures: features}
 	if l.kernel != "" {
-		boot := &launch.DirectBoot{Cmdline: l.cmdline}
-		if boot.Kernel, res.Kernel, err = readLaunchFile("kernel", l.kernel, maxBootFile); err != nil {
+		boot := launch.NewDirectBoot(nil, nil, l.cmdline) // no initrd: the digest of no bytes
+		if boot.KernelSHA256, res.Kernel, err = hashLaunchFile("kernel", l.kernel); err != nil {
 			return nil, err
 		}
 		if l.initrd != "" {
-			if boot.Initrd, res.Initrd, err = readLaunchFile("initrd", l.initrd, maxBootFile); err != nil {
+			if boot.InitrdSHA256, res.Initrd, err = hashLaunchFile("initrd", l.initrd); err != nil {
 				return nil, err
 			}
 		}
