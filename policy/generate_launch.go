@@ -88,6 +88,9 @@ func GenerateLaunch(l Launch) ([]byte, error) {
 	w("    # (hvmon launch measure); add others to accept other launches.\n")
 	w("    measurements = [%s]\n", hclString(hexs(l.Measurement)))
 	w("    allow_debug  = false\n")
+	w("    # With the daemon on a libvirt host: its observed launch inputs must give\n")
+	w("    # the hardware's measurement too (snp.host_launch).\n")
+	w("    # match_host_launch = true\n")
 	w("  }\n")
 	w("}\n")
 	return []byte(b.String()), nil

@@ -25,6 +25,10 @@ func TestGenerateLaunchRoundTrip(t *testing.T) {
 		t.Fatalf("generated policy does not parse: %v\n%s", err, text)
 	}
 	res := result(t)
+	// The commented setting loads once uncommented.
+	if _, err := Parse(bytes.Replace(text, []byte("# match_host_launch"), []byte("match_host_launch"), 1), "/etc/hvmon/gen.hcl", Options{Hardware: &fakeHardware{facts: facts}, ReadFile: files(t)}); err != nil {
+		t.Errorf("with match_host_launch: %v", err)
+	}
 	v := p.At(testNow).AppraiseResult(res)
 	if f := finding(t, v, "snp.measurement"); f.Status != Affirming {
 		t.Errorf("snp.measurement = %s, want affirming\n%s", f.Status, text)
