@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"os"
 	"strconv"
 	"testing"
@@ -42,6 +41,12 @@ func loadFirmware(t testing.TB, path, sha string) []byte {
 	return b
 }
 
+// The real Milan report in go-sev-guest's test data
+// (verify/testdata/attestation.bin, MEASUREMENT b07af962...2b01) cannot be
+// checked here: its launch inputs (firmware image, vCPU count and type,
+// VMM) are recorded nowhere. None of Debian 12's OVMF images with 1 to 16
+// vCPUs of any vCPU type this package knows, QEMU or EC2 conventions,
+// gives its measurement (tried once, by hand: 5632 combinations).
 func TestVectors(t *testing.T) {
 	raw, err := os.ReadFile(vectorFile)
 	if err != nil {
@@ -84,5 +89,3 @@ func TestVectors(t *testing.T) {
 		})
 	}
 }
-
-var _ = errors.Is

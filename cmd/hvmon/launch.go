@@ -25,10 +25,11 @@ type launchInputs struct {
 	guestFeatures                      string
 	vcpus                              int
 	flags                              *pflag.FlagSet
+	app                                *app // for its logger, set once flags are parsed
 }
 
-func (l *launchInputs) addFlags(f *pflag.FlagSet) {
-	l.flags = f
+func (l *launchInputs) addFlags(f *pflag.FlagSet, a *app) {
+	l.flags, l.app = f, a
 	f.StringVar(&l.typ, "type", "sev-snp", "TEE `TYPE` of the launch (only sev-snp)")
 	f.StringVar(&l.ovmf, "ovmf", "", "OVMF firmware `FILE` (the code image QEMU maps below 4 GiB)")
 	f.IntVar(&l.vcpus, "vcpus", 0, "number of vCPUs `N`")
@@ -157,6 +158,9 @@ func (l *launchInputs) measure1() (*launchResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--ovmf %s: %w", l.ovmf, err)
 	}
+	if !fw.HasMetadata {
+		l.app.log.Warn("the firmware has no SEV metadata: its measurement can be computed, but an SEV-SNP guest does not boot with it", "ovmf", l.ovmf)
+	}
 	res := &launchResult{
 		Type: l.typ, OVMF: *fwFile, SEVMetadata: fw.HasMetadata, HashesTable: fw.HashesTableGPA != 0,
 		VCPUs: l.vcpus, VCPUType: l.vcpuType, VCPUSignature: fmt.Sprintf("%#x", sig),
@@ -215,11 +219,15 @@ a guest launched with these inputs: 96 lowercase hex digits on one line.
 The firmware is OVMF's code image. With --kernel (and optionally --initrd and
 --append), the guest boots that kernel directly and the firmware checks it
 against its SEV hashes table: the firmware must have one (OVMF's AmdSev
-build), or the command says it is missing. --vcpu-type takes QEMU's EPYC
-model names; --vcpu-sig a CPUID signature instead (a host-passthrough CPU
-has the host's: the "cpu family", "model" and "stepping" of /proc/cpuinfo
-encoded as CPUID Fn0000_0001_EAX); --vmm-type the VMM's register conventions (qemu, ec2);
---guest-features the VMSA's SEV_FEATURES.
+build), or the command says it is missing.
+
+--vcpu-type takes QEMU's EPYC model names; --vcpu-sig a CPUID signature
+instead (a host-passthrough CPU has the host's: the "cpu family", "model"
+and "stepping" of /proc/cpuinfo encoded as CPUID Fn0000_0001_EAX).
+--vmm-type selects the VMM's register conventions (qemu, ec2),
+--guest-features the VMSAs' SEV_FEATURES. A firmware without SEV metadata
+(Debian 12's OVMF) is measured with a warning: an SEV-SNP guest does not
+boot with it.
 
 --json prints the inputs with their SHA-256 digests (the command line's
 with its terminating NUL, as the firmware hashes it) and the measurement.
@@ -246,7 +254,7 @@ piece of the launch the inputs lack.`,
 			return configErr(err)
 		},
 	}
-	in.addFlags(cmd.Flags())
+	in.addFlags(cmd.Flags(), a)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the inputs, their digests and the measurement as JSON")
 	return cmd
 }

@@ -241,7 +241,7 @@ initrd and command line; launch flags given as well override it). Only
 	f.BoolVar(&fromLaunch, "from-launch", false, "pin the SEV-SNP measurement computed from the launch inputs instead of a report's")
 	f.StringVar(&domainXML, "domain-xml", "", "with --from-launch: read the launch inputs from this libvirt domain XML `FILE`")
 	f.StringVar(&vm, "vm", "", "with --from-launch: the VM's `NAME` (default: the domain XML's name)")
-	in.addFlags(f)
+	in.addFlags(f, a)
 	cmd.MarkFlagRequired("trust")
 	return cmd
 }
