@@ -40,3 +40,26 @@ func ExampleMeasureSNP() {
 	fmt.Println(m)
 	// Output: 013aaca95e674ca2de539ab7a04c85c5782c6fcd4f7b86befde4225b59dfd0d88d808e49f7e1068b24a87c3fae6760fc
 }
+
+// The SEV hashes table of a direct boot: 168 bytes padded to 176, the
+// command line's digest first.
+func ExampleHashesTable() {
+	t := launch.HashesTable(launch.NewDirectBoot([]byte("kernel"), nil, "console=ttyS0"))
+	fmt.Println(len(t), t[16], t[17])
+	// Output: 176 168 0
+}
+
+func ExampleParseVMM() {
+	vmm, err := launch.ParseVMM("ec2")
+	fmt.Println(vmm, err)
+	_, err = launch.ParseVMM("xen")
+	fmt.Println(err)
+	// Output:
+	// ec2 <nil>
+	// unknown VMM type "xen" (known: qemu, ec2)
+}
+
+func ExampleVCPUTypes() {
+	fmt.Println(len(launch.VCPUTypes()), launch.VCPUTypes()[:3])
+	// Output: 22 [EPYC EPYC-Genoa EPYC-Genoa-v1]
+}
