@@ -1,6 +1,8 @@
 package libvirt
 
 import (
+	"io"
+	"io/fs"
 	"strings"
 	"testing"
 )
@@ -74,6 +76,7 @@ func TestLifecycleNames(t *testing.T) {
 
 func FuzzParseDomainXML(f *testing.F) {
 	f.Add(liveXML)
+	f.Add(snpXML)
 	f.Add(`<domain type='qemu'><name>x</name><devices><channel type='unix'><target type='virtio' name='org.hvmon.agent.0'/></channel></devices></domain>`)
 	f.Fuzz(func(t *testing.T, doc string) {
 		info, err := ParseDomainXML(doc)
@@ -86,12 +89,17 @@ func FuzzParseDomainXML(f *testing.F) {
 		if !info.HasAgent && (info.AgentPath != "" || info.AgentAlias != "" || info.AgentOpen) {
 			t.Fatalf("agent fields without the agent channel: %+v", info)
 		}
+		if info.Launch.KernelHashes && info.LaunchSecurity != "sev-snp" {
+			t.Fatalf("kernelHashes without SEV-SNP: %+v", info)
+		}
+		// The launch facts of any domain, with files that do not exist,
+		// never panic.
+		LaunchFacts(info, func(string) (io.ReadCloser, error) { return nil, fs.ErrNotExist })
 	})
 }
 
-// The launch inputs of an SEV-SNP domain with a direct boot.
-func TestParseDomainXMLLaunch(t *testing.T) {
-	doc := `<domain type='kvm'><name>snp1</name>
+// snpXML is an SEV-SNP domain with a direct boot.
+const snpXML = `<domain type='kvm'><name>snp1</name>
   <vcpu placement='static' current='4'>8</vcpu>
   <os><type arch='x86_64' machine='q35'>hvm</type>
     <loader type='rom' stateless='yes'>/usr/share/OVMF/OVMF.amdsev.fd</loader>
@@ -100,6 +108,10 @@ func TestParseDomainXMLLaunch(t *testing.T) {
   <cpu mode='custom' match='exact'><model fallback='forbid'>EPYC-Milan</model></cpu>
   <launchSecurity type='sev-snp' kernelHashes='yes'><policy>0x30000</policy></launchSecurity>
 </domain>`
+
+// The launch inputs of an SEV-SNP domain with a direct boot.
+func TestParseDomainXMLLaunch(t *testing.T) {
+	doc := snpXML
 	info, err := ParseDomainXML(doc)
 	if err != nil {
 		t.Fatal(err)
