@@ -18,7 +18,7 @@ var vcpuModels = map[string][3]byte{
 	"EPYC-Turin": {26, 0, 0},
 }
 
-// vcpuVersions lists the versions QEMU 10 defines for each model, and the
+// vcpuVersions lists the versions QEMU (up to 10.x) defines for each model, and the
 // aliases it keeps for some of them.
 var vcpuVersions = map[string][]string{
 	"EPYC":       {"EPYC-v1", "EPYC-v2", "EPYC-IBPB", "EPYC-v3", "EPYC-v4", "EPYC-v5"},
