@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -208,6 +209,10 @@ func (lc *libvirtLifecycle) lifecycle(ctx context.Context, q lifecycleQueries, e
 	return transition{}
 }
 
+// launchFactsMark is the fact every description of a domain's launch inputs
+// has (libvirt.FactLaunchVCPUs; host does not import the libvirt binding).
+const launchFactsMark = "launch_vcpus"
+
 // describe takes in the transport's description of the domain's current
 // QEMU instance (EventLibvirtDomain). After a reconnection it reports what
 // happened while hvmon could not see the domain (libvirtd restarting): a
@@ -222,6 +227,16 @@ func (lc *libvirtLifecycle) describe(d map[string]any, at time.Time) transition 
 		lc.port = a
 	}
 	if f, ok := d["facts"].(map[string]any); ok {
+		if _, ok := f[launchFactsMark]; ok {
+			// The launch inputs are described whole each time: none of
+			// the previous description's (a kernel since removed, an
+			// error since fixed) outlives it.
+			for k := range lc.remembered {
+				if strings.HasPrefix(k, "launch_") && k != "launch_security" {
+					delete(lc.remembered, k)
+				}
+			}
+		}
 		for k, val := range f {
 			if s, ok := val.(string); ok {
 				lc.remembered[k] = s

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -273,5 +274,20 @@ func TestHookFacts(t *testing.T) {
 	}
 	if f := r.verify(e).Report.Host.Facts; f["libvirt_hooks"] != "" {
 		t.Fatalf("hooks listed twice: %v", f)
+	}
+}
+
+// A description of the domain's launch inputs replaces the previous one's
+// whole: a kernel since removed or an error since fixed does not linger.
+func TestLibvirtLaunchFactsReplaced(t *testing.T) {
+	lc := newLibvirtLifecycle("", "")
+	at := time.Unix(1700000000, 0)
+	lc.describe(map[string]any{"id": float64(1), "state": "running", "facts": map[string]any{
+		"launch_security": "sev-snp", "launch_vcpus": "2", "launch_kernel_sha256": "aa", "launch_inputs_error": "x", "domain_xml_sha3": "d"}}, at)
+	lc.describe(map[string]any{"id": float64(1), "state": "running", "facts": map[string]any{
+		"launch_security": "sev-snp", "launch_vcpus": "4", "launch_expected_measurement": "m"}}, at)
+	want := map[string]string{"launch_security": "sev-snp", "launch_vcpus": "4", "launch_expected_measurement": "m", "domain_xml_sha3": "d"}
+	if got := lc.facts(); !maps.Equal(got, want) {
+		t.Errorf("remembered %v, want %v", got, want)
 	}
 }

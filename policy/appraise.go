@@ -60,6 +60,9 @@ const (
 	ReasonIdentityBound      = "identity_bound"
 	ReasonIdentityMismatch   = "identity_mismatch"
 	ReasonIdentityUnbound    = "identity_unavailable"
+	ReasonLaunchMatch        = "host_launch_match"
+	ReasonLaunchMismatch     = "host_launch_mismatch"
+	ReasonLaunchUnknown      = "host_launch_unknown"
 )
 
 // Input is what Appraise looks at: an authenticated report and the facts
@@ -180,6 +183,9 @@ func (p *Policy) Appraise(in Input) Verdict {
 	}
 	if rules.BindVMIdentity {
 		appraiseIdentity(&v, rep.Workload, hw, in.Hardware, in.HardwareErr)
+	}
+	if hw != nil && in.HardwareErr == nil {
+		appraiseHostLaunch(&v, rules.SNP, subject, rep.Host, in.Hardware)
 	}
 
 	if rules.MaxAge > 0 {

@@ -22,6 +22,9 @@ type SNPRules struct {
 	IDKeyDigests        [][]byte
 	RequireSingleSocket bool
 	VMPL                *uint32
+	// MatchHostLaunch requires the host's observation of the launch
+	// measurement its launch inputs give to equal the hardware's.
+	MatchHostLaunch bool
 }
 
 // snpBlock is the snp block of a rules block (docs/POLICY.md).
@@ -36,6 +39,7 @@ type snpBlock struct {
 	IDKeyDigests        *[]string `hcl:"id_key_digests,optional"`
 	RequireSingleSocket *bool     `hcl:"require_single_socket,optional"`
 	VMPL                *uint32   `hcl:"vmpl,optional"`
+	MatchHostLaunch     *bool     `hcl:"match_host_launch,optional"`
 	Range               hcl.Range `hcl:",def_range"`
 }
 
@@ -121,6 +125,9 @@ func (snpKind) parse(b *rulesBlock, bad badFunc) (func(*Rules), error) {
 		}
 		if s.VMPL != nil {
 			r.SNP.VMPL = s.VMPL
+		}
+		if s.MatchHostLaunch != nil {
+			r.SNP.MatchHostLaunch = *s.MatchHostLaunch
 		}
 	}, nil
 }
@@ -214,4 +221,51 @@ func tcbAtLeast(t, min tee.TCBParts) bool {
 
 func tcbText(t tee.TCBParts) string {
 	return fmt.Sprintf("bootloader %d, tee %d, snp %d, microcode %d", t.Bootloader, t.TEE, t.SNP, t.Microcode)
+}
+
+// The host observations snp.host_launch reads (docs/FORMAT.md §7.5): the
+// SEV-SNP measurement the host computed from the launch inputs it saw,
+// or why it could not.
+const (
+	factLaunchMeasurement = "launch_expected_measurement"
+	factLaunchError       = "launch_inputs_error"
+)
+
+// appraiseHostLaunch compares the measurement the host's launch inputs
+// give with the hardware's. A disagreement is always reported: a warning,
+// contraindicated under match_host_launch, which also requires the host to
+// have computed one.
+func appraiseHostLaunch(v *Verdict, r SNPRules, subject string, obs *attest.Observations, f *tee.Facts) {
+	const check = "snp.host_launch"
+	if f == nil || f.SNP == nil {
+		return
+	}
+	var (
+		want, why string
+		ok        bool
+	)
+	if obs != nil {
+		want, ok = obs.Facts[factLaunchMeasurement]
+		why = obs.Facts[factLaunchError]
+	}
+	got := hexs(f.Measurement)
+	switch {
+	case ok && want == got:
+		if r.MatchHostLaunch {
+			v.Add(Finding{Check: check, Status: Affirming, Reason: ReasonLaunchMatch, Subject: subject, Detail: "the host's launch inputs give the hardware's measurement"})
+		}
+	case ok:
+		status := Warning
+		if r.MatchHostLaunch {
+			status = Contraindicated
+		}
+		v.Add(Finding{Check: check, Status: status, Reason: ReasonLaunchMismatch, Subject: subject,
+			Detail: fmt.Sprintf("the host's launch inputs give measurement %s, the hardware reports %s: the VM was not launched from the inputs the host names", want, got)})
+	case r.MatchHostLaunch:
+		d := "the host recorded no launch measurement computed from its launch inputs"
+		if why != "" {
+			d += ": " + why
+		}
+		v.Add(Finding{Check: check, Status: Contraindicated, Reason: ReasonLaunchUnknown, Subject: subject, Detail: d})
+	}
 }

@@ -2,12 +2,14 @@
 # Installs the Debian packages hvmon's demo and QEMU test tiers need, when
 # missing. Needs root only when something is missing.
 set -euo pipefail
+# ovmf gives the launch package the firmware of its SEV-SNP vectors;
 # libvirt-dev builds the libvirt binding (cgo); libvirt-daemon-system and
 # libvirt-clients give the integration tier a real libvirtd; iproute2 the
 # network namespace of the second libvirt host; curl submits reports to the
 # log server (file-only demo, interop test); openssh-client holds the
-# interop test witness's key in an ssh-agent.
-APT_PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static xz-utils cpio libvirt-dev libvirt-daemon-system libvirt-clients iproute2 curl openssh-client"
+# interop test witness's key in an ssh-agent; ovmf is the firmware whose
+# SEV-SNP launch measurement the launch tests compute.
+APT_PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static xz-utils cpio libvirt-dev libvirt-daemon-system libvirt-clients iproute2 curl openssh-client ovmf"
 missing=""
 for p in $APT_PACKAGES; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

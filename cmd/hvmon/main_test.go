@@ -39,6 +39,11 @@ func TestMain(m *testing.M) {
 //	truncate FILE SIZE            cut FILE to SIZE bytes (negative: drop that many from the end)
 //	appendhex FILE HEX            append bytes to FILE
 //	filemode FILE PERM            FILE's permission bits must be PERM (octal)
+//	needovmf FILE                 copy Debian's OVMF_CODE_4M.fd to FILE
+//
+// and the condition [ovmf]: that firmware is installed, or must be
+// (HVMON_REQUIRE_OVMF=1, where needovmf then fails).
+//
 //	tlogprove VKEY FILE...        log the FILEs in a new test log (fixed key), write its verifier key to VKEY and each FILE's proof to FILE without .cose plus .proof
 func TestScript(t *testing.T) {
 	testscript.Run(t, testscript.Params{
@@ -48,6 +53,13 @@ func TestScript(t *testing.T) {
 			env.Setenv("HVMON_CONFIG", "/nonexistent/hvmon-test.hcl")
 			return nil
 		},
+		Condition: func(cond string) (bool, error) {
+			if cond != "ovmf" {
+				return false, fmt.Errorf("unknown condition %q", cond)
+			}
+			_, err := os.Stat(debianOVMF)
+			return err == nil || os.Getenv("HVMON_REQUIRE_OVMF") == "1", nil
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exits":     cmdExits,
 			"flipbyte":  cmdFlipByte,
@@ -55,6 +67,7 @@ func TestScript(t *testing.T) {
 			"appendhex": cmdAppendHex,
 			"filemode":  cmdFileMode,
 			"tlogprove": cmdTlogProve,
+			"needovmf":  cmdNeedOVMF,
 		},
 	})
 }
@@ -139,4 +152,21 @@ func cmdFileMode(ts *testscript.TestScript, neg bool, args []string) {
 	if got := st.Mode().Perm(); got != fs.FileMode(want) {
 		ts.Fatalf("%s has mode %04o, want %04o", args[0], got, want)
 	}
+}
+
+// debianOVMF is the firmware of the launch vectors (Debian's ovmf package).
+const debianOVMF = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+
+func cmdNeedOVMF(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: needovmf FILE")
+	}
+	b, err := os.ReadFile(debianOVMF)
+	if err != nil {
+		if os.Getenv("HVMON_REQUIRE_OVMF") == "1" {
+			ts.Fatalf("%v (install Debian's ovmf package)", err)
+		}
+		ts.Fatalf("%v: guard the script with [!ovmf] skip", err)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), b, 0o644))
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,8 +14,10 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/evidence"
+	"hvmon.dev/hvmon/host/libvirt"
 	"hvmon.dev/hvmon/internal/atomicfile"
 	"hvmon.dev/hvmon/internal/keyfile"
+	"hvmon.dev/hvmon/launch"
 	"hvmon.dev/hvmon/policy"
 )
 
@@ -109,10 +112,13 @@ func (a *app) policyInitCmd() *cobra.Command {
 		trust            []string
 		ev               evidenceSettings
 		asOfIssue, force bool
+		fromLaunch       bool
+		domainXML, vm    string
+		in               launchInputs
 	)
 	cmd := &cobra.Command{
-		Use:   "init --from REPORT --trust PUB [--out FILE]",
-		Short: "Write a starting policy from a trusted golden report",
+		Use:   "init (--from REPORT | --from-launch [launch flags | --domain-xml FILE]) --trust PUB [--out FILE]",
+		Short: "Write a starting policy from a trusted golden report or from launch inputs",
 		Long: `Write a starting policy from a golden report: a report of the VM in a
 state you trust. The report must verify (against --trust and the evidence
 flags, as of --at); an unverifiable report is refused with the exit code of
@@ -125,11 +131,34 @@ or TDX MR_TD, RTMRs, MRCONFIGID and TEE TCB SVN), every region's root and the
 lifecycle events, as commented HCL to review before use. Paths in it are
 relative to --out (absolute when writing to stdout).
 
+With --from-launch, no report is trusted: the policy pins the SEV-SNP
+measurement computed from the VM's launch inputs (as "hvmon launch measure"
+computes it), requires SEV-SNP evidence, and names the inputs and their
+digests in comments. The inputs come from the launch flags (--ovmf, --vcpus,
+--vcpu-type, --kernel, --initrd, --append, --guest-features, --vmm-type;
+--vm names the VM) or from a libvirt domain XML (--domain-xml: its name,
+loader, vCPU count, CPU model and, with kernelHashes='yes', its kernel,
+initrd and command line; launch flags given as well override it). Only
+--amd-roots of the evidence flags applies.
+
 ` + exitCodeHelp,
 		Example: `  hvmon policy init --from golden.cose --trust host.key.pub --out vm.policy.hcl
+  hvmon policy init --from-launch --domain-xml vm.xml --trust host.key.pub --out vm.policy.hcl
+  hvmon policy init --from-launch --vm vm1 --ovmf OVMF.fd --vcpus 4 --vcpu-type EPYC-Milan --trust host.key.pub
   hvmon verify --policy vm.policy.hcl report.cose`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if fromLaunch == (from != "") {
+				return configErr(errors.New("give one of --from REPORT and --from-launch"))
+			}
+			if fromLaunch {
+				return a.policyInitFromLaunch(cmd, &in, domainXML, vm, trust, ev.amdRoots, out, force)
+			}
+			for _, name := range []string{"domain-xml", "vm", "ovmf", "vcpus", "vcpu-type", "vcpu-sig", "kernel", "initrd", "append", "guest-features", "vmm-type", "type"} {
+				if cmd.Flags().Changed(name) {
+					return configErr(fmt.Errorf("--%s needs --from-launch", name))
+				}
+			}
 			opts := attest.VerifyOptions{}
 			if asOfIssue && at != "" {
 				return configErr(errors.New("--as-of-issue and --at contradict each other: choose one"))
@@ -227,9 +256,140 @@ relative to --out (absolute when writing to stdout).
 	f.BoolVar(&asOfIssue, "as-of-issue", false, "verify an archived golden report as of its own issued-at (its freshness against the clock is not checked)")
 	f.BoolVar(&force, "force", false, "overwrite --out when it exists")
 	ev.flags(f)
-	cmd.MarkFlagRequired("from")
+	f.BoolVar(&fromLaunch, "from-launch", false, "pin the SEV-SNP measurement computed from the launch inputs instead of a report's")
+	f.StringVar(&domainXML, "domain-xml", "", "with --from-launch: read the launch inputs from this libvirt domain XML `FILE`")
+	f.StringVar(&vm, "vm", "", "with --from-launch: the VM's `NAME` (default: the domain XML's name)")
+	in.addFlags(f, a)
 	cmd.MarkFlagRequired("trust")
 	return cmd
+}
+
+// policyInitFromLaunch writes a policy that pins the measurement computed
+// from the launch inputs: the flags, over what the domain XML says.
+func (a *app) policyInitFromLaunch(cmd *cobra.Command, in *launchInputs, domainXML, vm string, trust []string, amdRoots, out string, force bool) error {
+	for _, name := range []string{"at", "allow-simulated", "simulated-roots", "simulated-seed", "allow-debug", "intel-roots"} {
+		if cmd.Flags().Changed(name) {
+			return configErr(fmt.Errorf("--%s has no meaning with --from-launch", name))
+		}
+	}
+	var notes []string
+	if domainXML != "" {
+		b, _, err := readLaunchFile("domain-xml", domainXML, libvirt.MaxDomainXML)
+		if err != nil {
+			return configErr(err)
+		}
+		d, err := libvirt.ParseDomainXML(string(b))
+		if err != nil {
+			return configErr(fmt.Errorf("--domain-xml %s: %w", domainXML, err))
+		}
+		if d.LaunchSecurity != "sev-snp" {
+			return configErr(fmt.Errorf("--domain-xml %s: domain %s has no <launchSecurity type='sev-snp'> (it has %q): its launch is not measured by SEV-SNP", domainXML, d.Name, d.LaunchSecurity))
+		}
+		if vm == "" {
+			vm = d.Name
+		}
+		f, l := cmd.Flags(), d.Launch
+		set := func(flag string, dst *string, v string) {
+			if !f.Changed(flag) {
+				*dst = v
+			}
+		}
+		set("ovmf", &in.ovmf, l.Loader)
+		if !f.Changed("vcpus") {
+			in.vcpus = int(min(l.VCPUs, launch.MaxVCPUs+1))
+		}
+		if !f.Changed("vcpu-sig") {
+			set("vcpu-type", &in.vcpuType, l.CPUModel)
+		}
+		if in.vcpuType == "" && in.vcpuSig == "" {
+			return configErr(fmt.Errorf("--domain-xml %s: the CPU has no model (mode %q): give the vCPUs' signature with --vcpu-sig (or a model with --vcpu-type)", domainXML, l.CPUMode))
+		}
+		if l.KernelHashes {
+			set("kernel", &in.kernel, l.Kernel)
+			set("initrd", &in.initrd, l.Initrd)
+			if !f.Changed("append") && l.Cmdline != "" {
+				if err := f.Set("append", l.Cmdline); err != nil {
+					return configErr(err)
+				}
+			}
+		} else if l.Kernel != "" {
+			notes = append(notes, "the domain boots a kernel directly without kernelHashes='yes': the kernel, initrd and command line are NOT measured")
+		}
+		notes = append(notes, "domain XML "+domainXML)
+	}
+	if vm == "" {
+		return configErr(errors.New("--from-launch: name the VM with --vm NAME (or give --domain-xml)"))
+	}
+	if err := attest.CheckVMName(vm); err != nil {
+		return configErr(fmt.Errorf("--vm: %w", err))
+	}
+	res, err := in.measure()
+	if err != nil {
+		return err
+	}
+	m, err := hex.DecodeString(res.Measurement)
+	if err != nil {
+		return err
+	}
+	l := policy.Launch{VM: vm, Measurement: m, Inputs: append(notes, launchInputLines(res)...)}
+	if l.HostKeys, err = relPaths(out, trust...); err != nil {
+		return err
+	}
+	if amdRoots != "" {
+		if l.AMDRoots, err = relPaths(out, amdRoots); err != nil {
+			return err
+		}
+	}
+	text, err := policy.GenerateLaunch(l)
+	if err != nil {
+		return configErr(err)
+	}
+	// What was written must load: the same check as verify --policy.
+	if _, err := policy.Parse(text, policyName(out), policy.Options{Hardware: evidence.PolicyHardware{}}); err != nil {
+		return configErr(fmt.Errorf("the policy does not load: %w", err))
+	}
+	if err := a.writePolicy(out, text, force); err != nil {
+		return err
+	}
+	a.log.Info("policy written", "from", "launch inputs", "vm", vm, "out", displayName(out), "measurement", res.Measurement)
+	return nil
+}
+
+// launchInputLines describes the launch inputs of a policy, one line each.
+func launchInputLines(r *launchResult) []string {
+	file := func(what string, f *launchFile) string {
+		return fmt.Sprintf("%s %s (%d bytes, sha256 %s)", what, f.Path, f.Size, f.SHA256)
+	}
+	lines := []string{file("firmware", &r.OVMF)}
+	if r.Kernel != nil {
+		lines = append(lines, file("kernel", r.Kernel))
+	}
+	if r.Initrd != nil {
+		lines = append(lines, file("initrd", r.Initrd))
+	}
+	if r.Cmdline != nil {
+		lines = append(lines, fmt.Sprintf("command line %q (sha256 with its NUL %s)", *r.Cmdline, r.CmdlineSHA256))
+	}
+	cpu := r.VCPUType + " "
+	if cpu == " " {
+		cpu = ""
+	}
+	lines = append(lines, fmt.Sprintf("%d vCPU(s) %s(signature %s), VMM %s, guest features %s",
+		r.VCPUs, cpu, r.VCPUSignature, r.VMMType, r.GuestFeatures))
+	return lines
+}
+
+// relPaths rewrites paths as a policy written to out names them.
+func relPaths(out string, paths ...string) ([]string, error) {
+	var r []string
+	for _, p := range paths {
+		q, err := pathFrom(out, p)
+		if err != nil {
+			return nil, configErr(err)
+		}
+		r = append(r, q)
+	}
+	return r, nil
 }
 
 func (a *app) policyCheckCmd() *cobra.Command {

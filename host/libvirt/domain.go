@@ -33,6 +33,22 @@ type DomainInfo struct {
 	HasAgent bool
 	// LaunchSecurity is "sev", "sev-snp", "tdx", "s390-pv" or "".
 	LaunchSecurity string
+	// Launch are the launch inputs the XML names.
+	Launch LaunchInputs
+}
+
+// LaunchInputs are what a confidential VM's launch measurement depends on,
+// as a domain XML names them.
+type LaunchInputs struct {
+	Loader                  string // <os><loader>: the firmware
+	Kernel, Initrd, Cmdline string // <os><kernel>, <initrd>, <cmdline>: a direct boot
+	// KernelHashes says QEMU puts the direct boot's hashes in the
+	// firmware's SEV hashes table (<launchSecurity kernelHashes='yes'>):
+	// without it the kernel, initrd and command line are not measured.
+	KernelHashes bool
+	VCPUs        uint   // <vcpu>, or its current attribute: the vCPUs at launch
+	CPUModel     string // <cpu><model>; empty for host-passthrough and host-model
+	CPUMode      string // <cpu mode>
 }
 
 // ParseDomainXML reads a domain XML document.
@@ -65,10 +81,29 @@ func ParseDomainXML(doc string) (*DomainInfo, error) {
 			break
 		}
 	}
+	if os := d.OS; os != nil {
+		if os.Loader != nil {
+			info.Launch.Loader = os.Loader.Path
+		}
+		info.Launch.Kernel, info.Launch.Initrd, info.Launch.Cmdline = os.Kernel, os.Initrd, os.Cmdline
+	}
+	if v := d.VCPU; v != nil {
+		info.Launch.VCPUs = v.Value
+		if v.Current != 0 {
+			info.Launch.VCPUs = v.Current
+		}
+	}
+	if c := d.CPU; c != nil {
+		info.Launch.CPUMode = c.Mode
+		if c.Model != nil {
+			info.Launch.CPUModel = c.Model.Value
+		}
+	}
 	if ls := d.LaunchSecurity; ls != nil {
 		switch {
 		case ls.SEVSNP != nil:
 			info.LaunchSecurity = "sev-snp"
+			info.Launch.KernelHashes = ls.SEVSNP.KernelHashes == "yes"
 		case ls.SEV != nil:
 			info.LaunchSecurity = "sev"
 		case ls.TDX != nil:

@@ -1,6 +1,8 @@
 package libvirt
 
 import (
+	"io"
+	"io/fs"
 	"strings"
 	"testing"
 )
@@ -74,6 +76,7 @@ func TestLifecycleNames(t *testing.T) {
 
 func FuzzParseDomainXML(f *testing.F) {
 	f.Add(liveXML)
+	f.Add(snpXML)
 	f.Add(`<domain type='qemu'><name>x</name><devices><channel type='unix'><target type='virtio' name='org.hvmon.agent.0'/></channel></devices></domain>`)
 	f.Fuzz(func(t *testing.T, doc string) {
 		info, err := ParseDomainXML(doc)
@@ -86,5 +89,41 @@ func FuzzParseDomainXML(f *testing.F) {
 		if !info.HasAgent && (info.AgentPath != "" || info.AgentAlias != "" || info.AgentOpen) {
 			t.Fatalf("agent fields without the agent channel: %+v", info)
 		}
+		if info.Launch.KernelHashes && info.LaunchSecurity != "sev-snp" {
+			t.Fatalf("kernelHashes without SEV-SNP: %+v", info)
+		}
+		// The launch facts of any domain, with files that do not exist,
+		// never panic.
+		LaunchFacts(info, func(string) (io.ReadCloser, error) { return nil, fs.ErrNotExist })
 	})
+}
+
+// snpXML is an SEV-SNP domain with a direct boot.
+const snpXML = `<domain type='kvm'><name>snp1</name>
+  <vcpu placement='static' current='4'>8</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type>
+    <loader type='rom' stateless='yes'>/usr/share/OVMF/OVMF.amdsev.fd</loader>
+    <kernel>/boot/vmlinuz</kernel><initrd>/boot/initrd.img</initrd><cmdline>console=ttyS0 ro</cmdline>
+  </os>
+  <cpu mode='custom' match='exact'><model fallback='forbid'>EPYC-Milan</model></cpu>
+  <launchSecurity type='sev-snp' kernelHashes='yes'><policy>0x30000</policy></launchSecurity>
+</domain>`
+
+// The launch inputs of an SEV-SNP domain with a direct boot.
+func TestParseDomainXMLLaunch(t *testing.T) {
+	doc := snpXML
+	info, err := ParseDomainXML(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := LaunchInputs{Loader: "/usr/share/OVMF/OVMF.amdsev.fd", Kernel: "/boot/vmlinuz", Initrd: "/boot/initrd.img",
+		Cmdline: "console=ttyS0 ro", KernelHashes: true, VCPUs: 4, CPUModel: "EPYC-Milan", CPUMode: "custom"}
+	if info.Launch != want {
+		t.Errorf("Launch = %+v, want %+v", info.Launch, want)
+	}
+	doc = strings.Replace(doc, " current='4'", "", 1)
+	doc = strings.Replace(doc, " kernelHashes='yes'", "", 1)
+	if info, err := ParseDomainXML(doc); err != nil || info.Launch.VCPUs != 8 || info.Launch.KernelHashes {
+		t.Errorf("without current and kernelHashes: %+v, %v", info.Launch, err)
+	}
 }

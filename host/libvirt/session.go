@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"hvmon.dev/hvmon/host"
+	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/internal/dropq"
 	"hvmon.dev/hvmon/qmp"
 )
@@ -311,6 +313,9 @@ func (s *session) describe(ref *domainRef, now time.Time) event {
 			data["agent_open"] = info.AgentOpen
 			if info.LaunchSecurity != "" {
 				facts["launch_security"] = info.LaunchSecurity
+				for k, v := range LaunchFacts(info, openRegular) {
+					facts[k] = v
+				}
 			}
 		} else {
 			s.log.Warn("cannot read the domain XML", "error", err)
@@ -462,3 +467,7 @@ func monitorEvent(e *golibvirt.DomainQemuMonitorEvent) event {
 	ev.Timestamp.Microseconds = int64(e.Micros)
 	return ev
 }
+
+// openRegular opens a launch input for LaunchFacts: regular files only,
+// never blocking on a FIFO or a device.
+func openRegular(path string) (io.ReadCloser, error) { return boundedfile.Open(path) }

@@ -54,6 +54,8 @@ var forbidden = map[string][]string{
 	"hvmon.dev/hvmon/attest":  {"os", "net", "net/http", "os/exec", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "hvmon.dev/hvmon/backend"},
 	"hvmon.dev/hvmon/measure": {"net", "net/http", "os/exec", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "hvmon.dev/hvmon/attest"},
 	"hvmon.dev/hvmon/policy":  {"net", "net/http", "os/exec", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd"},
+	// Launch measurements are computed from bytes the caller read.
+	"hvmon.dev/hvmon/launch": {"os", "os/exec", "net", "net/http", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "hvmon.dev/hvmon/backend"},
 	// The log's formats and checks are pure: logs are read through the
 	// TileReader interface, never opened here.
 	"hvmon.dev/hvmon/tlog": {"os", "os/exec", "os/signal", "syscall", "net", "net/http", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "hvmon.dev/hvmon/backend", "hvmon.dev/hvmon/evidence", "hvmon.dev/hvmon/policy"},
