@@ -1,5 +1,9 @@
 # hvmon daemon configuration (HCL). Every setting is shown; the optional ones
-# carry their default. Unknown settings are errors.
+# carry their default. Unknown settings are errors. Relative paths resolve
+# against this file's directory. Check a change with
+#   hvmon daemon --check --config /etc/hvmon/hvmon.hcl
+# and apply it with SIGHUP (systemctl reload hvmon): vm blocks take effect at
+# once, other settings at the next restart.
 
 # Name recorded in every report as the observing host (default: the
 # machine's host name).
@@ -55,31 +59,33 @@ periodic = "10m"
 #   regions = ["weights"]
 # }
 
-# One block per VM. The name is the VM's name in every report; it follows
+# One block per VM (these two are examples: uncomment and adapt them; a
+# vm block for a VM that does not exist only gives a reconnecting worker and
+# warnings). The name is the VM's name in every report; it follows
 # the VM name rule [A-Za-z0-9][A-Za-z0-9._+@:-]{0,127} (ASCII, no spaces).
 # qmp is a QMP socket reserved for hvmon
 # (QEMU: -qmp unix:/run/hvmon/llm-1.qmp,server=on,wait=off); agent is the
 # unix socket of the agent's virtio-serial chardev.
-vm "llm-1" {
-  uuid          = "6f1c1d2e-0000-4000-8000-000000000001"
-  qmp           = "/run/hvmon/llm-1.qmp"
-  agent         = "/run/hvmon/llm-1.agent"
-  agent_port_id = "agentport0" # the -device virtserialport id=
-  periodic      = "5m"
-  regions       = []           # agent region ids; empty means all
-}
+#vm "llm-1" {
+#  uuid          = "6f1c1d2e-0000-4000-8000-000000000001"
+#  qmp           = "/run/hvmon/llm-1.qmp"
+#  agent         = "/run/hvmon/llm-1.agent"
+#  agent_port_id = "agentport0" # the -device virtserialport id=
+#  periodic      = "5m"
+#  regions       = []           # agent region ids; empty means all
+#}
 
 # A VM without a TEE: the host measures guest-physical ranges itself
 # (QMP pmemsave into a private temporary file, measured, deleted). Such
 # claims say platform "host" and never pass a policy that asks for
 # hardware evidence. QEMU must be able to write to $TMPDIR.
-vm "plain-1" {
-  qmp = "/run/hvmon/plain-1.qmp"
-  host_region "kernel-text" {
-    address = 16777216 # 0x1000000
-    size    = 4194304
-  }
-}
+#vm "plain-1" {
+#  qmp = "/run/hvmon/plain-1.qmp"
+#  host_region "kernel-text" {
+#    address = 16777216 # 0x1000000
+#    size    = 4194304
+#  }
+#}
 
 # How hardware evidence is checked before the host signs around it.
 # evidence {

@@ -19,8 +19,24 @@ func TestParseConfigExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the shipped example does not parse: %v", err)
 	}
-	if len(c.VMs) == 0 || c.Key == "" || c.APISocket == "" {
+	// It follows no VM that does not exist: its vm blocks are commented
+	// out (lines starting "#" and no space), and parse once uncommented.
+	if len(c.VMs) != 0 || c.Key == "" || c.APISocket == "" {
 		t.Errorf("example = %+v", c)
+	}
+	var lines []string
+	in := false
+	for _, l := range strings.Split(string(src), "\n") {
+		in = in || strings.HasPrefix(l, "#vm ")
+		if in {
+			in = l != "#}"
+			l = l[1:]
+		}
+		lines = append(lines, l)
+	}
+	c, err = ParseConfig([]byte(strings.Join(lines, "\n")), "hvmon.hcl")
+	if err != nil || len(c.VMs) != 2 || len(c.VMs[1].HostRegions) != 1 {
+		t.Errorf("the example's vm blocks, uncommented: %v, %+v", err, c)
 	}
 }
 
