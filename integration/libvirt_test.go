@@ -301,6 +301,12 @@ evidence {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		r.t.Fatal(err)
 	}
+	r.launchDaemon(path)
+}
+
+// launchDaemon runs "hvmon daemon --config path" and waits for its API.
+func (r *libvirtRig) launchDaemon(path string) {
+	r.t.Helper()
 	args := append(append([]string{}, r.enter...), r.bin, "daemon", "--config", path, "--log-level", "trace")
 	r.daemon = exec.Command(args[0], args[1:]...)
 	r.daemon.Stdout, r.daemon.Stderr = r.daemonLog, r.daemonLog
