@@ -112,6 +112,7 @@ func New(ctx context.Context, cfg *Config, o Options) (*Server, error) {
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
+	routeLibraryLogs(s.log)
 	if s.poll == 0 {
 		s.poll = 10 * time.Second
 	}

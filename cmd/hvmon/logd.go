@@ -110,7 +110,7 @@ func (a *app) runLogd(ctx context.Context, cfg *logd.Config) error {
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	go hs.Serve(ln)
 	var ms *http.Server
-	if cfg.MetricsListen != "" {
+	if cfg.MetricsListen != "" && cfg.MetricsListen != "off" { // "off" as in the daemon's configuration
 		mln, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
 			hs.Close()
