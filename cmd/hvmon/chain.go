@@ -71,11 +71,13 @@ func verifyArgs(chain *bool) cobra.PositionalArgs {
 }
 
 // chainFiles expands the arguments of verify --chain: a file is itself, a
-// directory gives its *.cose files in name order. Each gets a name for
-// messages: its base name when those are unique, else its path. A *.cose
-// entry of a directory that is not a regular file (a FIFO, a device, a
-// directory, a symlink loop or to nothing) is refused by name rather than
-// opened: reading a FIFO would wait for a writer forever.
+// directory gives its *.cose files in name order. A directory without any
+// is read as the daemon's store: a data directory (its reports/) or its
+// reports directory gives the *.cose files of each VM's directory in it.
+// Each gets a name for messages: its base name when those are unique,
+// else its path. A *.cose entry that is not a regular file (a FIFO, a
+// device, a directory, a symlink loop or to nothing) is refused by name
+// rather than opened: reading a FIFO would wait for a writer forever.
 func chainFiles(args []string) (paths, names []string, err error) {
 	for _, arg := range args {
 		if arg == "-" {
@@ -89,32 +91,63 @@ func chainFiles(args []string) (paths, names []string, err error) {
 			paths = append(paths, arg)
 			continue
 		}
-		entries, err := os.ReadDir(arg)
+		found, err := reportsIn(arg)
 		if err != nil {
-			return nil, nil, configErr(err)
-		}
-		var found []string
-		for _, e := range entries {
-			if filepath.Ext(e.Name()) != ".cose" {
-				continue
-			}
-			p := filepath.Join(arg, e.Name())
-			st, err := os.Stat(p) // follows a symlink to a report
-			if err != nil {
-				return nil, nil, configErr(fmt.Errorf("%s: %w", p, err))
-			}
-			if !st.Mode().IsRegular() {
-				return nil, nil, configErr(fmt.Errorf("%s is %s, not a report file", p, boundedfile.Kind(st.Mode())))
-			}
-			found = append(found, p)
+			return nil, nil, err
 		}
 		if len(found) == 0 {
-			return nil, nil, configErr(fmt.Errorf("%s holds no *.cose report", arg))
+			// The store's layout: DATA_DIR/reports/<vm>/*.cose.
+			root := arg
+			if st, err := os.Stat(filepath.Join(arg, "reports")); err == nil && st.IsDir() {
+				root = filepath.Join(arg, "reports")
+			}
+			vms, err := os.ReadDir(root)
+			if err != nil {
+				return nil, nil, configErr(err)
+			}
+			for _, d := range vms {
+				if !d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+					continue
+				}
+				more, err := reportsIn(filepath.Join(root, d.Name()))
+				if err != nil {
+					return nil, nil, err
+				}
+				found = append(found, more...)
+			}
 		}
-		slices.Sort(found)
+		if len(found) == 0 {
+			return nil, nil, configErr(fmt.Errorf("%s holds no *.cose report (nor a store's reports/<vm>/*.cose)", arg))
+		}
 		paths = append(paths, found...)
 	}
 	return paths, chainNames(paths), nil
+}
+
+// reportsIn lists the *.cose files of one directory in name order,
+// refusing one that is not a regular file.
+func reportsIn(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, configErr(err)
+	}
+	var found []string
+	for _, e := range entries {
+		if filepath.Ext(e.Name()) != ".cose" || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		st, err := os.Stat(p) // follows a symlink to a report
+		if err != nil {
+			return nil, configErr(fmt.Errorf("%s: %w", p, err))
+		}
+		if !st.Mode().IsRegular() {
+			return nil, configErr(fmt.Errorf("%s is %s, not a report file", p, boundedfile.Kind(st.Mode())))
+		}
+		found = append(found, p)
+	}
+	slices.Sort(found)
+	return found, nil
 }
 
 // chainNames names each report of a history for messages: its base name

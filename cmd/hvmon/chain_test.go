@@ -331,3 +331,25 @@ func TestLogShowPrefix(t *testing.T) {
 		t.Errorf("short prefix: exit %d: %s", code, stderr)
 	}
 }
+
+// TestVerifyChainStoreLayout: verify --chain takes the daemon's data
+// directory, or its reports directory, and audits the same history as log
+// verify over that store.
+func TestVerifyChainStoreLayout(t *testing.T) {
+	store, _ := storeVector(t, "clean")
+	trust := []string{"--trust", filepath.Join(vectorDir, "keys", "host.pub"), "--trust", filepath.Join(vectorDir, "keys", "other.pub")}
+	_, want, _ := runIn(t, nil, append([]string{"log", "verify", "--data-dir", store}, trust...)...)
+	verdict := regexp.MustCompile(`(?m)^VERDICT: .*$`).FindString(want)
+	if verdict == "" {
+		t.Fatalf("log verify printed no verdict:\n%s", want)
+	}
+	for _, dir := range []string{store, filepath.Join(store, "reports")} {
+		code, got, stderr := runIn(t, nil, append(append([]string{"verify"}, trust...), "--chain", dir)...)
+		if code == exitUsage || !strings.Contains(got, verdict) {
+			t.Errorf("verify --chain %s: exit %d, want %q\n%s%s", dir, code, verdict, got, stderr)
+		}
+	}
+	if code, _, stderr := runIn(t, nil, append(append([]string{"verify"}, trust...), "--chain", t.TempDir())...); code != exitUsage || !strings.Contains(stderr, "holds no *.cose report") {
+		t.Errorf("verify --chain of an empty directory: exit %d: %s", code, stderr)
+	}
+}
