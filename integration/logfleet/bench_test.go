@@ -46,8 +46,9 @@ func BenchmarkSubmitPOSIX(b *testing.B) {
 			keys := benchKeys(b)
 			dir := filepath.Join(b.TempDir(), "log")
 			srv := newLogServer(b, "logd", posixBlock(dir), nil, keys, "")
-			benchSubmit(b, []*logServer{srv}, keys, c, func() int64 {
-				return treeBytes(b, filepath.Join(dir, "tile")) + treeBytes(b, filepath.Join(dir, "checkpoint"))
+			benchSubmit(b, []*logServer{srv}, keys, c, func() storedBytes {
+				t, cp := treeBytes(b, filepath.Join(dir, "tile")), treeBytes(b, filepath.Join(dir, "checkpoint"))
+				return storedBytes{t.all + cp.all, t.full + cp.full}
 			})
 		})
 	}
@@ -67,7 +68,7 @@ func BenchmarkSubmitFleet(b *testing.B) {
 			for _, name := range []string{"logd-0", "logd-1"} {
 				servers = append(servers, newLogServer(b, name, st.awsBlock(), st.procEnv(), keys, ""))
 			}
-			benchSubmit(b, servers, keys, c, func() int64 { return treeBytes(b, bucket) })
+			benchSubmit(b, servers, keys, c, func() storedBytes { return treeBytes(b, bucket) })
 		})
 	}
 }
@@ -94,7 +95,7 @@ func benchKeys(b *testing.B) []*attest.PrivateKey {
 
 // benchSubmit runs the benchmark loop: each iteration signs a fresh set
 // of reports with the clock stopped, then submits them all.
-func benchSubmit(b *testing.B, servers []*logServer, keys []*attest.PrivateKey, clients int, stored func() int64) {
+func benchSubmit(b *testing.B, servers []*logServer, keys []*attest.PrivateKey, clients int, stored func() storedBytes) {
 	guest := guestEvidence(b, time.Now())
 	var lat []time.Duration
 	var proofs, entries [][]byte
@@ -123,8 +124,10 @@ func benchSubmit(b *testing.B, servers []*logServer, keys []*attest.PrivateKey, 
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(retries), "retries")
 	// Partial tiles and bundles count until the log's garbage collection
-	// removes them, as they do on disk.
-	b.ReportMetric(float64(stored()-bytesBefore)/float64(len(entries)), "stored-B/report")
+	// removes them, as they do on disk; full-B leaves them out.
+	after := stored()
+	b.ReportMetric(float64(after.all-bytesBefore.all)/float64(len(entries)), "stored-B/report")
+	b.ReportMetric(float64(after.full-bytesBefore.full)/float64(len(entries)), "full-B/report")
 	var entrySize, proofSize int
 	for i := range entries {
 		entrySize += len(entries[i])
@@ -200,15 +203,23 @@ func verifyTime(b *testing.B, entries, proofs [][]byte) float64 {
 	return float64(time.Since(start).Microseconds()) / float64(n)
 }
 
-// treeBytes is the total size of the regular files under path (a file or
-// a directory; 0 when absent).
-func treeBytes(b *testing.B, path string) int64 {
-	var n int64
-	err := filepath.WalkDir(path, func(_ string, d fs.DirEntry, err error) error {
+// storedBytes is what the log stores under path (a file or a directory;
+// 0 when absent): all regular files, and those that are not partial tiles
+// or bundles (not under an "N.p" directory), which is what remains once the
+// log's garbage collection removed the partial ones that full ones
+// replaced.
+type storedBytes struct{ all, full int64 }
+
+func treeBytes(b *testing.B, path string) storedBytes {
+	var n storedBytes
+	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			var fi fs.FileInfo
 			if fi, err = d.Info(); err == nil {
-				n += fi.Size()
+				n.all += fi.Size()
+				if !strings.Contains(p, ".p/") {
+					n.full += fi.Size()
+				}
 			}
 		}
 		if errors.Is(err, fs.ErrNotExist) {
