@@ -14,9 +14,11 @@ import (
 // treeNodes builds the inclusion proofs of one tree size from the log's
 // hash tiles. It keeps the tiles it read and every node hash it computed,
 // so the proofs of one checkpoint — all the submissions that waited for
-// it, often hundreds — share the work: a node inside a tile is hashed
-// once, not once per proof. It is safe for concurrent use; tiles are read
-// without holding its lock.
+// it, often hundreds — share the work: a tile is read once (concurrent
+// proofs wait for the first reader) and a node inside a tile is hashed
+// once, not once per proof. Full tiles, which never change, come from a
+// cache shared by all tree sizes. It is safe for concurrent use; tiles
+// are read without holding its lock.
 //
 // (Tessera's client.ProofBuilder recomputes each inner node of a tile
 // from its leaves on every proof and is not safe for concurrent use: with
@@ -25,14 +27,47 @@ import (
 type treeNodes struct {
 	size     uint64
 	readTile func(ctx context.Context, level, index uint64, p uint8) ([]byte, error)
+	full     *fullTiles
 
 	mu    sync.Mutex
-	tiles map[[2]uint64][]byte        // (tile level, tile index) → hashes
+	tiles map[[2]uint64]*tileRead     // (tile level, tile index) → hashes
 	nodes map[compact.NodeID][32]byte // computed inner nodes
 }
 
-func newTreeNodes(size uint64, readTile func(ctx context.Context, level, index uint64, p uint8) ([]byte, error)) *treeNodes {
-	return &treeNodes{size: size, readTile: readTile, tiles: map[[2]uint64][]byte{}, nodes: map[compact.NodeID][32]byte{}}
+// tileRead is one tile being read or read.
+type tileRead struct {
+	done chan struct{} // closed when b and err are set
+	b    []byte
+	err  error
+}
+
+// fullTiles caches full tiles for all tree sizes (they never change),
+// up to maxFullTiles of them (8 KiB each); when full it starts over.
+type fullTiles struct {
+	mu    sync.Mutex
+	tiles map[[2]uint64][]byte
+}
+
+const maxFullTiles = 512
+
+func (f *fullTiles) get(key [2]uint64) ([]byte, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.tiles[key]
+	return b, ok
+}
+
+func (f *fullTiles) put(key [2]uint64, b []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.tiles == nil || len(f.tiles) >= maxFullTiles {
+		f.tiles = map[[2]uint64][]byte{}
+	}
+	f.tiles[key] = b
+}
+
+func newTreeNodes(size uint64, readTile func(ctx context.Context, level, index uint64, p uint8) ([]byte, error), full *fullTiles) *treeNodes {
+	return &treeNodes{size: size, readTile: readTile, full: full, tiles: map[[2]uint64]*tileRead{}, nodes: map[compact.NodeID][32]byte{}}
 }
 
 // inclusion returns the RFC 6962 audit path of index in the tree.
@@ -101,16 +136,44 @@ func (t *treeNodes) inner(tile []byte, id compact.NodeID, nodeLevel uint, nodeIn
 }
 
 // tile returns the hashes of a tile of the tree (partial at its right
-// edge), reading it the first time.
+// edge), reading it the first time; concurrent callers wait for that
+// read. A failed read is forgotten, so a later proof tries again.
 func (t *treeNodes) tile(ctx context.Context, level, index uint64) ([]byte, error) {
 	key := [2]uint64{level, index}
 	t.mu.Lock()
-	b, ok := t.tiles[key]
+	r, ok := t.tiles[key]
+	if !ok {
+		r = &tileRead{done: make(chan struct{})}
+		t.tiles[key] = r
+	}
 	t.mu.Unlock()
 	if ok {
-		return b, nil
+		select {
+		case <-r.done:
+			return r.b, r.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+	r.b, r.err = t.read(ctx, level, index)
+	if r.err != nil {
+		t.mu.Lock()
+		delete(t.tiles, key)
+		t.mu.Unlock()
+	}
+	close(r.done)
+	return r.b, r.err
+}
+
+// read reads a tile from the shared cache of full tiles or the log.
+func (t *treeNodes) read(ctx context.Context, level, index uint64) ([]byte, error) {
+	key := [2]uint64{level, index}
 	p := layout.PartialTileSize(level, index, t.size)
+	if p == 0 {
+		if b, ok := t.full.get(key); ok {
+			return b, nil
+		}
+	}
 	b, err := t.readTile(ctx, level, index, p)
 	if err != nil {
 		return nil, fmt.Errorf("reading tile %d/%d: %w", level, index, err)
@@ -122,9 +185,9 @@ func (t *treeNodes) tile(ctx context.Context, level, index uint64) ([]byte, erro
 	if len(b) != want {
 		return nil, fmt.Errorf("tile %d/%d has %d bytes, want %d", level, index, len(b), want)
 	}
-	t.mu.Lock()
-	t.tiles[key] = b
-	t.mu.Unlock()
+	if p == 0 {
+		t.full.put(key, b)
+	}
 	return b, nil
 }
 

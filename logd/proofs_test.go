@@ -87,3 +87,58 @@ func TestProofsShortTile(t *testing.T) {
 		t.Fatalf("proof from a short tile:\n%s", p)
 	}
 }
+
+// Concurrent proofs of one checkpoint read each tile once, a full tile is
+// not read again for a later checkpoint, and a failed read is tried again
+// by the next proof.
+func TestProofsReadTilesOnce(t *testing.T) {
+	l := tlogtest.New(logKey(t), tlog.SignerOptions{Now: func() time.Time { return testNow }})
+	for i := range 600 {
+		if _, err := l.Append(fmt.Appendf(nil, "entry %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	reads := map[string]int{}
+	fail := true
+	read := func(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			fail = false
+			return nil, fmt.Errorf("tile store down")
+		}
+		reads[tlog.TilePath(level, index, p)]++
+		return l.ReadTile(ctx, level, index, p)
+	}
+	c := &proofCache{readTile: read, policy: tlog.Policy{Log: logKey(t).Verifier()}}
+	cp300, err := l.Checkpoint(300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.prove(context.Background(), cp300, 1); err == nil {
+		t.Fatal("a proof while the tiles cannot be read")
+	}
+	var wg sync.WaitGroup
+	for i := range uint64(300) {
+		wg.Go(func() {
+			if _, err := c.prove(context.Background(), cp300, i); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	cp600, err := l.Checkpoint(600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []uint64{0, 100, 599} {
+		if _, err := c.prove(context.Background(), cp600, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]int{"tile/0/000": 1, "tile/0/001.p/44": 1, "tile/0/002.p/88": 1, "tile/1/000.p/1": 1, "tile/1/000.p/2": 1}
+	if fmt.Sprint(reads) != fmt.Sprint(want) {
+		t.Errorf("tiles read %v, want %v", reads, want)
+	}
+}

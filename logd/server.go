@@ -289,6 +289,7 @@ type proofCache struct {
 
 	mu      sync.Mutex
 	entries []*sizeProofs // most recent first
+	full    fullTiles
 }
 
 const proofCacheSize = 4
@@ -327,7 +328,7 @@ func (c *proofCache) get(signed []byte) (*sizeProofs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the log's own checkpoint does not open: %w", err)
 	}
-	e := &sizeProofs{signed: bytes.Clone(signed), cp: cp, nodes: newTreeNodes(cp.Size, c.readTile)}
+	e := &sizeProofs{signed: bytes.Clone(signed), cp: cp, nodes: newTreeNodes(cp.Size, c.readTile, &c.full)}
 	c.entries = append([]*sizeProofs{e}, c.entries...)
 	if len(c.entries) > proofCacheSize {
 		c.entries = c.entries[:proofCacheSize]
