@@ -282,14 +282,15 @@ func fallbackReadTile(read client.TileFetcherFunc) client.TileFetcherFunc {
 	}
 }
 
-// proofCache keeps a proof builder for each of the last few published
-// tree sizes (a builder is not safe for concurrent use: each has a lock).
+// proofCache keeps the proof builder of each of the last few published
+// tree sizes.
 type proofCache struct {
 	readTile func(ctx context.Context, level, index uint64, p uint8) ([]byte, error)
 	policy   tlog.Policy
 
 	mu      sync.Mutex
 	entries []*sizeProofs // most recent first
+	full    fullTiles
 }
 
 const proofCacheSize = 4
@@ -297,8 +298,7 @@ const proofCacheSize = 4
 type sizeProofs struct {
 	signed []byte
 	cp     *tlog.Checkpoint
-	mu     sync.Mutex
-	pb     *client.ProofBuilder
+	nodes  *treeNodes
 }
 
 // prove returns the tlog-proof of index in the signed checkpoint.
@@ -310,25 +310,11 @@ func (c *proofCache) prove(ctx context.Context, signed []byte, index uint64) ([]
 	if index >= e.cp.Size {
 		return nil, fmt.Errorf("index %d is not in the checkpoint of size %d", index, e.cp.Size)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.pb == nil {
-		if e.pb, err = client.NewProofBuilder(ctx, e.cp.Size, c.readTile); err != nil {
-			return nil, err
-		}
-	}
-	hashes, err := e.pb.InclusionProof(ctx, index)
+	path, err := e.nodes.inclusion(ctx, index)
 	if err != nil {
 		return nil, err
 	}
-	p := &tlog.Proof{Index: index, Checkpoint: signed, Path: make([][32]byte, len(hashes))}
-	for i, h := range hashes {
-		if len(h) != 32 {
-			return nil, fmt.Errorf("proof hash of %d bytes", len(h))
-		}
-		p.Path[i] = [32]byte(h)
-	}
-	return p.Marshal(), nil
+	return (&tlog.Proof{Index: index, Checkpoint: signed, Path: path}).Marshal(), nil
 }
 
 func (c *proofCache) get(signed []byte) (*sizeProofs, error) {
@@ -343,7 +329,7 @@ func (c *proofCache) get(signed []byte) (*sizeProofs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the log's own checkpoint does not open: %w", err)
 	}
-	e := &sizeProofs{signed: bytes.Clone(signed), cp: cp}
+	e := &sizeProofs{signed: bytes.Clone(signed), cp: cp, nodes: newTreeNodes(cp.Size, c.readTile, &c.full)}
 	c.entries = append([]*sizeProofs{e}, c.entries...)
 	if len(c.entries) > proofCacheSize {
 		c.entries = c.entries[:proofCacheSize]

@@ -54,6 +54,35 @@ step "integration: the agent in a QEMU guest (TCG when KVM does not run guests)"
 go test -tags integration -count=1 -timeout 30m -v ./integration/ 2>&1 | tee /tmp/hvmon-integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok )|^    [a-z_]+_test\.go:[0-9]+: ' || true
 grep -q '^ok ' /tmp/hvmon-integration.log || { echo "integration tier failed:"; tail -n 100 /tmp/hvmon-integration.log; exit 1; }
 
+# ---- BEGIN log fleet tier: the transparency log on MariaDB + S3, and its faults ----
+# scripts/logstack.sh installs MariaDB (apt, as root) and builds versitygw
+# (go install, cached in $HVMON_TOOLS, default ~/.cache/hvmon-tools) when
+# missing, and starts both niced on loopback; this block stops them by PID
+# whatever happens. Against that stack: logd's aws storage tests, then the
+# fault tests of integration/logfleet (separate hvmon logd processes, host
+# outboxes): kill -9 of a log server mid-batch (POSIX and fleet), a MariaDB
+# restart, the S3 gateway down for a minute.
+step "log fleet: logd on MariaDB + S3 (logstack), kill -9, database restart, S3 down"
+logstack_dir=$(mktemp -d "${TMPDIR:-/tmp}/hvmon-logstack.XXXXXX")
+logstack_down() { scripts/logstack.sh stop "$logstack_dir" >/dev/null 2>&1 || true; rm -rf "$logstack_dir"; }
+trap logstack_down EXIT
+t0=$SECONDS
+scripts/logstack.sh start "$logstack_dir" >/dev/null
+echo "   stack up in $((SECONDS - t0)) s"
+for run in 'logd:^(TestAWSStorage|TestAWSFleet)$' 'integration/logfleet:.'; do
+	t0=$SECONDS
+	HVMON_LOGSTACK_ENV=$logstack_dir/env go test -count=1 -timeout 20m -v -run "${run#*:}" "./${run%%:*}" >/tmp/hvmon-logfleet.log 2>&1 ||
+		{ cat /tmp/hvmon-logfleet.log; exit 1; }
+	grep -E '^(--- |ok )|(fault|tree [0-9]+ → [0-9]+):' /tmp/hvmon-logfleet.log | grep -v -- '--- SKIP' || true
+	if grep -q -- '--- SKIP' /tmp/hvmon-logfleet.log; then
+		echo "a log fleet test skipped with the stack up:"; grep -A1 -- '--- SKIP' /tmp/hvmon-logfleet.log; exit 1
+	fi
+	echo "   ./${run%%:*} in $((SECONDS - t0)) s"
+done
+logstack_down
+trap - EXIT
+# ---- END log fleet tier ----
+
 step "fuzz smoke ($FUZZTIME per target)"
 # A real finding always leaves a crasher under testdata/fuzz, which fails
 # every later run as a seed. Go 1.26's fuzzing coordinator can end a
