@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"hvmon.dev/hvmon/attest"
+	"hvmon.dev/hvmon/internal/keyfile"
 )
 
 // TestAdminPath walks the admin path of docs/OPERATIONS.md with a real
@@ -62,6 +63,9 @@ func TestAdminPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	must("keygen", "-o", filepath.Join(etc, "host.key"))
+	if r.pub, err = keyfile.LoadPublic(filepath.Join(etc, "host.key.pub")); err != nil { // the rig verifies reports with it
+		t.Fatal(err)
+	}
 	set := func(text, key, value string) string {
 		re := regexp.MustCompile(`(?m)^` + key + ` = .*$`)
 		if !re.MatchString(text) {
