@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"hvmon.dev/hvmon/evidence"
 	"hvmon.dev/hvmon/evidence/sim"
 	"hvmon.dev/hvmon/guest"
+	"hvmon.dev/hvmon/internal/syncbuf"
 	"hvmon.dev/hvmon/policy"
 	"hvmon.dev/hvmon/qmp/qmptest"
 )
@@ -100,7 +100,7 @@ func apiClient(t *testing.T, r *rig) (*APIClient, func()) {
 // TestVMNamesWhereTheyEnter: a VM name outside the rule is refused by the
 // API (400), the supervisor, the configuration and the watched directory.
 func TestVMNamesWhereTheyEnter(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	r := newRigOpts(t, nil, func(o *Options) {
 		o.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info})
 	})
@@ -152,23 +152,6 @@ func TestVMNamesWhereTheyEnter(t *testing.T) {
 	if n := strings.Count(logs.String(), "its name breaks the VM name rule"); n != 1 || !strings.Contains(logs.String(), "bad name.qmp") {
 		t.Errorf("logged the refused name %d time(s), want once naming the socket:\n%s", n, logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestVMIdentityEndToEnd: an agent launched for VM "vm-a" (its simulated

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 
 	"hvmon.dev/hvmon/host"
 	"hvmon.dev/hvmon/internal/keyfile"
+	"hvmon.dev/hvmon/internal/syncbuf"
 	"hvmon.dev/hvmon/qmp/qmptest"
 )
 
@@ -156,25 +156,6 @@ vm "vm-1" {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger writing while a test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestDaemonReload: SIGHUP applies the file's vm blocks (a new VM is
 // followed, a removed one no longer), logs other changes as needing a
 // restart, and a file that does not parse changes nothing — the daemon
@@ -222,7 +203,7 @@ func TestDaemonReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	a := &app{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, log: hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})}
 	ctx, cancel := context.WithCancel(context.Background())
 	hup := make(chan os.Signal, 1)
