@@ -92,7 +92,8 @@
 //     evidence nor any snapshot later than issued-at (ErrNotYetValid);
 //     expires-at not before now (ErrExpired); the guest evidence at most
 //     MaxEvidenceAge older than its report (ErrStaleEvidence). Every
-//     comparison but the lifetime cap allows ClockSkew.
+//     comparison but the lifetime cap allows ClockSkew (none with
+//     NoClockSkew).
 //  7. nonce: the report answers the verifier's nonce, when it gave one.
 //     ErrNonce.
 //  8. vm: the report is about VerifyOptions.VM (Report.IsAbout), when

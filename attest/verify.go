@@ -47,6 +47,10 @@ type VerifyOptions struct {
 	// ClockSkew is the tolerance on issued-at and expires-at; zero means
 	// DefaultClockSkew.
 	ClockSkew time.Duration
+	// NoClockSkew tolerates no clock skew at all: every freshness
+	// comparison is exact and ClockSkew is ignored. (ClockSkew's zero
+	// value means the default, so it cannot say "none" itself.)
+	NoClockSkew bool
 	// MaxLifetime caps expires-at minus issued-at, whatever the signer
 	// chose; zero means DefaultMaxLifetime.
 	MaxLifetime time.Duration
@@ -382,7 +386,7 @@ func (o VerifyOptions) now() time.Time {
 }
 
 func checkFreshness(r *Report, g *GuestEvidence, opts VerifyOptions) error {
-	skew := cmpOr(opts.ClockSkew, DefaultClockSkew)
+	skew := opts.clockSkew()
 	maxLife := cmpOr(opts.MaxLifetime, DefaultMaxLifetime)
 	now := opts.now()
 	switch {
@@ -414,6 +418,13 @@ func checkFreshness(r *Report, g *GuestEvidence, opts VerifyOptions) error {
 		}
 	}
 	return nil
+}
+
+func (o VerifyOptions) clockSkew() time.Duration {
+	if o.NoClockSkew {
+		return 0
+	}
+	return cmpOr(o.ClockSkew, DefaultClockSkew)
 }
 
 func (o VerifyOptions) maxEvidenceAge() time.Duration {

@@ -186,8 +186,8 @@ func TestNonceAndLifetime(t *testing.T) {
 }
 
 // TestExpiry: expiry fails closed on missing, textual or backwards times,
-// within a bounded clock skew, and the issued-at window holds for every
-// snapshot too.
+// within a bounded clock skew (none with NoClockSkew), and the issued-at
+// window holds for every snapshot too.
 func TestExpiry(t *testing.T) {
 	k := testKey(t, 1)
 	signed := mustSign(t, k, testReport(1))
@@ -206,6 +206,22 @@ func TestExpiry(t *testing.T) {
 		o.Now = tc.at
 		if _, err := Verify(signed, o); !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
 			t.Errorf("Verify at %s = %v, want %v", tc.at, err, tc.want)
+		}
+	}
+	// NoClockSkew makes every comparison exact; ClockSkew is ignored.
+	for _, tc := range []struct {
+		at   time.Time
+		want error
+	}{
+		{exp, nil},
+		{exp.Add(time.Second), ErrExpired},
+		{testNow, nil},
+		{testNow.Add(-time.Second), ErrNotYetValid},
+	} {
+		o := opts(k)
+		o.Now, o.NoClockSkew, o.ClockSkew = tc.at, true, time.Hour
+		if _, err := Verify(signed, o); !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+			t.Errorf("Verify at %s with NoClockSkew = %v, want %v", tc.at, err, tc.want)
 		}
 	}
 	// Missing, empty, textual, or backwards times are malformed.

@@ -55,7 +55,7 @@ func startDemoLog(ctx context.Context, dir string, hosts []*attest.PublicKey, lo
 		return nil, err
 	}
 	var allow bytes.Buffer
-	allow.WriteString("# the demo's host key\n")
+	allow.WriteString("# the demo's host keys, one per host\n")
 	for _, h := range hosts {
 		p, err := attest.MarshalPublicKeyPEM(h)
 		if err != nil {

@@ -45,32 +45,26 @@ func resetDemoLog(out string) error {
 	return nil
 }
 
-// demoLogAuditArgs is the hvmon log audit command that re-runs the demo's
-// log monitor from its output files (without the hosts' stores, which the
-// demo does not keep).
-func demoLogAuditArgs(out, pubPath, vkeyPath string) []string {
-	return []string{"log", "audit", "--tlog", filepath.Join(out, "log"), "--log-key", vkeyPath, "--trust", pubPath,
-		"--allow-simulated", "--simulated-seed", demo.SimulatedSeed, "--state", filepath.Join(out, "log-audit.state")}
-}
-
 // demoLog prints what the demo's log holds and what the log monitor found
 // in it, and fails when the monitor found anything wrong with the log
 // itself: the demo's log must be consistent and hold every stored report.
-func (a *app) demoLog(res *demo.Result, out, pubPath, vkeyPath string) error {
+// It returns the exit code hvmon log audit gives for what the monitor
+// found (5 for the restore's rollback).
+func (a *app) demoLog(res *demo.Result, f demoFiles) (int, error) {
 	l := res.Log
 	cp := l.Checkpoint
 	w := a.stdout
-	fmt.Fprintf(w, "\n== The transparency log: %s (tlog-tiles), verifier key %s\n", l.Dir, vkeyPath)
+	fmt.Fprintf(w, "\n== The transparency log: %s (tlog-tiles), verifier key %s\n", l.Dir, f.vkey)
 	fmt.Fprintf(w, "  checkpoint: %s, tree size %d, root %x\n", cp.Origin, cp.Size, cp.Root)
-	fmt.Fprintf(w, "  proofs: %d of %d reports proven in it with the log's key; each is %s/reports/NAME.proof beside NAME.cose\n",
-		l.Proofs, len(res.Reports), out)
-	fmt.Fprintf(w, "  log monitor (hvmon log audit) over %s with the stores of both hosts:\n", l.Dir)
+	fmt.Fprintf(w, "  proofs: %d of %d reports proven in it with the log's key; each is %s/NAME.proof beside NAME.cose\n",
+		l.Proofs, len(res.Reports), f.reports)
+	fmt.Fprintf(w, "  log monitor (hvmon log audit) over %s with the stores of both hosts, trusting both host keys:\n", l.Dir)
 	if l.Audit == nil {
-		return fmt.Errorf("demo: the log monitor gave no result: %v", l.AuditErr)
+		return 0, fmt.Errorf("demo: the log monitor gave no result: %v", l.AuditErr)
 	}
 	var b strings.Builder
 	if err := writeChainText(&b, &policy.ChainAudit{Verdict: l.Audit.Verdict, VMs: l.Audit.VMs}); err != nil {
-		return err
+		return 0, err
 	}
 	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		f := strings.Fields(line)
@@ -91,15 +85,18 @@ func (a *app) demoLog(res *demo.Result, out, pubPath, vkeyPath string) error {
 	}
 	switch {
 	case l.AuditErr != nil:
-		return fmt.Errorf("demo: the log monitor: %w", l.AuditErr)
+		return 0, fmt.Errorf("demo: the log monitor: %w", l.AuditErr)
 	case l.Audit.Failed != nil:
-		return fmt.Errorf("demo: the log monitor: a logged report failed verification: %w", l.Audit.Failed)
+		return 0, fmt.Errorf("demo: the log monitor: a logged report failed verification: %w", l.Audit.Failed)
 	case len(bad) > 0:
-		return fmt.Errorf("demo: the log monitor found a problem with the log: %s", strings.Join(bad, ", "))
+		return 0, fmt.Errorf("demo: the log monitor found a problem with the log: %s", strings.Join(bad, ", "))
 	}
 	fmt.Fprintln(w, "\nNo log-level finding: the checkpoint is signed by the log's key, every report both hosts stored")
 	fmt.Fprintln(w, "is in the log, and every proof the hosts hold comes from this log's history. The chain findings")
 	fmt.Fprintln(w, "are the chain audit's across the whole log (the monitor takes no reference roots: no drift).")
-	fmt.Fprintf(w, "Run the monitor again from these files: hvmon %s\n", strings.Join(demoLogAuditArgs(out, pubPath, vkeyPath), " "))
-	return nil
+	fmt.Fprintf(w, "Run the monitor again from these files: hvmon %s\n", strings.Join(f.logAuditArgs(), " "))
+	if l.Audit.Status == policy.Contraindicated {
+		return exitAppraisal, nil
+	}
+	return exitOK, nil
 }

@@ -38,9 +38,9 @@ stdin.
 
 Checks run in this order and stop at the first failure: format, trust (the
 signing key is one of the --trust keys), signature, guest evidence, freshness
-(issued-at and expires-at against --at, with --skew tolerance, a lifetime
-of at most --max-lifetime, and guest evidence issued at most
---max-evidence-age before the report), nonce (when --nonce is given), vm
+(issued-at and expires-at against --at, with --skew tolerance, none with
+--skew 0, a lifetime of at most --max-lifetime, and guest evidence issued
+at most --max-evidence-age before the report), nonce (when --nonce is given), vm
 (with --vm: the report is about that VM), hardware (with
 --require-hardware: the report embeds verified hardware evidence),
 completeness (every --expect region is in the report) and drift (each
@@ -96,10 +96,14 @@ contraindicated verdict exits 5; warnings exit 0.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := attest.VerifyOptions{Strict: strict, ClockSkew: skew, MaxLifetime: maxLifetime, AllowHostMeasured: allowHostMeasured,
 				RequireHardware: requireHardware, MaxEvidenceAge: maxEvidenceAge}
-			// The library reads a zero duration as "use the default", so
-			// zero cannot be passed through as "no tolerance".
-			if skew <= 0 {
-				return configErr(fmt.Errorf("--skew %s: must be positive", skew))
+			// --skew 0 asks for no tolerance. The library reads a zero
+			// ClockSkew as "use the default", so zero is said with
+			// NoClockSkew; a negative tolerance means nothing.
+			switch {
+			case skew < 0:
+				return configErr(fmt.Errorf("--skew %s: must not be negative (0 tolerates no skew)", skew))
+			case skew == 0:
+				opts.NoClockSkew = true
 			}
 			if maxLifetime <= 0 {
 				return configErr(fmt.Errorf("--max-lifetime %s: must be positive", maxLifetime))
@@ -231,7 +235,7 @@ contraindicated verdict exits 5; warnings exit 0.
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.StringVar(&at, "at", "", "verify as of this RFC 3339 `TIME` instead of now")
 	f.BoolVar(&asOfIssue, "as-of-issue", false, "verify an archived report as of its own issued-at (freshness against the clock is not checked; the output says so)")
-	f.DurationVar(&skew, "skew", attest.DefaultClockSkew, "clock skew tolerated on issued-at and expires-at")
+	f.DurationVar(&skew, "skew", attest.DefaultClockSkew, "clock skew tolerated on issued-at and expires-at; 0 tolerates none")
 	f.DurationVar(&maxLifetime, "max-lifetime", attest.DefaultMaxLifetime, "longest report lifetime (expires-at minus issued-at) accepted")
 	f.StringVar(&policyPath, "policy", "", "appraise the report against the policy `FILE` (its host keys are trusted too, its hardware roots replace the evidence flags)")
 	f.BoolVar(&chain, "chain", false, "audit a report history: the REPORT arguments are files and directories of *.cose reports")

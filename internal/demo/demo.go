@@ -14,7 +14,9 @@ package demo
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +38,16 @@ import (
 
 // VMName is the demo VM's name in every report.
 const VMName = "demo-llm"
+
+// The demo's hosts. The VM boots on SourceHost and migrates to DestHost;
+// each host signs with its own key, so the handover is between two keys.
+const (
+	SourceHost = "hv-a"
+	DestHost   = "hv-b"
+)
+
+// HostNames are the demo's hosts in order: SourceHost, DestHost.
+func HostNames() []string { return []string{SourceHost, DestHost} }
 
 // SimulatedSeed seeds the demo agent's simulated SEV-SNP chain; verifiers
 // of the demo's reports trust exactly that chain.
@@ -64,8 +76,10 @@ type Options struct {
 	// Log receives progress; Out receives the narrative.
 	Log hclog.Logger
 	Out io.Writer
-	// Key signs the hosts' reports; nil generates one.
-	Key *attest.PrivateKey
+	// Keys sign each host's reports, by host name (HostNames). A host
+	// without one gets a key generated for the run; two hosts may not
+	// share one.
+	Keys map[string]*attest.PrivateKey
 	// Periodic is the source host's periodic interval; zero means 5 s.
 	Periodic time.Duration
 	// StartLog, when set, starts a transparency log with its tiles in
@@ -91,10 +105,23 @@ type Report struct {
 
 // Result is a whole run.
 type Result struct {
-	Key     *attest.PrivateKey
+	// Keys are the hosts' signing keys, by host name (HostNames).
+	Keys    map[string]*attest.PrivateKey
 	Reports []Report // in the order they were made
 	// Log is the demo log after the run, checked; nil without a log.
 	Log *LogResult
+}
+
+// TrustedKeys returns the hosts' public keys in the order of HostNames:
+// what a verifier of the run's reports trusts.
+func (res *Result) TrustedKeys() []*attest.PublicKey {
+	var out []*attest.PublicKey
+	for _, name := range HostNames() {
+		if k := res.Keys[name]; k != nil {
+			out = append(out, k.PublicKey())
+		}
+	}
+	return out
 }
 
 // Expected returns the reference roots of the untampered regions.
@@ -109,12 +136,35 @@ func Expected() []attest.Expectation {
 // EvidenceVerifier trusts the demo's simulated chain and nothing else
 // simulated.
 func EvidenceVerifier() (attest.EvidenceVerifier, error) {
-	seed, _ := hex.DecodeString(SimulatedSeed)
-	roots, err := evidence.SimulatedRoots(seed)
+	roots, err := simulatedRoots()
 	if err != nil {
 		return nil, err
 	}
 	return evidence.NewVerifier(evidence.Options{AllowSimulated: true, SimulatedRoots: roots})
+}
+
+// SimulatedRootsPEM returns the roots of the demo's simulated chain (those
+// SimulatedSeed derives) as PEM CERTIFICATE blocks: the file a verifier
+// passes to --simulated-roots with --allow-simulated to trust exactly
+// them, without knowing the seed.
+func SimulatedRootsPEM() ([]byte, error) {
+	roots, err := simulatedRoots()
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for _, c := range roots {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out, nil
+}
+
+func simulatedRoots() ([]*x509.Certificate, error) {
+	seed, err := hex.DecodeString(SimulatedSeed)
+	if err != nil {
+		return nil, err
+	}
+	return evidence.SimulatedRoots(seed)
 }
 
 // Requirements lists what the demo needs on the machine, and how to get it.
@@ -141,7 +191,7 @@ type run struct {
 	o      Options
 	work   string
 	img    *tinyvm.Image
-	key    *attest.PrivateKey
+	keys   map[string]*attest.PrivateKey
 	ev     attest.EvidenceVerifier
 	stores map[string]*host.FileStore
 	stored map[string]func(host.Entry)
@@ -175,8 +225,9 @@ type Lifecycle func(ctx context.Context, h *Hosts) error
 // Hosts are a run's host stores, as a Lifecycle sees them.
 type Hosts struct{ r *run }
 
-// Key is the key the hosts sign their reports with.
-func (h *Hosts) Key() *attest.PrivateKey { return h.r.key }
+// Key is the key the named host signs its reports with; nil for a name
+// that is not one of HostNames.
+func (h *Hosts) Key(name string) *attest.PrivateKey { return h.r.keys[name] }
 
 // Store returns the named host's report store, created on first use, and
 // the hook to call with each report stored there (it submits the report
@@ -210,13 +261,10 @@ func run0(ctx context.Context, o Options, lifecycle func(context.Context, *run) 
 	}
 	defer os.RemoveAll(work)
 	r := &run{o: o, work: work, stores: map[string]*host.FileStore{}, stored: map[string]func(host.Entry){}, sups: map[string]*host.Supervisor{}, seen: map[attest.Digest]bool{}, res: &Result{}}
-	r.key = o.Key
-	if r.key == nil {
-		if r.key, err = attest.GenerateKey(nil); err != nil {
-			return nil, err
-		}
+	if r.keys, err = hostKeys(o.Keys); err != nil {
+		return nil, err
 	}
-	r.res.Key = r.key
+	r.res.Keys = r.keys
 	if r.ev, err = EvidenceVerifier(); err != nil {
 		return nil, err
 	}
@@ -224,8 +272,8 @@ func run0(ctx context.Context, o Options, lifecycle func(context.Context, *run) 
 		if o.LogDir == "" {
 			return nil, errors.New("demo: a log needs Options.LogDir")
 		}
-		r.say("== Transparency log: %s, tiles in %s, a checkpoint every %s; both hosts submit every report", LogOrigin, o.LogDir, LogCheckpointInterval)
-		if r.logs, err = startLog(ctx, o.StartLog, o.LogDir, work, []*attest.PublicKey{r.key.PublicKey()}, o.Log.Named("log")); err != nil {
+		r.say("== Transparency log: %s, tiles in %s, a checkpoint every %s; both hosts submit every report (its allowlist: their two keys)", LogOrigin, o.LogDir, LogCheckpointInterval)
+		if r.logs, err = startLog(ctx, o.StartLog, o.LogDir, work, r.res.TrustedKeys(), o.Log.Named("log")); err != nil {
 			return nil, err
 		}
 		defer r.logs.close(context.Background())
@@ -247,11 +295,40 @@ func run0(ctx context.Context, o Options, lifecycle func(context.Context, *run) 
 	return r.res, nil
 }
 
-// auditOptions are the log monitor's verify options: the demo's host key
-// and its simulated chain, as hvmon log audit --trust --allow-simulated
-// --simulated-seed gives them (the monitor takes no reference roots).
+// hostKeys returns a key for every host: the given ones, and a generated
+// key for each host without one. Two hosts sharing a key is an error: the
+// demo's handover is between two keys.
+func hostKeys(given map[string]*attest.PrivateKey) (map[string]*attest.PrivateKey, error) {
+	keys := map[string]*attest.PrivateKey{}
+	owner := map[attest.Digest]string{}
+	for _, name := range HostNames() {
+		k := given[name]
+		if k == nil {
+			var err error
+			if k, err = attest.GenerateKey(nil); err != nil {
+				return nil, err
+			}
+		}
+		if other, ok := owner[k.KeyID()]; ok {
+			return nil, fmt.Errorf("demo: hosts %s and %s share a key (id %s): each host needs its own", other, name, k.KeyID())
+		}
+		owner[k.KeyID()] = name
+		keys[name] = k
+	}
+	for name := range given {
+		if keys[name] == nil {
+			return nil, fmt.Errorf("demo: a key for host %q, which is not one of the demo's hosts %q", name, HostNames())
+		}
+	}
+	return keys, nil
+}
+
+// auditOptions are the log monitor's verify options: both hosts' keys and
+// the demo's simulated chain, as hvmon log audit --trust (twice)
+// --allow-simulated --simulated-roots gives them (the monitor takes no
+// reference roots).
 func (r *run) auditOptions() attest.VerifyOptions {
-	return attest.VerifyOptions{TrustedKeys: []*attest.PublicKey{r.key.PublicKey()}, Evidence: r.ev}
+	return attest.VerifyOptions{TrustedKeys: r.res.TrustedKeys(), Evidence: r.ev}
 }
 
 // hostStore returns the named host's store, created on first use, and
@@ -279,7 +356,7 @@ func (r *run) supervisor(name string, vm host.VMConfig) (*host.Supervisor, error
 	if err != nil {
 		return nil, err
 	}
-	sup, err := host.New(host.Options{Logger: r.o.Log.Named(name), Signer: r.key, HostName: name, Store: store, Evidence: r.ev, AgentTimeout: 2 * time.Minute,
+	sup, err := host.New(host.Options{Logger: r.o.Log.Named(name), Signer: r.keys[name], HostName: name, Store: store, Evidence: r.ev, AgentTimeout: 2 * time.Minute,
 		Stored: stored})
 	if err != nil {
 		return nil, err
@@ -356,18 +433,18 @@ func (r *run) lifecycle(ctx context.Context) error {
 		return err
 	}
 	defer src.Kill()
-	if _, err := r.supervisor("hv-a", host.VMConfig{Name: VMName, QMP: src.QMP2Path, Agent: src.AgentPath, Periodic: r.o.Periodic}); err != nil {
+	if _, err := r.supervisor(SourceHost, host.VMConfig{Name: VMName, QMP: src.QMP2Path, Agent: src.AgentPath, Periodic: r.o.Periodic}); err != nil {
 		return err
 	}
 	if err := src.WaitReady(ctx); err != nil {
 		return err
 	}
 	r.say("   guest up (accel %s)", src.Accel)
-	if _, err := r.await(ctx, "hv-a", attest.EventBoot); err != nil {
+	if _, err := r.await(ctx, SourceHost, attest.EventBoot); err != nil {
 		return err
 	}
 	r.say("== Periodic: hv-a attests every %s", r.o.Periodic)
-	if _, err := r.await(ctx, "hv-a", attest.EventPeriodic); err != nil {
+	if _, err := r.await(ctx, SourceHost, attest.EventPeriodic); err != nil {
 		return err
 	}
 
@@ -379,7 +456,7 @@ func (r *run) lifecycle(ctx context.Context) error {
 		return err
 	}
 	defer dst.Kill()
-	if _, err := r.supervisor("hv-b", host.VMConfig{Name: VMName, QMP: dst.QMP2Path, Agent: dst.AgentPath}); err != nil {
+	if _, err := r.supervisor(DestHost, host.VMConfig{Name: VMName, QMP: dst.QMP2Path, Agent: dst.AgentPath}); err != nil {
 		return err
 	}
 	srcQ, err := dial(ctx, src.QMPPath)
@@ -419,16 +496,16 @@ func (r *run) lifecycle(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	if _, err := r.await(ctx, "hv-a", attest.EventMigrateOut); err != nil {
+	if _, err := r.await(ctx, SourceHost, attest.EventMigrateOut); err != nil {
 		return err
 	}
-	if _, err := r.await(ctx, "hv-b", attest.EventMigrateIn); err != nil {
+	if _, err := r.await(ctx, DestHost, attest.EventMigrateIn); err != nil {
 		return err
 	}
 	srcQ.Quit(ctx)
 	<-src.Exited()
-	r.sups["hv-a"].Close()
-	delete(r.sups, "hv-a")
+	r.sups[SourceHost].Close()
+	delete(r.sups, SourceHost)
 	r.say("   QEMU A has exited; the VM lives on B")
 
 	r.say("== Snapshot: snapshot-save on B (VM state into a qcow2 image)")
@@ -445,7 +522,7 @@ func (r *run) lifecycle(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if _, err := r.await(ctx, "hv-b", attest.EventSnapshot); err != nil {
+	if _, err := r.await(ctx, DestHost, attest.EventSnapshot); err != nil {
 		return err
 	}
 
@@ -455,10 +532,10 @@ func (r *run) lifecycle(ctx context.Context) error {
 		return fmt.Errorf("tampering in the guest: status %d, %v", status, err)
 	}
 	r.say("== On-demand: the admin asks hv-b for a report now")
-	if _, err := r.sups["hv-b"].Attest(ctx, VMName, attest.EventOnDemand, map[string]string{"requested_by": "demo"}); err != nil {
+	if _, err := r.sups[DestHost].Attest(ctx, VMName, attest.EventOnDemand, map[string]string{"requested_by": "demo"}); err != nil {
 		return err
 	}
-	if _, err := r.await(ctx, "hv-b", attest.EventOnDemand); err != nil {
+	if _, err := r.await(ctx, DestHost, attest.EventOnDemand); err != nil {
 		return err
 	}
 
@@ -471,13 +548,13 @@ func (r *run) lifecycle(ctx context.Context) error {
 	if st, err := dstQ.QueryStatus(ctx); err == nil && !st.Running {
 		dstQ.Cont(ctx)
 	}
-	if _, err := r.await(ctx, "hv-b", attest.EventRestore); err != nil {
+	if _, err := r.await(ctx, DestHost, attest.EventRestore); err != nil {
 		return err
 	}
 
 	r.say("== Shutdown: QEMU B is told to quit")
 	dstQ.Quit(ctx)
-	if _, err := r.await(ctx, "hv-b", attest.EventShutdown); err != nil {
+	if _, err := r.await(ctx, DestHost, attest.EventShutdown); err != nil {
 		return err
 	}
 	<-dst.Exited()
@@ -507,8 +584,8 @@ type Verdict struct {
 	Pages map[string][]measure.PageRange
 }
 
-// Verify verifies every report as of its issue time against the demo's
-// reference roots, not in strict mode (drift is shown, not fatal).
+// Verify verifies every report as of its issue time, trusting both hosts'
+// keys, against the demo's reference roots, not in strict mode (drift is shown, not fatal).
 func Verify(res *Result) ([]Verdict, error) {
 	ev, err := EvidenceVerifier()
 	if err != nil {
@@ -520,7 +597,7 @@ func Verify(res *Result) ([]Verdict, error) {
 		if err != nil {
 			return nil, err
 		}
-		vr, verr := attest.Verify(rep.Signed, attest.VerifyOptions{TrustedKeys: []*attest.PublicKey{res.Key.PublicKey()},
+		vr, verr := attest.Verify(rep.Signed, attest.VerifyOptions{TrustedKeys: res.TrustedKeys(),
 			Now: in.Report.IssuedAt, Expected: slices.DeleteFunc(Expected(), func(e attest.Expectation) bool { return in.Guest == nil }), Evidence: ev})
 		v := Verdict{Report: rep, Result: vr, Err: verr}
 		if vr != nil {
