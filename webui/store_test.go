@@ -182,3 +182,5 @@ func vectorNames(t testing.TB) []string {
 	}
 	return out
 }
+
+func hostQuery(vm string) host.Query { return host.Query{VM: vm} }
