@@ -14,6 +14,7 @@ import (
 	"hvmon.dev/hvmon/internal/reportview"
 	"hvmon.dev/hvmon/internal/storeaudit"
 	"hvmon.dev/hvmon/policy"
+	"hvmon.dev/hvmon/tlog"
 )
 
 // stored is one report of the store, read and verified.
@@ -24,6 +25,23 @@ type stored struct {
 	err   error              // verification error (or read error)
 	in    *attest.Inspection // nil when the report does not decode
 	logs  map[string]host.APILogState
+	// proofs are the checks of its proof files, with Options.Log.
+	proofs []ProofCheck
+}
+
+// ProofCheck is the outcome of verifying one proof file beside a report
+// against the --log-key policy.
+type ProofCheck struct {
+	Label    string `json:"label"`
+	Verified bool   `json:"verified"`
+	Index    uint64 `json:"index,omitempty"`
+	TreeSize uint64 `json:"tree_size,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+type proofKey struct {
+	hash  attest.Digest
+	label string
 }
 
 // verified is the cached outcome of reading and verifying one report: a
@@ -89,6 +107,9 @@ func (s *Server) load(ctx context.Context) (*view, error) {
 				st.logs = map[string]host.APILogState{}
 			}
 			st.logs[l] = host.NewAPILogState(ls)
+			if s.opts.Log != nil && ls.State == host.LogLogged {
+				st.proofs = append(st.proofs, s.checkProof(e, l))
+			}
 		}
 		v.reports = append(v.reports, st)
 		v.byHash[e.Hash] = st
@@ -122,12 +143,50 @@ func (s *Server) verify(e host.Entry) verified {
 	return verified{res: res, err: err, in: in}
 }
 
+// checkProof verifies e's proof file for the log label against
+// Options.Log. A proof that verified is cached; one that did not is
+// checked again next time.
+func (s *Server) checkProof(e host.Entry, label string) ProofCheck {
+	k := proofKey{e.Hash, label}
+	if pc, ok := s.proofs[k]; ok {
+		return pc
+	}
+	pc := ProofCheck{Label: label}
+	data, err := boundedfile.Read(e.Path, attest.MaxReportSize)
+	if err != nil {
+		pc.Error = err.Error()
+		return pc
+	}
+	proof, err := s.opts.Store.Proof(e, label)
+	if err != nil {
+		pc.Error = err.Error()
+		return pc
+	}
+	cp, index, err := tlog.VerifyProof(*s.opts.Log, data, proof)
+	if err != nil {
+		pc.Error = err.Error()
+		return pc
+	}
+	pc.Verified, pc.Index, pc.TreeSize = true, index, cp.Size
+	if s.proofs == nil {
+		s.proofs = map[proofKey]ProofCheck{}
+	}
+	if len(s.proofs) < 4*s.opts.maxReports() {
+		s.proofs[k] = pc
+	}
+	return pc
+}
+
 // LogSummary counts a VM's reports by their state in one log.
 type LogSummary struct {
 	Label   string `json:"label"`
 	Logged  int    `json:"logged"`
 	Pending int    `json:"pending"`
 	Refused int    `json:"refused"`
+	// Verified counts the proofs that verified against --log-key, and
+	// Failed those that did not (both zero without it).
+	Verified int `json:"verified,omitempty"`
+	Failed   int `json:"failed,omitempty"`
 }
 
 // Fleet is the fleet page's data (GET /api/fleet).
@@ -187,6 +246,16 @@ func (v *view) fleet() *Fleet {
 			}
 			if st := v.byName[e.Report]; st != nil {
 				for i, l := range v.labels {
+					for _, pc := range st.proofs {
+						if pc.Label != l {
+							continue
+						}
+						if pc.Verified {
+							counts[i].Verified++
+						} else {
+							counts[i].Failed++
+						}
+					}
 					switch st.logs[l].State {
 					case host.LogLogged.String():
 						counts[i].Logged++
@@ -375,6 +444,8 @@ type Report struct {
 	// Status is the worst of Findings.
 	Status policy.Status               `json:"status"`
 	Logs   map[string]host.APILogState `json:"logs"`
+	// Proofs are the proof files checked against --log-key.
+	Proofs []ProofCheck `json:"proofs,omitempty"`
 }
 
 func (v *view) report(h attest.Digest) (*Report, bool) {
@@ -383,7 +454,7 @@ func (v *view) report(h attest.Digest) (*Report, bool) {
 		return nil, false
 	}
 	out := &Report{Hash: h, Name: st.name, VM: st.entry.VM, Stored: st.entry.Time, Valid: st.err == nil,
-		Checks: []attest.Check{}, Findings: []policy.Finding{}, Status: policy.None, Logs: st.logs}
+		Checks: []attest.Check{}, Findings: []policy.Finding{}, Status: policy.None, Logs: st.logs, Proofs: st.proofs}
 	if out.Logs == nil {
 		out.Logs = map[string]host.APILogState{}
 	}

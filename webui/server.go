@@ -38,6 +38,7 @@ import (
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/host"
 	"hvmon.dev/hvmon/policy"
+	"hvmon.dev/hvmon/tlog"
 )
 
 //go:embed templates/*.html static/*.css
@@ -62,6 +63,11 @@ type Options struct {
 	// Policy, when set, appraises every report that verified; its
 	// findings join the chain audit's.
 	Policy *policy.Policy
+	// Log, when set, is the transparency log's policy (its verifier key,
+	// witnesses and quorum): every proof file beside a report is verified
+	// against it, as hvmon verify --log-key does. Without it the view
+	// shows the proof state the store records (logged, pending, refused).
+	Log *tlog.Policy
 	// Now is the clock for the age of VMs' last reports; nil means
 	// time.Now.
 	Now func() time.Time
@@ -92,9 +98,12 @@ type Server struct {
 	opts  Options
 	mu    sync.Mutex
 	cache map[attest.Digest]verified
-	pages map[string]*template.Template
-	css   []byte
-	mux   *http.ServeMux
+	// proofs caches the verification of proof files that verified (a
+	// proof file, once written, is kept: docs/FORMAT.md).
+	proofs map[proofKey]ProofCheck
+	pages  map[string]*template.Template
+	css    []byte
+	mux    *http.ServeMux
 }
 
 // ContentSecurityPolicy is the policy every response carries: nothing but
