@@ -179,4 +179,22 @@ func TestBrowser(t *testing.T) {
 	if status != "contraindicated" {
 		t.Errorf("report page %s status %q; want contraindicated (the rollback)", href, status)
 	}
+
+	// The fork and gap vectors, each in a store of its own: the fork's
+	// second report at host seq 1 is ringed, the gap drawn before the
+	// report after it.
+	for _, tc := range []struct{ vector, sel string }{
+		{"fork", "#timeline circle.flag.fork"},
+		{"gap", "#timeline g.gap line"},
+	} {
+		vs, _ := newTestServer(t, false, tc.vector)
+		vts := httptest.NewServer(vs)
+		do(tc.vector+" page", chromedp.Navigate(vts.URL+"/vm/vm-1"), chromedp.WaitVisible(chromedp.CSS("#timeline")))
+		n := count(tc.sel)
+		shot("vm-1-" + tc.vector + ".png")
+		vts.Close()
+		if n != 1 {
+			t.Errorf("%s vector: %d × %s; want 1", tc.vector, n, tc.sel)
+		}
+	}
 }

@@ -17,6 +17,8 @@ const (
 	tlRight  = 30
 	tlBottom = 34
 	tlMarkR  = 9
+	// tlMinWidth keeps the first and last times apart on a short timeline.
+	tlMinWidth = 520
 )
 
 // timeline is a VM's history laid out for the VM page's SVG: one lane per
@@ -69,7 +71,8 @@ type gap struct {
 // layout lays out vm's timeline.
 func layout(vm *VM) timeline {
 	n := len(vm.Events)
-	t := timeline{Width: tlLeft + n*tlStep + tlRight, Height: tlTop + len(vm.Hosts)*tlLaneH + tlBottom}
+	// At least wide enough for the two times under the axis.
+	t := timeline{Width: max(tlLeft+n*tlStep+tlRight, tlMinWidth), Height: tlTop + len(vm.Hosts)*tlLaneH + tlBottom}
 	laneY := map[string]int{}
 	for i, h := range vm.Hosts {
 		y := tlTop + i*tlLaneH + tlLaneH/2
@@ -162,7 +165,7 @@ type driftView struct {
 }
 
 func layoutDrift(rows []DriftRow) driftView {
-	v := driftView{Width: drLeft + drWidth + 80, Height: len(rows)*drRowH + 10, Left: drLeft, BarW: drWidth, BarH: drBarH}
+	v := driftView{Width: drLeft + drWidth + 300, Height: len(rows)*drRowH + 10, Left: drLeft, BarW: drWidth, BarH: drBarH}
 	for i, r := range rows {
 		b := driftBar{Row: r, Y: 5 + i*drRowH}
 		for _, c := range r.Changed {
