@@ -116,11 +116,3 @@ func (p *printer) field(indent, name, value string) {
 // printable is reportview.Printable: text from a report, quoted when it
 // holds a rune that is not printable.
 func printable(s string) string { return reportview.Printable(s) }
-
-func vmNameText(name string) string { return reportview.VMNameText(name) }
-
-func timeString(t time.Time) string { return reportview.TimeString(t) }
-
-func digestOrNone(d *attest.Digest) string { return reportview.DigestOrNone(d) }
-
-func orNone(s string) string { return reportview.OrNone(s) }
