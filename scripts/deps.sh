@@ -10,6 +10,8 @@ set -euo pipefail
 # interop test witness's key in an ssh-agent; ovmf is the firmware whose
 # SEV-SNP launch measurement the launch tests compute.
 APT_PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static xz-utils cpio libvirt-dev libvirt-daemon-system libvirt-clients iproute2 curl openssh-client ovmf"
+# The web view's browser test (scripts/webui-browser.sh) drives Debian's Chromium; a font so its screenshots show text.
+APT_PACKAGES="$APT_PACKAGES chromium fonts-dejavu-core"
 missing=""
 for p in $APT_PACKAGES; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

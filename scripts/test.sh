@@ -114,6 +114,12 @@ for pkg in $(go list ./...); do
 	done
 done
 
+# --- web view in a real browser (hvmon ui): Chromium through chromedp, screenshots kept ---
+step "web view: fleet, VM and report pages in headless Chromium (screenshots in ${HVMON_SCREENSHOTS:-/tmp/hvmon-ui-shots})"
+scripts/webui-browser.sh >/tmp/hvmon-webui.log 2>&1 || { cat /tmp/hvmon-webui.log; exit 1; }
+grep -E '^(--- |ok )' /tmp/hvmon-webui.log
+# --- end of the web view step ---
+
 step "end-to-end: the file-based demo"
 scripts/demo-files.sh >/tmp/hvmon-demo.log 2>&1 || { cat /tmp/hvmon-demo.log; exit 1; }
 tail -n 3 /tmp/hvmon-demo.log

@@ -14,6 +14,7 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/internal/boundedfile"
+	"hvmon.dev/hvmon/internal/storeaudit"
 	"hvmon.dev/hvmon/policy"
 	"hvmon.dev/hvmon/tlog"
 )
@@ -305,17 +306,9 @@ func (a *app) auditHistory(paths, names []string, check func(i int, data []byte)
 }
 
 // aboutReport readies a policy's findings about one report for the chain
-// verdict, where the report is the subject: a subject that named more
-// than the VM (a region) moves into the detail.
+// verdict (storeaudit.AboutReport).
 func aboutReport(v policy.Verdict, vm string) []policy.Finding {
-	out := slices.Clone(v.Findings)
-	for i, f := range out {
-		if f.Subject != "" && f.Subject != vm {
-			out[i].Detail = strings.TrimSuffix(f.Subject+": "+f.Detail, ": ")
-		}
-		out[i].Subject = ""
-	}
-	return out
+	return storeaudit.AboutReport(v, vm)
 }
 
 // chainJSON is verify --chain --json: the audit, each report's

@@ -13,6 +13,7 @@ import (
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/host"
 	"hvmon.dev/hvmon/internal/keyfile"
+	"hvmon.dev/hvmon/internal/storeaudit"
 )
 
 func (a *app) logCmd() *cobra.Command {
@@ -205,10 +206,5 @@ func (a *app) verifyLog(ctx context.Context, s *host.FileStore, vm string, opts 
 
 // verifyStored verifies a stored report as of its own issued-at.
 func verifyStored(b []byte, opts attest.VerifyOptions) (*attest.Result, error) {
-	in, err := attest.Inspect(b)
-	if err != nil {
-		return &attest.Result{}, err
-	}
-	opts.Now = in.Report.IssuedAt
-	return attest.Verify(b, opts)
+	return storeaudit.VerifyStored(b, opts)
 }

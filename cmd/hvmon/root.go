@@ -121,7 +121,7 @@ Logs go to stderr, results to stdout.
 	root.AddCommand(a.agentCmd(), a.daemonCmd(), a.logCmd(), a.vmCmd(), a.demoCmd())
 	root.AddCommand(a.evidenceCmd())
 	root.AddCommand(a.hookCmd(), a.libvirtCmd())
-	root.AddCommand(a.policyCmd(), a.logdCmd(), a.launchCmd())
+	root.AddCommand(a.policyCmd(), a.logdCmd(), a.launchCmd(), a.uiCmd())
 	return root
 }
 

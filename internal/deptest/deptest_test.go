@@ -111,6 +111,10 @@ var closureForbidden = map[string][]string{
 	// or process execution.
 	"hvmon.dev/hvmon/tlog/tlogclient": append([]string{"os/exec", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "hvmon.dev/hvmon/policy", "hvmon.dev/hvmon/evidence"}, logStorage...),
 	"hvmon.dev/hvmon/logmon":          append([]string{"os/exec", "hvmon.dev/hvmon/host", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/qmp", "hvmon.dev/hvmon/cmd", "libvirt.org/go/libvirt", "github.com/digitalocean/go-qemu"}, logStorage...),
+	// The web view only reads the store and renders it: no process
+	// execution, no agent, no TEE libraries (they import the network), no
+	// log storage, and the browser that tests it stays in its tests.
+	"hvmon.dev/hvmon/webui": append([]string{"os/exec", "hvmon.dev/hvmon/guest", "hvmon.dev/hvmon/cmd", "hvmon.dev/hvmon/evidence", "github.com/chromedp", "github.com/google/go-sev-guest", "github.com/google/go-tdx-guest"}, logStorage...),
 }
 
 // logStorage is the log server's storage: Tessera, its drivers and their
