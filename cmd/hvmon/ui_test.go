@@ -15,6 +15,7 @@ import (
 
 	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/host"
+	"hvmon.dev/hvmon/internal/syncbuf"
 )
 
 // TestUIRefusesRemote: without --allow-remote, hvmon ui refuses an
@@ -54,7 +55,7 @@ func TestUIServes(t *testing.T) {
 	if _, err := store.Put(context.Background(), "vm-ui", report, in.Report); err != nil {
 		t.Fatal(err)
 	}
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	a := &app{stdout: out, stderr: io.Discard, log: hclog.NewNullLogger()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
