@@ -85,6 +85,13 @@ for pkg in $(go list ./...); do
 	done
 done
 
+# ---- dashboards, alerts and the Debian package (issue 15) ----
+step "alerts and dashboard (promtool), the daemon's /metrics; the Debian package: lintian, dpkg -i, verify, purge"
+# About 15 s and 1-2 min (make deb's cgo build is cached after the tests).
+scripts/metrics-test.sh
+scripts/deb-test.sh
+# ---- end of issue 15's step ----
+
 step "end-to-end: the file-based demo"
 scripts/demo-files.sh >/tmp/hvmon-demo.log 2>&1 || { cat /tmp/hvmon-demo.log; exit 1; }
 tail -n 3 /tmp/hvmon-demo.log
