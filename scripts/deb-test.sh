@@ -49,6 +49,9 @@ cleanup() {
 trap cleanup EXIT
 
 start=$(date +%s)
+echo "-- internal/cmd/mkdeb (its own module): tidy, vet, tests"
+(cd internal/cmd/mkdeb && go mod tidy -diff && go vet ./... && go test -count=1 ./...) || fail "internal/cmd/mkdeb"
+
 echo "-- make deb"
 make --no-print-directory deb >"$tmp/make.log" 2>&1 || { cat "$tmp/make.log"; fail "make deb"; }
 deb=$(ls bin/hvmon_*_amd64.deb)
