@@ -18,18 +18,18 @@ build:
 
 # The Debian package bin/hvmon_VERSION_amd64.deb (docs/OPERATIONS.md,
 # "Installing the Debian package"): hvmon built as in build (cgo, the same
-# version and commit) but stripped and position-independent (Debian's
-# hardening), hvmon-hook, the systemd unit with
-# /usr/bin paths, the example configuration as a conffile, a man page per
-# command and bash, zsh and fish completions generated from the CLI, and
-# the docs. internal/cmd/mkdeb (its own module: nfpm) writes the package;
+# version and commit) but stripped, position-independent and bind-now
+# (Debian's hardening), hvmon-hook, the systemd unit with /usr/bin paths,
+# the example configuration as a conffile, a man page per command and
+# bash, zsh and fish completions generated from the CLI, and the docs.
+# internal/cmd/mkdeb (its own module: nfpm) writes the package;
 # SOURCE_DATE_EPOCH, the commit's time, makes a rebuild identical.
 DEB_GEN = bin/deb
 deb: export SOURCE_DATE_EPOCH = $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 deb:
 	rm -rf $(DEB_GEN) bin/hvmon_*.deb
 	mkdir -p $(DEB_GEN)/man $(DEB_GEN)/completion $(DEB_GEN)/doc $(DEB_GEN)/examples
-	$(GO) build -trimpath -buildmode=pie -ldflags "$(LDFLAGS) -s -w" -o $(DEB_GEN)/hvmon ./cmd/hvmon
+	$(GO) build -trimpath -buildmode=pie -ldflags "$(LDFLAGS) -s -w -extldflags '-Wl,-z,relro,-z,now'" -o $(DEB_GEN)/hvmon ./cmd/hvmon
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(DEB_GEN)/hvmon-hook ./cmd/hvmon-hook
 	cd internal/cmd/mkdeb && $(GO) build -o $(CURDIR)/bin/mkdeb .
 	$(DEB_GEN)/hvmon man --dir $(DEB_GEN)/man
