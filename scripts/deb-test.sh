@@ -4,7 +4,8 @@
 # checks it with lintian, installs it with dpkg -i on this machine, runs
 # the installed hvmon (--version, attest and verify a report), checks the
 # man pages, completions and the libvirt hook the maintainer scripts
-# install when asked (into a temporary hooks directory), removes it
+# install when asked (into a temporary hooks directory), installs it again
+# over itself (an edited conffile and the hook stay), removes it
 # (reports kept), purges it (reports gone) and asserts that nothing it
 # installed or made is left in /etc, /usr or /var/lib.
 #
@@ -103,6 +104,12 @@ grep -q '^ExecStart=/usr/bin/hvmon daemon' /lib/systemd/system/hvmon.service || 
 dpkg-query -W -f '${Conffiles}\n' hvmon | grep -q '/etc/hvmon/hvmon.hcl' || fail "/etc/hvmon/hvmon.hcl is not a conffile"
 head -n 1 "$tmp/hooks/qemu.d/hvmon" | grep -q '^#!/usr/bin/hvmon-hook ' || fail "HVMON_INSTALL_HOOK=1 did not install the hook: $(cat "$tmp/hooks/qemu.d/hvmon" 2>&1)"
 echo "   version, attest/verify, $pages man pages, completions, unit, conffile, hook: ok"
+
+echo "-- dpkg -i again (the upgrade path) keeps an edited conffile and the hook"
+echo '# edited by the admin (deb-test)' >>/etc/hvmon/hvmon.hcl
+HVMON_HOOK_DIR="$tmp/hooks" dpkg_locked dpkg --force-confold -i "$deb" | sed 's/^/   /'
+grep -q '^# edited by the admin (deb-test)$' /etc/hvmon/hvmon.hcl || fail "the upgrade replaced the edited /etc/hvmon/hvmon.hcl"
+[ -f "$tmp/hooks/qemu.d/hvmon" ] || fail "the upgrade removed the hook"
 
 echo "-- dpkg -r keeps the reports"
 echo report >/var/lib/hvmon/deb-test-report
