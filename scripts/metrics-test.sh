@@ -8,8 +8,9 @@
 #   3. every hvmon_* metric the rules and the dashboard name is one that
 #      hvmon's code defines;
 #   4. a real hvmon daemon (a temporary configuration: one vm block whose
-#      QEMU is absent, one log block) and a real hvmon logd serve /metrics on
-#      loopback; promtool check metrics lints both scrapes.
+#      QEMU is absent, one log block; one libvirt hook event sent to it) and
+#      a real hvmon logd serve /metrics on loopback; promtool check metrics
+#      lints both scrapes.
 # Needs promtool (Debian's prometheus package) and curl; fails without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -130,11 +131,18 @@ scrape() { # URL OUT: wait up to 30 s for the endpoint
 }
 scrape "http://127.0.0.1:$mport/metrics" "$tmp/daemon.metrics"
 scrape "http://127.0.0.1:$lmport/metrics" "$tmp/logd.metrics"
+# A libvirt hook event through the daemon's API, so that a counter
+# (hvmon_hook_events_total) is in the scrape too.
+echo "<domain type='qemu'><name>vm-1</name><uuid>6f1c1d2e-0000-4000-8000-000000000001</uuid></domain>" |
+	"$tmp/hvmon" hook --api-socket "$tmp/api.sock" --fail-closed -- vm-1 start begin - ||
+	fail "hvmon hook: the daemon did not answer"
+scrape "http://127.0.0.1:$mport/metrics" "$tmp/daemon.metrics"
 for f in daemon logd; do
 	promtool check metrics <"$tmp/$f.metrics" || fail "promtool check metrics: the $f's /metrics"
 done
 for want in '^hvmon_build_info{' '^hvmon_vms 1$' '^hvmon_vm_connected{vm="vm-1"} 0$' '^hvmon_vm_seconds_since_last_report{vm="vm-1"} ' \
-	'^hvmon_vm_periodic_seconds{vm="vm-1"} 600$' '^hvmon_vm_agent_up{vm="vm-1"} 0$' '^hvmon_log_backlog{log="main"} 0$'; do
+	'^hvmon_vm_periodic_seconds{vm="vm-1"} 600$' '^hvmon_vm_agent_up{vm="vm-1"} 0$' '^hvmon_log_backlog{log="main"} 0$' \
+	'^hvmon_hook_events_total{decision="allow",op="start",vm="vm-1"} 1$'; do
 	grep -qE "$want" "$tmp/daemon.metrics" || fail "the daemon's /metrics has no line matching $want"
 done
 for want in '^hvmon_logd_ready 1$' '^hvmon_logd_submissions_total{outcome="logged"} 0$'; do
