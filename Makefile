@@ -1,7 +1,7 @@
 # The README's two commands are `make demo` and `make test`.
 GO ?= go
 
-.PHONY: all build demo demo-files test test-loaded bench bench-latency bench-migration bench-log vectors clean
+.PHONY: all build deb demo demo-files test test-loaded bench bench-latency bench-migration bench-log vectors clean
 
 all: build
 
@@ -15,6 +15,35 @@ LDFLAGS = -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/hvmon ./cmd/hvmon
 	CGO_ENABLED=0 $(GO) build -o bin/hvmon-hook ./cmd/hvmon-hook
+
+# The Debian package bin/hvmon_VERSION_amd64.deb (docs/OPERATIONS.md,
+# "Installing the Debian package"): hvmon built as in build (cgo, the same
+# version and commit) but stripped, position-independent and bind-now
+# (Debian's hardening), hvmon-hook, the systemd unit with /usr/bin paths,
+# the example configuration as a conffile, a man page per command and
+# bash, zsh and fish completions generated from the CLI, and the docs.
+# internal/cmd/mkdeb (its own module: nfpm) writes the package;
+# SOURCE_DATE_EPOCH, the commit's time, makes a rebuild identical.
+DEB_GEN = bin/deb
+deb: export SOURCE_DATE_EPOCH = $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+deb:
+	rm -rf $(DEB_GEN) bin/hvmon_*.deb
+	mkdir -p $(DEB_GEN)/man $(DEB_GEN)/completion $(DEB_GEN)/doc $(DEB_GEN)/examples
+	$(GO) build -trimpath -buildmode=pie -ldflags "$(LDFLAGS) -s -w -extldflags '-Wl,-z,relro,-z,now'" -o $(DEB_GEN)/hvmon ./cmd/hvmon
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(DEB_GEN)/hvmon-hook ./cmd/hvmon-hook
+	cd internal/cmd/mkdeb && $(GO) build -o $(CURDIR)/bin/mkdeb .
+	$(DEB_GEN)/hvmon man --dir $(DEB_GEN)/man
+	gzip -9n $(DEB_GEN)/man/*.1
+	$(DEB_GEN)/hvmon completion bash >$(DEB_GEN)/completion/hvmon.bash
+	$(DEB_GEN)/hvmon completion zsh >$(DEB_GEN)/completion/_hvmon
+	$(DEB_GEN)/hvmon completion fish >$(DEB_GEN)/completion/hvmon.fish
+	sed -e 's|/usr/local/bin/hvmon|/usr/bin/hvmon|g' -e 's|doc/hvmon/OPERATIONS.md|doc/hvmon/OPERATIONS.md.gz|' -e '/^# Install: cp /,/enable --now hvmon$$/d' \
+		contrib/hvmon.service >$(DEB_GEN)/hvmon.service
+	cp README.md docs/*.md $(DEB_GEN)/doc/
+	gzip -9n $(DEB_GEN)/doc/*.md
+	cp contrib/logd.hcl contrib/policy.hcl $(DEB_GEN)/examples/
+	bin/mkdeb -config contrib/deb/nfpm.yaml -gen $(DEB_GEN) -out bin \
+		-describe "$(VERSION)" -date "$$(git log -1 --format=%cs)"
 
 # The main job: a real VM under QEMU through boot, periodic, live
 # migration, snapshot, tampering, on-demand, restore and shutdown, with one

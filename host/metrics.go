@@ -199,6 +199,8 @@ var (
 		"1 when the VM's last report carried guest evidence (agent ok), else 0 (also before its first report since the daemon started).", []string{"vm"}, nil)
 	vmSinceDesc = prometheus.NewDesc("hvmon_vm_seconds_since_last_report",
 		"Seconds since the VM's last stored report (its host chain's head across restarts); since the daemon started following it when it has none.", []string{"vm"}, nil)
+	vmPeriodicDesc = prometheus.NewDesc("hvmon_vm_periodic_seconds",
+		"The VM's interval of periodic attestations, 0 when it has none: an alert compares hvmon_vm_seconds_since_last_report with it.", []string{"vm"}, nil)
 	vmsDesc = prometheus.NewDesc("hvmon_vms", "VMs the daemon follows.", nil, nil)
 )
 
@@ -207,13 +209,15 @@ type vmCollector struct{ s *Supervisor }
 
 // Collector returns a Prometheus collector of the supervisor's per-VM
 // gauges (hvmon_vm_connected, hvmon_vm_agent_up,
-// hvmon_vm_seconds_since_last_report) and hvmon_vms. Register it once.
+// hvmon_vm_seconds_since_last_report, hvmon_vm_periodic_seconds) and
+// hvmon_vms. Register it once.
 func (s *Supervisor) Collector() prometheus.Collector { return vmCollector{s} }
 
 func (c vmCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- vmConnectedDesc
 	ch <- vmAgentUpDesc
 	ch <- vmSinceDesc
+	ch <- vmPeriodicDesc
 	ch <- vmsDesc
 }
 
@@ -229,6 +233,7 @@ func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
 			last = v.Followed
 		}
 		ch <- prometheus.MustNewConstMetric(vmSinceDesc, prometheus.GaugeValue, max(now.Sub(last).Seconds(), 0), v.Name)
+		ch <- prometheus.MustNewConstMetric(vmPeriodicDesc, prometheus.GaugeValue, v.Periodic.Seconds(), v.Name)
 	}
 }
 

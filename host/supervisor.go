@@ -287,6 +287,10 @@ type VMStatus struct {
 	LastAt    time.Time          `json:"last_at,omitzero"`
 	// Followed is when the daemon started following the VM.
 	Followed time.Time `json:"followed"`
+	// Periodic is the VM's interval of periodic attestations (zero: none).
+	// It is exported as the metric hvmon_vm_periodic_seconds, not in the
+	// API's JSON.
+	Periodic time.Duration `json:"-"`
 }
 
 // VMs lists the followed VMs.
@@ -400,7 +404,7 @@ func (v *vm) status() VMStatus {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return VMStatus{Name: v.cfg.Name, QMP: v.cfg.QMP, Connected: v.connected && v.state != "shutoff", State: v.state, Seq: v.seq,
-		Agent: v.lastAgent, LastEvent: string(v.lastEvent), LastAt: v.lastAt, Followed: v.followed}
+		Agent: v.lastAgent, LastEvent: string(v.lastEvent), LastAt: v.lastAt, Followed: v.followed, Periodic: v.cfg.Periodic}
 }
 
 // run is the VM's worker loop: QMP events and requests in, reports out.

@@ -479,7 +479,8 @@ func TestMetrics(t *testing.T) {
 // TestVMGauges: the per-VM gauges exist from the moment a VM is
 // followed, and follow its connection, its agent and its last report.
 func TestVMGauges(t *testing.T) {
-	r := newRig(t)
+	// An hour: no periodic report comes during the test.
+	r := newRigWith(t, func(c *VMConfig) { c.Periodic = time.Hour })
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(r.sup.Collector())
 	gauge := func(name string) (float64, bool) {
@@ -508,6 +509,9 @@ func TestVMGauges(t *testing.T) {
 	}
 	if _, ok := gauge("hvmon_vm_seconds_since_last_report"); !ok {
 		t.Error("hvmon_vm_seconds_since_last_report missing before any report")
+	}
+	if v, ok := gauge("hvmon_vm_periodic_seconds"); !ok || v != 3600 {
+		t.Errorf("hvmon_vm_periodic_seconds = %v, %v; want 3600, the VM's periodic interval", v, ok)
 	}
 	if _, err := r.sup.Attest(context.Background(), "vm-1", attest.EventOnDemand, nil); err != nil {
 		t.Fatal(err)

@@ -8,8 +8,12 @@ set -euo pipefail
 # network namespace of the second libvirt host; curl submits reports to the
 # log server (file-only demo, interop test); openssh-client holds the
 # interop test witness's key in an ssh-agent; ovmf is the firmware whose
-# SEV-SNP launch measurement the launch tests compute.
-APT_PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static xz-utils cpio libvirt-dev libvirt-daemon-system libvirt-clients iproute2 curl openssh-client ovmf"
+# SEV-SNP launch measurement the launch tests compute; prometheus gives
+# promtool, which checks the alerting rules and the daemon's /metrics, and
+# lintian checks the Debian package (scripts/metrics-test.sh, deb-test.sh);
+# Debian 12 has promtool only in prometheus, which also enables a Prometheus
+# server on systemd machines (the tests do not use it).
+APT_PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static xz-utils cpio libvirt-dev libvirt-daemon-system libvirt-clients iproute2 curl openssh-client ovmf prometheus lintian"
 # The web view's browser test (scripts/webui-browser.sh) drives Debian's Chromium; a font so its screenshots show text.
 APT_PACKAGES="$APT_PACKAGES chromium fonts-dejavu-core"
 missing=""

@@ -122,6 +122,7 @@ Logs go to stderr, results to stdout.
 	root.AddCommand(a.evidenceCmd())
 	root.AddCommand(a.hookCmd(), a.libvirtCmd())
 	root.AddCommand(a.policyCmd(), a.logdCmd(), a.launchCmd(), a.uiCmd())
+	root.AddCommand(a.manCmd())
 	return root
 }
 
