@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"hvmon.dev/hvmon/attest"
 	"hvmon.dev/hvmon/host"
 	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/internal/keyfile"
@@ -117,17 +118,14 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool, r
 		return configErr(err)
 	}
 	defer lock.Close()
-	key, err := keyfile.LoadPrivate(cfg.Key, keyfile.LoadOptions{AllowInsecurePermissionsUnsafe: unsafeKey})
+	in, err := loadDaemonInputs(cfg, unsafeKey)
 	if err != nil {
-		return configErr(fmt.Errorf("host key: %w", err))
+		return err
 	}
+	key, verifier, logs := in.key, in.verifier, in.logs
 	store, err := host.NewFileStore(cfg.DataDir)
 	if err != nil {
 		return configErr(fmt.Errorf("data dir: %w", err))
-	}
-	verifier, err := evidenceVerifier(cfg.Evidence)
-	if err != nil {
-		return configErr(fmt.Errorf("evidence: %w", err))
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -136,16 +134,12 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool, r
 	if hostName == "" {
 		hostName, _ = os.Hostname()
 	}
-	hooks, journal, err := newHookService(cfg, key, store, verifier, reg, log.Named("hook"))
+	hooks, journal, err := newHookService(cfg, append([]*attest.PublicKey{key.PublicKey()}, in.peers...), store, verifier, reg, log.Named("hook"))
 	if err != nil {
 		return err
 	}
 	defer journal.Close()
 	metrics := host.NewMetrics(reg)
-	logs, err := cfg.LogConfigs()
-	if err != nil {
-		return configErr(err)
-	}
 	var stored func(host.Entry)
 	if len(logs) > 0 {
 		outbox, err := host.NewOutbox(host.OutboxOptions{Store: store, Dir: filepath.Join(cfg.DataDir, "outbox"), Logs: logs,
@@ -210,16 +204,12 @@ func (a *app) runDaemon(ctx context.Context, cfg *host.Config, unsafeKey bool, r
 		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go msrv.Serve(mln)
 	}
-	libvirtURI := "off"
-	if cfg.Libvirt != nil {
-		libvirtURI = cmp.Or(cfg.Libvirt.URI, "qemu:///system")
-	}
 	var names []string
 	for _, v := range cfg.VMs {
 		names = append(names, v.Name)
 	}
 	log.Info("running: following the configured VMs, the watched directory's and libvirt's domains", "vms", strings.Join(names, ","),
-		"watch_dir", cmp.Or(cfg.WatchDir, "off"), "libvirt", libvirtURI, "logs", len(logs), "api", cfg.APISocket, "metrics", cfg.MetricsListen,
+		"watch_dir", cmp.Or(cfg.WatchDir, "off"), "libvirt", libvirtFollowed(cfg), "logs", len(logs), "api", cfg.APISocket, "metrics", cfg.MetricsListen,
 		"data_dir", cfg.DataDir, "key_id", key.KeyID().String(), "version", bi.String())
 
 	for done := false; !done; {
@@ -327,32 +317,60 @@ func restartOnlyChanges(a, b *host.Config) []string {
 	return out
 }
 
+// daemonInputs is what the daemon loads from the files its configuration
+// names before it starts: the host key, the evidence verifier, the logs'
+// configurations with their keys, and the trusted peers' keys.
+type daemonInputs struct {
+	key      *attest.PrivateKey
+	verifier attest.EvidenceVerifier
+	logs     []host.LogConfig
+	peers    []*attest.PublicKey
+}
+
+// loadDaemonInputs loads them, the first problem a configuration error
+// naming the setting. runDaemon and daemon --check share it, so --check
+// passes exactly when the daemon would get past it.
+func loadDaemonInputs(cfg *host.Config, unsafeKey bool) (*daemonInputs, error) {
+	var in daemonInputs
+	var err error
+	if in.key, err = keyfile.LoadPrivate(cfg.Key, keyfile.LoadOptions{AllowInsecurePermissionsUnsafe: unsafeKey}); err != nil {
+		return nil, configErr(fmt.Errorf("host key: %w", err))
+	}
+	if in.verifier, err = evidenceVerifier(cfg.Evidence); err != nil {
+		return nil, configErr(fmt.Errorf("evidence: %w", err))
+	}
+	if in.logs, err = cfg.LogConfigs(); err != nil {
+		return nil, configErr(err)
+	}
+	for _, p := range cfg.TrustPeers {
+		k, err := keyfile.LoadPublic(p)
+		if err != nil {
+			return nil, configErr(fmt.Errorf("trust_peers: %w", err))
+		}
+		in.peers = append(in.peers, k)
+	}
+	return &in, nil
+}
+
+// libvirtFollowed names the libvirt connection the configuration follows,
+// "off" without a libvirt block.
+func libvirtFollowed(cfg *host.Config) string {
+	if cfg.Libvirt == nil {
+		return "off"
+	}
+	return cmp.Or(cfg.Libvirt.URI, "qemu:///system")
+}
+
 // checkDaemonConfig is daemon --check: it loads what the daemon loads
 // before it starts following VMs (the host key, the evidence roots, the
 // logs' keys, the trusted peers' keys) and reports the first problem, or
 // prints a summary. It starts nothing and changes nothing.
 func (a *app) checkDaemonConfig(path string, cfg *host.Config, unsafeKey bool) error {
-	key, err := keyfile.LoadPrivate(cfg.Key, keyfile.LoadOptions{AllowInsecurePermissionsUnsafe: unsafeKey})
+	in, err := loadDaemonInputs(cfg, unsafeKey)
 	if err != nil {
-		return configErr(fmt.Errorf("host key: %w", err))
-	}
-	if _, err := evidenceVerifier(cfg.Evidence); err != nil {
-		return configErr(fmt.Errorf("evidence: %w", err))
-	}
-	logs, err := cfg.LogConfigs()
-	if err != nil {
-		return configErr(err)
-	}
-	for _, p := range cfg.TrustPeers {
-		if _, err := keyfile.LoadPublic(p); err != nil {
-			return configErr(fmt.Errorf("trust_peers: %w", err))
-		}
-	}
-	libvirtURI := "off"
-	if cfg.Libvirt != nil {
-		libvirtURI = cmp.Or(cfg.Libvirt.URI, "qemu:///system")
+		return err
 	}
 	fmt.Fprintf(a.stdout, "%s: OK: host key %s, %d vm block(s), watch_dir %s, libvirt %s, %d log(s), data_dir %s, api_socket %s, metrics %s\n",
-		path, key.KeyID(), len(cfg.VMs), cmp.Or(cfg.WatchDir, "off"), libvirtURI, len(logs), cfg.DataDir, cfg.APISocket, cfg.MetricsListen)
+		path, in.key.KeyID(), len(cfg.VMs), cmp.Or(cfg.WatchDir, "off"), libvirtFollowed(cfg), len(in.logs), cfg.DataDir, cfg.APISocket, cfg.MetricsListen)
 	return nil
 }

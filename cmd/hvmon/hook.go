@@ -23,7 +23,6 @@ import (
 	"hvmon.dev/hvmon/internal/atomicfile"
 	"hvmon.dev/hvmon/internal/boundedfile"
 	"hvmon.dev/hvmon/internal/hookrun"
-	"hvmon.dev/hvmon/internal/keyfile"
 )
 
 // This file is "hvmon hook": the program libvirt runs for QEMU domain
@@ -410,17 +409,9 @@ func uninstallHook(dir string) (string, bool, error) {
 }
 
 // newHookService opens the daemon's hook journal (data_dir/hooks.jsonl)
-// and returns the service that answers hvmon hook, trusting the host's own
-// key and the trust_peers keys for incoming migrations.
-func newHookService(cfg *host.Config, key *attest.PrivateKey, store host.Store, ev attest.EvidenceVerifier, reg prometheus.Registerer, log hclog.Logger) (*host.HookService, *host.HookJournal, error) {
-	trusted := []*attest.PublicKey{key.PublicKey()}
-	for _, p := range cfg.TrustPeers {
-		k, err := keyfile.LoadPublic(p)
-		if err != nil {
-			return nil, nil, configErr(fmt.Errorf("trust_peers: %w", err))
-		}
-		trusted = append(trusted, k)
-	}
+// and returns the service that answers hvmon hook, trusting the given keys
+// (the host's own and its trust_peers') for incoming migrations.
+func newHookService(cfg *host.Config, trusted []*attest.PublicKey, store host.Store, ev attest.EvidenceVerifier, reg prometheus.Registerer, log hclog.Logger) (*host.HookService, *host.HookJournal, error) {
 	j, err := host.OpenHookJournal(filepath.Join(cfg.DataDir, "hooks.jsonl"), host.HookJournalOptions{Logger: log})
 	if err != nil {
 		return nil, nil, configErr(err)
