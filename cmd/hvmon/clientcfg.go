@@ -32,6 +32,10 @@ type daemonLocation struct {
 	configPath string
 	socket     string
 	dataDir    string
+
+	loaded bool // config ran: cfg and err are its result
+	cfg    *host.Config
+	err    error
 }
 
 // flags registers --config and, as asked, --api-socket and --data-dir.
@@ -49,6 +53,15 @@ func (d *daemonLocation) flags(f *pflag.FlagSet, socket, dataDir bool) {
 // default file does not exist; an error for a --config given that does
 // not load, or a default file that exists and does not load.
 func (d *daemonLocation) config(cmd *cobra.Command) (*host.Config, error) {
+	if !d.loaded {
+		d.cfg, d.err = d.load(cmd)
+		d.loaded = true
+	}
+	return d.cfg, d.err
+}
+
+// load reads and parses the configuration file once for config.
+func (d *daemonLocation) load(cmd *cobra.Command) (*host.Config, error) {
 	src, err := boundedfile.Read(d.configPath, host.MaxConfigSize)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("config") {
