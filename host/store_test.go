@@ -142,3 +142,34 @@ func mustHex(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+// FuzzLookup: any prefix given on the command line (log show) is refused
+// or looked up, never a panic; what Lookup finds has that prefix.
+func FuzzLookup(f *testing.F) {
+	for _, s := range []string{"abcdef", "ABCDEF01", "abc", "zzzzzz", "", strings.Repeat("a", 65), "abcdef\x00"} {
+		f.Add(s)
+	}
+	s, err := NewFileStore(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	dir := filepath.Join(s.Dir, "reports", "vm-1")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		f.Fatal(err)
+	}
+	for i, h := range []string{"abcdef01", "abcdef02", "12345678"} {
+		var d attest.Digest
+		b, _ := hex.DecodeString(h)
+		copy(d[:], b)
+		e := Entry{VM: "vm-1", Time: testNow, Seq: uint64(i), Event: attest.EventPeriodic, Hash: d}
+		if err := os.WriteFile(filepath.Join(dir, reportFileName(e)), []byte("x"), 0o640); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, prefix string) {
+		e, err := s.Lookup(context.Background(), prefix)
+		if err == nil && !strings.HasPrefix(e.Hash.String(), strings.ToLower(prefix)) {
+			t.Fatalf("Lookup(%q) found %s", prefix, e.Hash)
+		}
+	})
+}
