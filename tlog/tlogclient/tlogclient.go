@@ -50,7 +50,7 @@ func NewHTTPReader(base string, c *http.Client) (*HTTPReader, error) {
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("log URL %q: want http:// or https:// and a host", base)
 	}
-	return &HTTPReader{Base: strings.TrimSuffix(base, "/"), Client: c}, nil
+	return &HTTPReader{Base: strings.TrimRight(base, "/"), Client: c}, nil
 }
 
 // ReadCheckpoint implements tlog.TileReader.

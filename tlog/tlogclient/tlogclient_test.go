@@ -187,3 +187,21 @@ func TestDirReader(t *testing.T) {
 		t.Errorf("ReadTile(oversize) = %v, want a size error", err)
 	}
 }
+
+// FuzzNewHTTPReader: a log URL from a flag is accepted only as http(s)
+// with a host, never a panic, and its base ends in no slash (paths are
+// joined with one).
+func FuzzNewHTTPReader(f *testing.F) {
+	for _, s := range []string{"https://log.example/tiles/", "http://127.0.0.1:8790", "ftp://x/", "log", "http:///x", "://", "http://[::1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := NewHTTPReader(s, nil)
+		if err != nil {
+			return
+		}
+		if b := strings.ToLower(r.Base); !strings.HasPrefix(b, "http://") && !strings.HasPrefix(b, "https://") || strings.HasSuffix(b, "/") {
+			t.Fatalf("NewHTTPReader(%q) = %+v", s, r)
+		}
+	})
+}
