@@ -69,6 +69,20 @@ type transition struct {
 	note *note
 }
 
+// then is t followed by u: both transitions' events in order, the later
+// state and note when u has them, and the agent closed when either says so.
+func (t transition) then(u transition) transition {
+	t.events = append(t.events, u.events...)
+	if u.state != "" {
+		t.state = u.state
+	}
+	t.closeAgent = t.closeAgent || u.closeAgent
+	if u.note != nil {
+		t.note = u.note
+	}
+	return t
+}
+
 // lifecycleEvent is an hvmon event a lifecycle machine found: one report
 // to make.
 type lifecycleEvent struct {

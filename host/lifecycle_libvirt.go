@@ -59,6 +59,22 @@ type libvirtLifecycle struct {
 	port       string            // the channel's device alias
 	remembered map[string]string // the domain's facts, and the last migration's
 	inst       libvirtInstance
+	// deferred is a description of a new QEMU instance, paused with its
+	// agent closed, that arrived while the old one was still followed:
+	// the new instance of a snapshot revert, a restore or an incoming
+	// start whose libvirt events are still on their way (libvirt delivers
+	// them after the job that made them; a description taken meanwhile is
+	// ahead of them). The next event decides: the old instance's
+	// "stopped" confirms it; anything else means the change happened
+	// unobserved, and is reported as such first.
+	deferred *deferredChange
+}
+
+// deferredChange is a description held back by libvirtLifecycle.deferred;
+// when the change proves unobserved it is reported at the time of the
+// event that showed it.
+type deferredChange struct {
+	d map[string]any
 }
 
 // libvirtInstance is what the machine knows of the domain's current QEMU
@@ -93,10 +109,25 @@ func (lc *libvirtLifecycle) agentSocket() string { return lc.agent }
 // qmpLifecycle.periodicDue).
 func (lc *libvirtLifecycle) periodicDue() bool {
 	in := &lc.inst
-	return in.running && (in.booted || lc.agent == "") && !in.migrating && !in.migratedOut
+	return in.running && (in.booted || lc.agent == "") && !in.migrating && !in.migratedOut && lc.deferred == nil
 }
 
 func (lc *libvirtLifecycle) step(ctx context.Context, q lifecycleQueries, e qmp.Event, at time.Time) transition {
+	if d := lc.deferred; d != nil {
+		lc.deferred = nil
+		if !(e.Event == EventLibvirtLifecycle && dataString(e, "event") == "stopped") && e.Event != EventLibvirtDomain {
+			// Not the old instance's stop: the change happened while
+			// hvmon could not see it.
+			first := lc.describeNow(d.d, at)
+			return first.then(lc.stepNow(ctx, q, e, at))
+		}
+	}
+	return lc.stepNow(ctx, q, e, at)
+}
+
+// stepNow takes in one event (step, once a deferred description is
+// settled).
+func (lc *libvirtLifecycle) stepNow(ctx context.Context, q lifecycleQueries, e qmp.Event, at time.Time) transition {
 	in := &lc.inst
 	switch e.Event {
 	case EventLibvirtDomain:
@@ -218,6 +249,23 @@ const launchFactsMark = "launch_vcpus"
 // happened while hvmon could not see the domain (libvirtd restarting): a
 // domain that stopped, or one that runs another QEMU instance than before.
 func (lc *libvirtLifecycle) describe(d map[string]any, at time.Time) transition {
+	id := int64(-1)
+	if n, ok := d["id"].(float64); ok {
+		id = int64(n)
+	}
+	state, _ := d["state"].(string)
+	agentOpen, _ := d["agent_open"].(bool)
+	if in := &lc.inst; in.id >= 0 && id >= 0 && id != in.id && state == "paused" && !agentOpen {
+		// A new instance, starting, described before the old one's stop
+		// reached hvmon: the next event decides (deferred).
+		lc.deferred = &deferredChange{d: d}
+		return transition{}
+	}
+	return lc.describeNow(d, at)
+}
+
+// describeNow applies a description of the domain's current instance.
+func (lc *libvirtLifecycle) describeNow(d map[string]any, at time.Time) transition {
 	var t transition
 	if p, ok := d["agent_path"].(string); ok && p != "" {
 		t.closeAgent = p != lc.agent
